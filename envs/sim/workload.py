@@ -29,7 +29,9 @@ class Workload:
 
     def __post_init__(self) -> None:
         if not (np.isfinite(self.duration_s) and self.duration_s > 0):
-            raise ValueError(f"Workload.duration_s must be a finite number > 0, got {self.duration_s!r}")
+            raise ValueError(
+                f"Workload.duration_s must be a finite number > 0, got {self.duration_s!r}"
+            )
         fixed = []
         for i, arr in enumerate(self.arrivals_s):
             a = np.ascontiguousarray(arr, dtype=np.float64)

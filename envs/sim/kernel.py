@@ -1,0 +1,134 @@
+"""The request-serving kernel: FIFO queues, dispatch, dynamic batching, timeouts.
+
+Between two instance events (an instance becoming warm, a control step, ...) the set of serving
+slots of every model is fixed, so serving the requests of that segment is a closed computation.
+This kernel does it for all models in one call. It is compiled with numba because it runs once
+per request: ``benchmarks/sim_throughput.py`` measures it (the pure-Python loop is several times
+below the 500k requests/s target). Set ``NUMBA_DISABLE_JIT=1`` to step through it in Python.
+
+Semantics, per model:
+
+* Requests wait in one FIFO queue (arrival order).
+* Dispatch is pull-based: the head of the queue starts at ``s = max(arrival, earliest slot free
+  time)`` on the slot that is free at ``s`` with the least outstanding work; among idle slots
+  (all with zero outstanding work) the most recently busy one wins, so surplus instances stay
+  idle and can be reclaimed by keep-alive (what production platforms do).
+* Dynamic batching: the slot takes every queued request that has arrived by ``s``, up to the
+  model's ``max_batch``; the batch runs ``gpu_batch1 + (b - 1) * gpu_per_item`` seconds.
+  CPU-fallback slots take one request at a time and run ``cpu`` seconds.
+* A request whose wait would exceed ``timeout`` is dropped at ``arrival + timeout``.
+* Cold-start wait of a request = the part of its wait before the model's current warm period
+  began (``warm_since``); the rest of its wait is queueing.
+
+Request status codes: 0 = not yet started, 1 = served on a GPU, 2 = dropped, 3 = served on CPU.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+PENDING, SERVED_GPU, DROPPED, SERVED_CPU = 0, 1, 2, 3
+
+
+@njit(cache=True, nogil=True)
+def serve_segment(
+    t1,
+    arrivals,  # float64[total]  all models' arrivals, concatenated
+    offsets,  # int64[M + 1]     model m owns arrivals[offsets[m]:offsets[m + 1]]
+    head,  # int64[M]  (in/out) absolute index of the oldest request not started nor dropped
+    arrived,  # int64[M] (in/out) absolute index one past the last request arrived by t1
+    start,  # float64[total] (out) start of service (or drop time)
+    finish,  # float64[total] (out) end of service
+    cold_wait,  # float32[total] (out)
+    status,  # int8[total] (out)
+    slot_free,  # float64[M, S] (in/out) time each slot becomes free
+    slot_on,  # int8[M, S]  1 = the slot serves this segment (GPU slots first, CPU slots after)
+    slot_batch,  # int32[M, S] (out) size of the slot's last batch
+    slot_busy,  # float64[M, S] (in/out) accumulated busy seconds
+    n_gpu_slots,  # int: slots [0, n_gpu_slots) are GPUs, the rest CPU-fallback workers
+    exec1,  # float64[M] batch-1 GPU time, s
+    exec_item,  # float64[M] extra GPU time per extra batch member, s
+    cpu_exec,  # float64[M] CPU time per request, s
+    max_batch,  # int64[M]
+    timeout,  # float: longest wait before a drop, s
+    warm_since,  # float64[M] start of the model's current warm period (inf if cold)
+    served,  # int64[M] (in/out) requests started
+    dropped,  # int64[M] (in/out) requests dropped
+):
+    M = offsets.shape[0] - 1
+    S = slot_free.shape[1]
+    for m in range(M):
+        end = offsets[m + 1]
+        h = head[m]
+        # Arrivals by t1.
+        a_idx = arrived[m]
+        while a_idx < end and arrivals[a_idx] <= t1:
+            a_idx += 1
+        arrived[m] = a_idx
+        while h < a_idx:
+            a = arrivals[h]
+            # Earliest free slot.
+            tfree = np.inf
+            for s in range(S):
+                if slot_on[m, s] == 1 and slot_free[m, s] < tfree:
+                    tfree = slot_free[m, s]
+            if tfree == np.inf:
+                break
+            st = tfree if tfree > a else a
+            if st >= t1:
+                break  # decided in a later segment, whose slots may differ
+            if st - a > timeout:
+                start[h] = a + timeout
+                finish[h] = a + timeout
+                status[h] = DROPPED
+                dropped[m] += 1
+                h += 1
+                continue
+            # Slot free at st with the latest free time (most recently busy).
+            best = -1
+            best_free = -np.inf
+            for s in range(S):
+                if slot_on[m, s] == 1 and slot_free[m, s] <= st and slot_free[m, s] > best_free:
+                    best = s
+                    best_free = slot_free[m, s]
+            if best < n_gpu_slots:
+                limit = max_batch[m]
+            else:
+                limit = 1
+            b = 0
+            j = h
+            while j < a_idx and b < limit and arrivals[j] <= st:
+                b += 1
+                j += 1
+            if best < n_gpu_slots:
+                ex = exec1[m] + (b - 1) * exec_item[m]
+                code = SERVED_GPU
+            else:
+                ex = cpu_exec[m]
+                code = SERVED_CPU
+            fin = st + ex
+            ws = warm_since[m]
+            for k in range(h, h + b):
+                start[k] = st
+                finish[k] = fin
+                status[k] = code
+                if code == SERVED_GPU:
+                    c = (ws if ws < st else st) - arrivals[k]
+                    cold_wait[k] = c if c > 0.0 else 0.0
+                else:
+                    cold_wait[k] = 0.0
+            slot_free[m, best] = fin
+            slot_batch[m, best] = b
+            slot_busy[m, best] += ex
+            served[m] += b
+            h += b
+        # Requests that can no longer start in time: dropped at arrival + timeout (< t1).
+        while h < a_idx and arrivals[h] + timeout < t1:
+            # No slot is free before t1 (the loop above stopped), so none could start it in time.
+            start[h] = arrivals[h] + timeout
+            finish[h] = arrivals[h] + timeout
+            status[h] = DROPPED
+            dropped[m] += 1
+            h += 1
+        head[m] = h

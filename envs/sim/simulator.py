@@ -1,0 +1,672 @@
+"""The discrete-event simulator of a GPU inference cluster with cold starts.
+
+Time advances with :meth:`Simulator.run_until`. Instance life-cycle events (stages of a cold
+start, transfers over shared links, keep-alive expiry, drains) are processed one by one from an
+event queue; between two such events the serving slots are fixed and the requests of that segment
+are served by the compiled kernel (:mod:`envs.sim.kernel`). A policy acts between ``run_until``
+calls through the control interface (``scale_up``, ``scale_down``, ``set_target``,
+``cache_keep``, ``cache_evict``, ``prefetch``).
+
+The simulator draws no workload randomness: it replays a :class:`~envs.sim.workload.Workload`,
+so every policy faces the same requests. The only random stream it owns is the optional jitter
+of start-up stages (``StartupSpec.jitter_cv``, 0 by default).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import kernel
+from .cache import ModelCache
+from .config import PLACEMENT_RULES, TIERS, SimConfig
+from .engine import EventQueue, Priority
+from .links import LinkNetwork
+from .workload import Workload
+
+LOADING, WARM, DRAINING, DEAD = 0, 1, 2, 3
+
+
+class SimError(ValueError):
+    """A control call the simulator cannot carry out (no free GPU, tier without a copy, ...)."""
+
+
+@dataclass(eq=False)
+class Instance:
+    """One model instance on one GPU."""
+
+    iid: int
+    model: int
+    host: int
+    gpu: int
+    source: str
+    created_s: float
+    state: int = LOADING
+    ready_s: float = math.inf
+    stages: list = field(default_factory=list)
+    stage_idx: int = 0
+    token: int = 0  # bumps on cancel so stale events are ignored
+    transfer_id: int = -1
+    locks: list = field(default_factory=list)  # (cache, model) pairs read by this load
+    drain_s: float = math.inf
+
+
+@dataclass(eq=False)
+class Prefetch:
+    model: int
+    host: int
+    source: str
+    stages: list
+    stage_idx: int = 0
+    token: int = 0
+    transfer_id: int = -1
+    locks: list = field(default_factory=list)
+    pin: bool = True
+
+
+class Simulator:
+    """A GPU cluster serving one workload.
+
+    Args:
+        config: The cluster, catalog and features.
+        workload: Arrivals per catalog model; ``workload.n_models`` must equal the catalog size.
+        rng: Random stream for start-up jitter only (unused when ``jitter_cv == 0``).
+    """
+
+    def __init__(
+        self, config: SimConfig, workload: Workload, rng: np.random.Generator | None = None
+    ):
+        if workload.n_models != len(config.models):
+            raise ValueError(
+                f"workload has {workload.n_models} models but the catalog has {len(config.models)}"
+            )
+        self.cfg = config
+        self.workload = workload
+        self.rng = rng if rng is not None else np.random.default_rng(0)
+        self.now = 0.0
+        self.M = M = len(config.models)
+        self.sizes = [m.size_gb for m in config.models]
+        # GPUs: global index g, host_of_gpu[g].
+        self.host_of_gpu: list[int] = []
+        self.gpus_of_host: list[list[int]] = []
+        for h, hs in enumerate(config.hosts):
+            self.gpus_of_host.append(
+                list(range(len(self.host_of_gpu), len(self.host_of_gpu) + hs.n_gpus))
+            )
+            self.host_of_gpu.extend([h] * hs.n_gpus)
+        self.G = G = len(self.host_of_gpu)
+        self.gpu_instance: list[Instance | None] = [None] * G
+        # Links.
+        caps, names = [], []
+        self.link_egress = 0
+        caps.append(config.cloud.egress_gb_per_s)
+        names.append("cloud_egress")
+        self.link_tx, self.link_rx, self.link_disk = [], [], []
+        for h, hs in enumerate(config.hosts):
+            self.link_tx.append(len(caps))
+            caps.append(hs.nic_gb_per_s)
+            names.append(f"host{h}_nic_tx")
+            self.link_rx.append(len(caps))
+            caps.append(hs.nic_gb_per_s)
+            names.append(f"host{h}_nic_rx")
+            self.link_disk.append(len(caps) if hs.has_disk else -1)
+            if hs.has_disk:
+                caps.append(hs.disk_gb_per_s)
+                names.append(f"host{h}_disk")
+        self.link_pcie = []
+        for g in range(G):
+            self.link_pcie.append(len(caps))
+            caps.append(config.hosts[self.host_of_gpu[g]].pcie_gb_per_s)
+            names.append(f"gpu{g}_pcie")
+        self.net = LinkNetwork(caps, names)
+        self.events = EventQueue()
+        # Caches.
+        self.mem = [ModelCache(hs.cache_gb, self.sizes) for hs in config.hosts]
+        self.disk = [
+            ModelCache(hs.disk_cache_gb if hs.has_disk else 0.0, self.sizes) for hs in config.hosts
+        ]
+        self._mem_gb_s = 0.0
+        self._mem_used = 0.0
+        self._mem_t = 0.0
+        self._out_transfers = [0] * len(config.hosts)
+        # Instances.
+        self.instances: list[list[Instance]] = [[] for _ in range(M)]
+        self._next_iid = 0
+        self.n_serving = np.zeros(M, dtype=np.int64)
+        self.prefetches: list[Prefetch] = []
+        # Kernel state.
+        arr = workload.arrivals_s
+        self.offsets = np.zeros(M + 1, dtype=np.int64)
+        self.offsets[1:] = np.cumsum([a.size for a in arr])
+        total = int(self.offsets[-1])
+        self.arrivals = np.concatenate(arr) if total else np.zeros(0)
+        self.head = self.offsets[:-1].copy()
+        self.arrived = self.offsets[:-1].copy()
+        self.start_s = np.full(total, np.nan)
+        self.finish_s = np.full(total, np.nan)
+        self.cold_wait_s = np.zeros(total, dtype=np.float32)
+        self.status = np.zeros(total, dtype=np.int8)
+        f = config.features
+        self.n_cpu = f.cpu_workers if f.cpu_fallback else 0
+        S = G + self.n_cpu
+        self.slot_free = np.zeros((M, S))
+        self.slot_on = np.zeros((M, S), dtype=np.int8)
+        self.slot_batch = np.zeros((M, S), dtype=np.int32)
+        self.slot_busy = np.zeros((M, S))
+        if self.n_cpu:
+            self.slot_on[:, G:] = 1
+        self.exec1 = np.array([m.gpu_batch1_ms / 1e3 for m in config.models])
+        self.exec_item = np.array([m.gpu_per_item_ms / 1e3 for m in config.models])
+        self.cpu_exec = np.array([m.cpu_ms / 1e3 for m in config.models])
+        self.max_batch = np.array([m.max_batch for m in config.models], dtype=np.int64)
+        self.warm_since = np.full(M, np.inf)
+        self.served = np.zeros(M, dtype=np.int64)
+        self.dropped = np.zeros(M, dtype=np.int64)
+        # Accounting.
+        self.gpu_s_closed = 0.0
+        self.cold_starts = dict.fromkeys(TIERS, 0)
+        self.cold_starts_by_model = np.zeros(M, dtype=np.int64)
+        self.gb_by_tier = dict.fromkeys(TIERS, 0.0)
+        self.gb_pcie = 0.0
+        self.egress_gb = 0.0
+        self.prefetches_done = 0
+
+    # ====================================================================== time =============
+    def run_until(self, t_end: float) -> None:
+        """Advance simulated time to ``t_end`` (>= now), serving requests and processing events."""
+        if not t_end >= self.now:
+            raise ValueError(f"run_until({t_end}) is in the past: now = {self.now}")
+        ka = self.cfg.features.keep_alive_s
+        while True:
+            t_ev = min(self.events.peek_time(), self.net.next_completion())
+            if ka is not None:
+                t_ev = min(t_ev, self._next_expiry(ka))
+            t_seg = min(t_ev, t_end)
+            if t_seg > self.now:
+                self._serve(t_seg)
+            elif t_seg == self.now and ka is not None:
+                self._reap(t_seg)
+            if t_ev > t_end:
+                break
+            for tr in self.net.pop_finished(t_seg):
+                self._advance_stage(tr.payload, t_seg)
+            while self.events.peek_time() <= t_seg:
+                _, _, payload = self.events.pop()
+                self._advance_stage(payload, t_seg)
+        self.now = t_end
+
+    def _serve(self, t1: float) -> None:
+        kernel.serve_segment(
+            t1, self.arrivals, self.offsets, self.head, self.arrived, self.start_s,
+            self.finish_s, self.cold_wait_s, self.status, self.slot_free, self.slot_on,
+            self.slot_batch, self.slot_busy, self.G, self.exec1, self.exec_item, self.cpu_exec,
+            self.max_batch, self.cfg.features.request_timeout_s, self.warm_since, self.served,
+            self.dropped,
+        )  # fmt: skip
+        self.now = t1
+        self._reap(t1)
+
+    def _next_expiry(self, ka: float) -> float:
+        best = math.inf
+        for insts in self.instances:
+            for inst in insts:
+                if inst.state == WARM:
+                    t = self.slot_free[inst.model, inst.gpu] + ka
+                    if t < best:
+                        best = t
+        return max(best, self.now)
+
+    def _reap(self, t: float) -> None:
+        """Tear down drained instances and idle instances past their keep-alive."""
+        ka = self.cfg.features.keep_alive_s
+        for m, insts in enumerate(self.instances):
+            if not insts:
+                continue
+            for inst in list(insts):
+                free = self.slot_free[m, inst.gpu]
+                if inst.state == DRAINING and free <= t:
+                    self._teardown(inst, max(free, inst.drain_s))
+                elif (
+                    ka is not None
+                    and inst.state == WARM
+                    and free + ka <= t
+                    and self.head[m] == self.arrived[m]
+                ):
+                    self._teardown(inst, free + ka)
+
+    # ================================================================ life cycle =============
+    def _advance_stage(self, payload, t: float) -> None:
+        obj, token = payload
+        if obj.token != token:
+            return  # cancelled
+        obj.transfer_id = -1
+        obj.stage_idx += 1
+        if isinstance(obj, Prefetch):
+            self._run_prefetch_stage(obj, t)
+        elif obj.state == LOADING:
+            self._run_stage(obj, t)
+
+    def _run_stage(self, inst: Instance, t: float) -> None:
+        while inst.stage_idx < len(inst.stages):
+            kind, arg = inst.stages[inst.stage_idx][:2]
+            if kind == "delay":
+                if arg > 0:
+                    self.events.push(t + arg, Priority.STAGE_DONE, (inst, inst.token))
+                    return
+            elif kind == "fetched":
+                self._on_fetched(inst.model, inst.host, arg, t)
+            else:  # transfer
+                links, size, cap = arg
+                tr = self.net.start(t, links, size, cap, payload=(inst, inst.token))
+                inst.transfer_id = tr.tid
+                return
+            inst.stage_idx += 1
+        self._become_warm(inst, t)
+
+    def _become_warm(self, inst: Instance, t: float) -> None:
+        m = inst.model
+        inst.state = WARM
+        inst.ready_s = t
+        self._release(inst)
+        self.slot_free[m, inst.gpu] = t
+        self.slot_batch[m, inst.gpu] = 0
+        self.slot_on[m, inst.gpu] = 1
+        self._set_serving(m, +1, t)
+
+    def _set_serving(self, m: int, delta: int, t: float) -> None:
+        before = self.n_serving[m]
+        self.n_serving[m] += delta
+        if before == 0 and self.n_serving[m] > 0:
+            self.warm_since[m] = t
+            if self.n_cpu:
+                self.slot_on[m, self.G :] = 0
+        elif before > 0 and self.n_serving[m] == 0:
+            self.warm_since[m] = np.inf
+            if self.n_cpu:
+                self.slot_on[m, self.G :] = 1
+                np.maximum(self.slot_free[m, self.G :], t, out=self.slot_free[m, self.G :])
+
+    def _teardown(self, inst: Instance, t: float) -> None:
+        m = inst.model
+        if inst.state == WARM:
+            self._set_serving(m, -1, t)
+        if inst.state == LOADING:
+            inst.token += 1
+            if inst.transfer_id >= 0:
+                self.net.cancel(self.now, inst.transfer_id)
+            self._release(inst)
+        self.slot_on[m, inst.gpu] = 0
+        inst.state = DEAD
+        self.gpu_s_closed += max(t - inst.created_s, 0.0)
+        self.gpu_instance[inst.gpu] = None
+        self.instances[m].remove(inst)
+
+    def _release(self, obj) -> None:
+        for cache, model, host in obj.locks:
+            e = cache.entries.get(model)
+            if e is not None:
+                e.readers -= 1
+            if host is not None:
+                self._out_transfers[host] -= 1
+        obj.locks = []
+
+    def _lock(self, obj, cache: ModelCache, model: int, host: int | None = None) -> None:
+        cache.entries[model].readers += 1
+        cache.touch(model, self.now)
+        obj.locks.append((cache, model, host))
+        if host is not None:
+            self._out_transfers[host] += 1
+
+    def _on_fetched(self, m: int, h: int, tier: str, t: float) -> None:
+        """Weights of ``m`` reached host ``h`` from ``tier``: keep copies where configured."""
+        self.gb_by_tier[tier] += self.sizes[m]
+        if tier == "cloud":
+            self.egress_gb += self.sizes[m]
+        if not self.cfg.features.host_cache:
+            return
+        if tier != "local_mem" and self.mem[h].can_fit(m):
+            self._mem_change(lambda: self.mem[h].insert(m, t))
+        if tier == "cloud" and self.cfg.hosts[h].has_disk and self.disk[h].can_fit(m):
+            self.disk[h].insert(m, t)
+
+    def _mem_change(self, fn):
+        self._mem_gb_s += self._mem_used * (self.now - self._mem_t)
+        self._mem_t = self.now
+        out = fn()
+        self._mem_used = sum(c.used_gb for c in self.mem)
+        return out
+
+    # ============================================================ sourcing ==================
+    def available_sources(self, m: int, h: int) -> list[str]:
+        """Tiers that hold a usable copy of model ``m`` for host ``h``, nearest first."""
+        f = self.cfg.features
+        out = []
+        if f.host_cache and m in self.mem[h]:
+            out.append("local_mem")
+        if f.host_cache and f.remote_pool and self._remote_holder(m, h) >= 0:
+            out.append("remote_mem")
+        if f.host_cache and self.cfg.hosts[h].has_disk and m in self.disk[h]:
+            out.append("disk")
+        out.append("cloud")
+        return out
+
+    def default_source(self, m: int, h: int) -> str:
+        """The configured sourcing rule's choice for loading ``m`` onto host ``h``."""
+        if self.cfg.features.sourcing == "cloud":
+            return "cloud"
+        return self.available_sources(m, h)[0]
+
+    def _remote_holder(self, m: int, h: int) -> int:
+        best, best_out = -1, None
+        for r, cache in enumerate(self.mem):
+            if r != h and m in cache and (best_out is None or self._out_transfers[r] < best_out):
+                best, best_out = r, self._out_transfers[r]
+        return best
+
+    def _fetch_plan(self, obj, m: int, h: int, source: str):
+        """Links, rate cap, first-byte delay for moving ``m``'s weights to host ``h``."""
+        c = self.cfg.cloud
+        if source == "local_mem":
+            self._lock(obj, self.mem[h], m)
+            return (), math.inf, 0.0
+        if source == "remote_mem":
+            r = self._remote_holder(m, h)
+            self._lock(obj, self.mem[r], m, host=r)
+            return (self.link_tx[r], self.link_rx[h]), math.inf, 0.0
+        if source == "disk":
+            self._lock(obj, self.disk[h], m)
+            return (self.link_disk[h],), math.inf, 0.0
+        return (self.link_egress, self.link_rx[h]), c.per_transfer_gb_per_s, c.ttfb_s
+
+    def _check_source(self, m: int, h: int, source: str | None) -> str:
+        if source is None:
+            return self.default_source(m, h)
+        if source not in TIERS:
+            raise SimError(f"unknown source tier {source!r}; valid tiers: {TIERS}")
+        if source not in self.available_sources(m, h):
+            raise SimError(
+                f"tier {source!r} holds no usable copy of model {self.cfg.models[m].name!r} for "
+                f"host {h}; available: {self.available_sources(m, h)}"
+            )
+        return source
+
+    def _jitter(self, x: float) -> float:
+        cv = self.cfg.startup.jitter_cv
+        if cv <= 0 or x <= 0:
+            return x
+        s2 = math.log1p(cv * cv)
+        return x * float(self.rng.lognormal(-s2 / 2, math.sqrt(s2)))
+
+    # ============================================================ control ===================
+    def free_gpus(self, h: int) -> list[int]:
+        return [g for g in self.gpus_of_host[h] if self.gpu_instance[g] is None]
+
+    def choose_host(self, m: int, rule: str) -> int:
+        """Host for a new instance of ``m`` under a placement rule; -1 if no GPU is free."""
+        if rule not in PLACEMENT_RULES:
+            raise SimError(f"unknown placement rule {rule!r}; valid rules: {PLACEMENT_RULES}")
+        size = self.sizes[m]
+        cands = [
+            h for h, hs in enumerate(self.cfg.hosts) if hs.gpu_mem_gb >= size and self.free_gpus(h)
+        ]
+        if not cands:
+            return -1
+        nfree = {h: len(self.free_gpus(h)) for h in cands}
+        if rule == "pack":
+            return min(cands, key=lambda h: (nfree[h], h))
+        if rule == "least_loaded":
+            return min(cands, key=lambda h: (-nfree[h], h))
+
+        def tier_rank(h):
+            src = (
+                self.default_source(m, h)
+                if self.cfg.features.sourcing == "hierarchical"
+                else "cloud"
+            )
+            return TIERS.index(src)
+
+        return min(cands, key=lambda h: (tier_rank(h), -nfree[h], h))
+
+    def scale_up(self, m: int, host: int | None = None, source: str | None = None) -> Instance:
+        """Start a cold start of model ``m`` on ``host`` (or the default placement rule's host)."""
+        self._check_model(m)
+        if host is None:
+            host = self.choose_host(m, self.cfg.features.default_placement)
+            if host < 0:
+                raise SimError(f"no free GPU fits model {self.cfg.models[m].name!r}")
+        if not 0 <= host < len(self.cfg.hosts):
+            raise SimError(f"host must be in [0, {len(self.cfg.hosts) - 1}], got {host}")
+        if self.cfg.hosts[host].gpu_mem_gb < self.sizes[m]:
+            raise SimError(f"model {self.cfg.models[m].name!r} does not fit host {host}'s GPUs")
+        free = self.free_gpus(host)
+        if not free:
+            raise SimError(f"host {host} has no free GPU")
+        source = self._check_source(m, host, source)
+        g = free[0]
+        inst = Instance(self._next_iid, m, host, g, source, self.now)
+        self._next_iid += 1
+        self.gpu_instance[g] = inst
+        self.instances[m].append(inst)
+        self.cold_starts[source] += 1
+        self.cold_starts_by_model[m] += 1
+        inst.stages = self._plan_cold_start(inst, m, host, g, source)
+        self._run_stage(inst, self.now)
+        return inst
+
+    def _plan_cold_start(self, inst, m: int, h: int, g: int, source: str) -> list:
+        st, spec = self.cfg.startup, self.cfg.models[m]
+        size = self.sizes[m]
+        links, cap, ttfb = self._fetch_plan(inst, m, h, source)
+        pcie = self.link_pcie[g]
+        self.gb_pcie += size
+        stages = [("delay", self._jitter(st.sandbox_s)), ("delay", self._jitter(st.runtime_init_s))]
+        if ttfb > 0:
+            stages.append(("delay", ttfb))
+        if not st.pipelined:
+            if links:
+                stages.append(("transfer", (links, size, cap)))
+            stages.append(("fetched", source))
+            stages.append(("transfer", ((pcie,), size, math.inf)))
+            stages.append(("delay", size / spec.deserialize_gb_per_s))
+            return stages
+        caps = [self.net.capacity[k] for k in links] + [cap]
+        t_fetch = size / min(caps) if links else 0.0
+        t_copy = size / self.net.capacity[pcie]
+        t_deser = size / spec.deserialize_gb_per_s
+        times = [t_fetch, t_copy, t_deser]
+        fill = (sum(times) - max(times)) / st.pipeline_chunks
+        stages.append(("transfer", ((*links, pcie), size, min(cap, spec.deserialize_gb_per_s))))
+        stages.append(("fetched", source))
+        stages.append(("delay", fill))
+        return stages
+
+    def scale_down(self, m: int, k: int = 1) -> int:
+        """Remove up to ``k`` instances of ``m``: idle warm first (longest idle), then loading
+        (latest started), then busy ones, which drain (finish their batch, take no more)."""
+        self._check_model(m)
+        removed = 0
+        while removed < k:
+            insts = [i for i in self.instances[m] if i.state in (WARM, LOADING)]
+            if not insts:
+                break
+            idle = [i for i in insts if i.state == WARM and self.slot_free[m, i.gpu] <= self.now]
+            loading = [i for i in insts if i.state == LOADING]
+            if idle:
+                victim = min(idle, key=lambda i: (self.slot_free[m, i.gpu], i.iid))
+                self._teardown(victim, self.now)
+            elif loading:
+                self._teardown(max(loading, key=lambda i: (i.created_s, i.iid)), self.now)
+            else:
+                victim = min(insts, key=lambda i: (self.slot_free[m, i.gpu], i.iid))
+                victim.state = DRAINING
+                victim.drain_s = self.now
+                self.slot_on[m, victim.gpu] = 0
+                self._set_serving(m, -1, self.now)
+            removed += 1
+        return removed
+
+    def set_target(self, m: int, n: int, placement: str | None = None) -> int:
+        """Scale model ``m`` to ``n`` instances (warm + loading); returns the change made.
+
+        Scale-out stops early (without error) when no GPU is free."""
+        self._check_model(m)
+        if n < 0:
+            raise SimError(f"target must be >= 0, got {n}")
+        cur = self.instance_count(m)
+        rule = placement or self.cfg.features.default_placement
+        if n > cur:
+            made = 0
+            for _ in range(n - cur):
+                h = self.choose_host(m, rule)
+                if h < 0:
+                    break
+                self.scale_up(m, h)
+                made += 1
+            return made
+        return -self.scale_down(m, cur - n)
+
+    def cache_keep(self, m: int, h: int, keep: bool = True) -> bool:
+        """Pin (or unpin) model ``m``'s copy in host ``h``'s memory; False if there is none."""
+        self._check_model(m)
+        e = self.mem[h].entries.get(m)
+        if e is None:
+            return False
+        e.pinned = keep
+        return True
+
+    def cache_evict(self, m: int, h: int) -> bool:
+        """Drop host ``h``'s memory copy of ``m`` now; False if absent or being read."""
+        self._check_model(m)
+        return self._mem_change(lambda: self.mem[h].remove(m))
+
+    def prefetch(self, m: int, h: int, source: str | None = None, pin: bool = True) -> bool:
+        """Copy ``m`` into host ``h``'s memory from the nearest other tier (or ``source``).
+
+        Returns False (nothing started) if the copy is already there, on its way, or can't fit."""
+        self._check_model(m)
+        f = self.cfg.features
+        if not f.host_cache or m in self.mem[h] or not self.mem[h].can_fit(m):
+            return False
+        if any(p.model == m and p.host == h for p in self.prefetches):
+            return False
+        if source is None:
+            srcs = [s for s in self.available_sources(m, h) if s != "local_mem"]
+            source = "cloud" if f.sourcing == "cloud" else srcs[0]
+        elif source == "local_mem" or source not in self.available_sources(m, h):
+            raise SimError(f"cannot prefetch model {m} to host {h} from {source!r}")
+        p = Prefetch(m, h, source, [], pin=pin)
+        links, cap, ttfb = self._fetch_plan(p, m, h, source)
+        p.stages = [("delay", ttfb), ("transfer", (links, self.sizes[m], cap))]
+        self.prefetches.append(p)
+        self._run_prefetch_stage(p, self.now)
+        return True
+
+    def _run_prefetch_stage(self, p: Prefetch, t: float) -> None:
+        while p.stage_idx < len(p.stages):
+            kind, arg = p.stages[p.stage_idx]
+            if kind == "delay" and arg > 0:
+                self.events.push(t + arg, Priority.STAGE_DONE, (p, p.token))
+                return
+            if kind == "transfer":
+                tr = self.net.start(t, *arg, payload=(p, p.token))
+                p.transfer_id = tr.tid
+                return
+            p.stage_idx += 1
+        self._release(p)
+        self.prefetches.remove(p)
+        self.prefetches_done += 1
+        self.gb_by_tier[p.source] += self.sizes[p.model]
+        if p.source == "cloud":
+            self.egress_gb += self.sizes[p.model]
+        if self.mem[p.host].can_fit(p.model):
+            self._mem_change(lambda: self.mem[p.host].insert(p.model, t, pinned=p.pin))
+
+    def _check_model(self, m: int) -> None:
+        if not 0 <= m < self.M:
+            raise SimError(f"model index must be in [0, {self.M - 1}], got {m}")
+
+    # ============================================================ queries ===================
+    def instance_count(self, m: int) -> int:
+        return sum(1 for i in self.instances[m] if i.state in (WARM, LOADING))
+
+    def counts(self, m: int) -> tuple[int, int, int]:
+        """(warm idle, warm busy, loading) instances of model ``m`` now."""
+        idle = busy = loading = 0
+        for i in self.instances[m]:
+            if i.state == LOADING:
+                loading += 1
+            elif i.state == WARM:
+                if self.slot_free[m, i.gpu] > self.now:
+                    busy += 1
+                else:
+                    idle += 1
+        return idle, busy, loading
+
+    def queue_len(self, m: int) -> int:
+        return int(self.arrived[m] - self.head[m])
+
+    def oldest_wait_s(self, m: int) -> float:
+        return (
+            float(self.now - self.arrivals[self.head[m]]) if self.arrived[m] > self.head[m] else 0.0
+        )
+
+    def hosts_with_copy(self, m: int) -> list[int]:
+        return [h for h, c in enumerate(self.mem) if m in c]
+
+    def estimate_load_s(self, m: int, h: int, source: str | None = None) -> float:
+        """Uncontended cold-start time of ``m`` on host ``h`` from ``source`` (default rule)."""
+        source = source or self.default_source(m, h)
+        st, c, spec = self.cfg.startup, self.cfg.cloud, self.cfg.models[m]
+        hs = self.cfg.hosts[h]
+        size = self.sizes[m]
+        fetch_bw = {
+            "local_mem": math.inf,
+            "remote_mem": hs.nic_gb_per_s,
+            "disk": hs.disk_gb_per_s,
+            "cloud": min(c.per_transfer_gb_per_s, hs.nic_gb_per_s, c.egress_gb_per_s),
+        }[source]
+        times = [size / fetch_bw, size / hs.pcie_gb_per_s, size / spec.deserialize_gb_per_s]
+        fixed = st.sandbox_s + st.runtime_init_s + (c.ttfb_s if source == "cloud" else 0.0)
+        if st.pipelined:
+            return fixed + max(times) + (sum(times) - max(times)) / st.pipeline_chunks
+        return fixed + sum(times)
+
+    def request_counts(self) -> dict[str, int]:
+        """Every arrived request is exactly one of queued, in service, completed, dropped."""
+        arrived = int((self.arrived - self.offsets[:-1]).sum())
+        served = int(self.served.sum())
+        dropped = int(self.dropped.sum())
+        in_service = int(self.slot_batch[self.slot_free > self.now].sum())
+        return {
+            "arrived": arrived,
+            "queued": arrived - served - dropped,
+            "in_service": in_service,
+            "completed": served - in_service,
+            "dropped": dropped,
+        }
+
+    def gpu_seconds(self) -> float:
+        live = sum(self.now - i.created_s for insts in self.instances for i in insts)
+        return self.gpu_s_closed + live
+
+    def mem_gb_seconds(self) -> float:
+        return self._mem_gb_s + self._mem_used * (self.now - self._mem_t)
+
+    def cost_usd(self) -> float:
+        p = self.cfg.prices
+        return (
+            self.gpu_seconds() / 3600.0 * p.gpu_usd_per_hour
+            + self.mem_gb_seconds() / 3600.0 * p.host_mem_usd_per_gb_hour
+            + self.egress_gb * p.egress_usd_per_gb
+        )
+
+    def gpu_busy_seconds(self) -> float:
+        busy = self.slot_busy[:, : self.G]
+        ahead = np.clip(self.slot_free[:, : self.G] - self.now, 0.0, None)
+        ahead = np.minimum(ahead, busy)
+        return float((busy - ahead).sum())
+
+    def cache_used_gb(self, h: int) -> float:
+        return self.mem[h].used_gb
