@@ -1,0 +1,430 @@
+"""The Gymnasium environment over the cold-start simulator."""
+
+from __future__ import annotations
+
+import math
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from .scenarios import Scenario, load_scenario
+from .sim import SimError, Simulator, summary
+from .sim.config import PLACEMENT_RULES, TIERS
+from .sim.kernel import DROPPED
+from .workloads import make_workload
+
+MODEL_FEATURES = (
+    "present",  # 1 for a real model, 0 for padding
+    "rate_step",  # log1p(arrivals/s over the last step)
+    "rate_1min",  # log1p(EMA of arrivals/s, 1-minute time constant)
+    "rate_10min",  # log1p(EMA of arrivals/s, 10-minute time constant)
+    "queue",  # log1p(requests waiting)
+    "oldest_wait",  # oldest waiting request's wait / SLO, clipped to [0, 10], / 10
+    "warm_idle",  # warm idle instances / GPUs in the cluster
+    "warm_busy",  # warm busy instances / GPUs
+    "loading",  # instances in a cold start / GPUs
+    "mem_copies",  # hosts holding the model in memory / hosts
+    "pinned_copies",  # of those, pinned by the policy / hosts
+    "load_time",  # uncontended cold-start time from the best source now / 60 s, clipped to 5
+    "slo",  # SLO / 5 s
+    "size",  # weights size / largest GPU memory
+)
+CLUSTER_FEATURES = ("free_gpus", "free_cache", "tod_sin", "tod_cos", "episode_progress")
+CACHE_ACTIONS = ("release", "hold", "keep", "prefetch")
+SOURCE_ACTIONS = ("nearest", "cloud")
+
+
+class ServerlessGPUEnv(gym.Env):
+    """Autoscaling, placement and caching of DL models on a GPU cluster with cold starts.
+
+    ## Description
+    A serverless inference platform serves a catalog of models on a cluster of GPU hosts (see
+    :mod:`envs.sim`). Requests for a model with no warm instance wait for a cold start: sandbox
+    start, runtime initialisation, then the weights are fetched from the nearest tier holding
+    them (the host's own memory, another host's memory through the remote memory pool, the
+    local disk, or cloud storage) over shared links, copied to the GPU and deserialised. The
+    agent decides every control interval, per model, how many instances to run, where new ones
+    go, which tier they load from, and which models stay in the memory pool. One step covers
+    ``scenario.step_s`` simulated seconds (10 s by default: the scale of Knative's 6 s panic
+    window and well below cold-start times of 5-150 s, so a step can react to a burst).
+
+    ## Action Space
+    ``MultiDiscrete`` with 4 entries per model slot (``max_models`` slots, padding included),
+    model-major: ``[scale, placement, source, cache] * max_models``.
+
+    | entry | choices | effect |
+    |---|---|---|
+    | scale | ``scale_deltas`` (default -4, -1, 0, +1, +2, +4) | change the instance count (scale-in removes idle, then loading, then drains busy instances) |
+    | placement | ``locality``, ``least_loaded``, ``pack``, then one per host | where this step's new instances go |
+    | source | ``nearest``, ``cloud`` | tier new instances load from: the sourcing rule's nearest copy, or cloud storage |
+    | cache | ``release``, ``hold``, ``keep``, ``prefetch`` | unpin and drop unused memory copies; nothing; pin copies; pin and copy into one more host's memory |
+
+    ``action_masks()`` returns the valid choices (booleans, concatenated per entry) for
+    sb3-contrib's MaskablePPO. A masked choice is a no-op for that entry, counted in
+    ``info["invalid_actions"]``. Scale-out that finds fewer free GPUs than asked starts what fits.
+
+    ## Observation Space
+    ``Box(0, inf, (max_models * 14 + 5,), float32)``: 14 features per model slot (zeros for
+    padding) followed by 5 cluster features.
+
+    | feature | meaning |
+    |---|---|
+    | present | 1 for a real model, 0 for padding (the mask) |
+    | rate_step, rate_1min, rate_10min | log1p of the arrival rate (req/s): last step, EMAs with 1 and 10 minute time constants |
+    | queue | log1p(waiting requests) |
+    | oldest_wait | oldest waiting request's wait / SLO, clipped to 10, / 10 |
+    | warm_idle, warm_busy, loading | instances in each state / GPUs in the cluster |
+    | mem_copies, pinned_copies | hosts holding the model in memory (pinned) / hosts |
+    | load_time | uncontended cold-start time from the best source now / 60 s (clipped to 5) |
+    | slo, size | SLO / 5 s; weights / largest GPU memory |
+    | free_gpus, free_cache | cluster-wide fractions |
+    | tod_sin, tod_cos | time of day of the workload window (shifted to [0, 1]) |
+    | episode_progress | elapsed fraction of the episode |
+
+    ## Rewards
+    ``reward = -sum_k weight_k * component_k``, weights from ``scenario.reward``; the components
+    are in ``info["reward_components"]`` every step (as penalties, >= 0).
+
+    | component | default weight | per step |
+    |---|---|---|
+    | slo | 1.0 | requests dispatched this step whose latency exceeds their SLO / mean requests per step of the episode |
+    | drop | 1.0 | requests dropped this step (timeout) / mean requests per step |
+    | cost | 0.5 | dollars spent this step (GPU-seconds, pool memory, egress) / price of every GPU for one step |
+
+    The defaults make a step where every request misses its SLO cost about -1, and holding
+    every GPU for a step -0.5, so keeping the whole cluster warm is never free but a policy that
+    lets cold starts hit users pays more. Violations are counted when a request is dispatched.
+
+    ## Starting State
+    An empty cluster: no instance, no model in any host memory or disk. The workload window is
+    drawn from ``np_random``: a start time in the training part of the scenario's span (or the
+    held-out part with ``split="eval"``), and its arrivals.
+
+    ## Episode End
+    Truncation after ``scenario.episode_s`` simulated seconds (``n_steps`` steps); never
+    termination.
+
+    ## Information
+    Every step: cumulative ``requests_arrived``, ``requests_completed``, ``requests_dropped``,
+    ``requests_pending`` (queued + in service), ``cold_starts``, ``cost_usd``,
+    ``invalid_actions``, and ``reward_components``. On the final step also ``p50_latency_s``,
+    ``p99_latency_s``, ``mean_latency_s``, ``slo_violation_rate``, ``gpu_utilization``,
+    ``cold_starts_<tier>`` for each tier, and ``episode_metrics`` (the full summary dict).
+
+    ## Arguments
+    ``gym.make("coldstart/ServerlessGPU-v0", scenario="small", split="train", **overrides)``;
+    ``scenario`` is a preset name (``envs.list_presets()``) or a YAML path; overrides replace
+    scenario keys (``episode_s=600``, ``features__keep_alive_s=600``, ``reward__cost=0.2``).
+
+    ## Version History
+    * v0: initial version.
+    """
+
+    metadata = {"render_modes": ["ansi"], "render_fps": 4}
+
+    def __init__(
+        self,
+        scenario: str | Scenario = "small",
+        split: str = "train",
+        render_mode: str | None = None,
+        **overrides,
+    ) -> None:
+        self.scenario = sc = load_scenario(scenario, **overrides)
+        sc.window_bounds(split)  # validates split
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(
+                f"render_mode must be one of {self.metadata['render_modes']}, got {render_mode!r}"
+            )
+        self.render_mode = render_mode
+        self.split = split
+        self.generator = make_workload(sc.workload)
+        cfg = sc.sim
+        self.M = len(cfg.models)
+        self.K = sc.max_models
+        self.H = len(cfg.hosts)
+        self.G = cfg.n_gpus
+        self.deltas = np.array(sc.scale_deltas, dtype=np.int64)
+        self.n_place = len(PLACEMENT_RULES) + self.H
+        self.nvec_model = np.array(
+            [len(self.deltas), self.n_place, len(SOURCE_ACTIONS), len(CACHE_ACTIONS)],
+            dtype=np.int64,
+        )
+        self.action_space = spaces.MultiDiscrete(np.tile(self.nvec_model, self.K))
+        n_obs = self.K * len(MODEL_FEATURES) + len(CLUSTER_FEATURES)
+        self.observation_space = spaces.Box(0.0, np.inf, shape=(n_obs,), dtype=np.float32)
+        self._zero_delta = int(np.flatnonzero(self.deltas == 0)[0])
+        self._noop = np.tile(np.array([self._zero_delta, 0, 0, 1]), self.K)
+        self._max_gpu_mem = max(h.gpu_mem_gb for h in cfg.hosts)
+        self._static = np.zeros((self.K, 2), dtype=np.float32)
+        for m, spec in enumerate(cfg.models):
+            self._static[m] = (spec.slo_s / 5.0, spec.size_gb / self._max_gpu_mem)
+        self._slo = np.array([m.slo_s for m in cfg.models])
+        self._step_cost_norm = self.G * cfg.prices.gpu_usd_per_hour * sc.step_s / 3600.0
+        self.sim: Simulator | None = None
+
+    # ------------------------------------------------------------------------------ reset ----
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        sc = self.scenario
+        lo, hi = sc.window_bounds(self.split)
+        if options and "start_s" in options:
+            self.start_s = float(options["start_s"])
+        else:
+            self.start_s = float(np.floor(self.np_random.uniform(lo, hi) / 60.0) * 60.0)
+        wl_rng, sim_rng = self.np_random.spawn(2)
+        workload = self.generator(wl_rng, self.M, sc.episode_s, self.start_s)
+        self.sim = Simulator(sc.sim, workload, sim_rng)
+        self.t = 0
+        self._req_norm = max(1.0, workload.n_requests / sc.n_steps)
+        self._rates = np.zeros((3, self.M))
+        self._prev_arrived = self.sim.offsets[:-1].copy()
+        self._prev_head = self.sim.offsets[:-1].copy()
+        self._prev_cost = 0.0
+        self.invalid_actions = 0
+        self._totals = dict.fromkeys(("slo", "drop", "cost"), 0.0)
+        return self._observe(), self._info()
+
+    # ------------------------------------------------------------------------------- step ----
+    def step(self, action):
+        if self.sim is None:
+            raise RuntimeError("call reset() before step()")
+        a = np.asarray(action, dtype=np.int64).reshape(-1)
+        if a.shape != (self.K * 4,):
+            raise ValueError(f"action must have shape ({self.K * 4},), got {np.shape(action)}")
+        if np.any(a < 0) or np.any(a >= np.tile(self.nvec_model, self.K)):
+            raise ValueError(
+                f"action {a.tolist()} is outside the MultiDiscrete nvec {self.action_space.nvec.tolist()}"
+            )
+        mask = self._mask_matrix()
+        for m in range(self.K):
+            self._apply(m, a[4 * m : 4 * m + 4], mask[m])
+        sim = self.sim
+        self.t += 1
+        sim.run_until(self.t * self.scenario.step_s)
+        reward, comps = self._reward()
+        truncated = self.t >= self.scenario.n_steps
+        obs = self._observe()
+        info = self._info()
+        info["reward_components"] = comps
+        if truncated:
+            self._final_info(info)
+        return obs, reward, False, truncated, info
+
+    def _apply(self, m: int, act, valid) -> None:
+        """Carry out one model's four choices, masked ones as no-ops."""
+        offs = np.cumsum(np.r_[0, self.nvec_model[:-1]])
+        ok = [bool(valid[offs[i] + act[i]]) for i in range(4)]
+        self.invalid_actions += 4 - sum(ok)
+        if m >= self.M:
+            return
+        sim = self.sim
+        cache = CACHE_ACTIONS[act[3]] if ok[3] else "hold"
+        if cache == "release":
+            for h in range(self.H):
+                sim.cache_keep(m, h, False)
+                sim.cache_evict(m, h)
+        elif cache in ("keep", "prefetch"):
+            for h in sim.hosts_with_copy(m):
+                sim.cache_keep(m, h, True)
+            if cache == "prefetch":
+                h = self._prefetch_host(m)
+                if h >= 0:
+                    sim.prefetch(m, h)
+        delta = int(self.deltas[act[0]]) if ok[0] else 0
+        if delta < 0:
+            sim.scale_down(m, -delta)
+        elif delta > 0:
+            place = act[1] if ok[1] else 0
+            source = "cloud" if (ok[2] and act[2] == 1) else None
+            for _ in range(delta):
+                if place < len(PLACEMENT_RULES):
+                    h = sim.choose_host(m, PLACEMENT_RULES[place])
+                else:
+                    h = place - len(PLACEMENT_RULES)
+                    if not sim.free_gpus(h):
+                        h = -1
+                if h < 0:
+                    break
+                try:
+                    sim.scale_up(m, h, source)
+                except SimError:  # pragma: no cover - masks rule these out
+                    self.invalid_actions += 1
+                    break
+
+    def _prefetch_host(self, m: int) -> int:
+        sim = self.sim
+        best, best_free = -1, -1.0
+        for h in range(self.H):
+            c = sim.mem[h]
+            if (
+                m not in c
+                and c.can_fit(m)
+                and not any(p.model == m and p.host == h for p in sim.prefetches)
+            ):
+                if c.free_gb > best_free:
+                    best, best_free = h, c.free_gb
+        return best
+
+    # ------------------------------------------------------------------------------ masks ----
+    def _mask_matrix(self) -> np.ndarray:
+        """Valid choices, shape ``(max_models, sum(nvec_model))``."""
+        sim = self.sim
+        n = int(self.nvec_model.sum())
+        mask = np.zeros((self.K, n), dtype=bool)
+        nd, npl, ns = len(self.deltas), self.n_place, len(SOURCE_ACTIONS)
+        free = [len(sim.free_gpus(h)) for h in range(self.H)]
+        host_cache = self.scenario.sim.features.host_cache
+        for m in range(self.K):
+            row = mask[m]
+            row[self._zero_delta] = True
+            row[nd] = True
+            row[nd + npl] = True
+            row[nd + npl + ns + 1] = True
+            if m >= self.M:
+                continue
+            size = sim.sizes[m]
+            fits = [
+                free[h] > 0 and self.scenario.sim.hosts[h].gpu_mem_gb >= size for h in range(self.H)
+            ]
+            count = sim.instance_count(m)
+            row[:nd] = (
+                (self.deltas == 0)
+                | ((self.deltas > 0) & any(fits))
+                | ((self.deltas < 0) & (count > 0))
+            )
+            row[nd : nd + len(PLACEMENT_RULES)] = True
+            row[nd + len(PLACEMENT_RULES) : nd + npl] = fits
+            row[nd + npl : nd + npl + ns] = True
+            c0 = nd + npl + ns
+            row[c0 : c0 + 3] = True
+            row[c0 + 3] = host_cache and self._prefetch_host(m) >= 0
+        return mask
+
+    def action_masks(self) -> np.ndarray:
+        """Flat boolean mask over every entry's choices (MaskablePPO's MultiDiscrete layout)."""
+        if self.sim is None:
+            raise RuntimeError("call reset() before action_masks()")
+        return self._mask_matrix().reshape(-1)
+
+    # ------------------------------------------------------------------------ observation ----
+    def _observe(self) -> np.ndarray:
+        sim, sc = self.sim, self.scenario
+        M, K = self.M, self.K
+        arrived_now = sim.arrived - sim.offsets[:-1]
+        new = arrived_now - (self._prev_arrived - sim.offsets[:-1])
+        self._prev_arrived = sim.arrived.copy()
+        rate = new / sc.step_s
+        for i, tau in enumerate((None, 60.0, 600.0)):
+            if tau is None:
+                self._rates[i] = rate
+            else:
+                alpha = 1.0 - math.exp(-sc.step_s / tau)
+                self._rates[i] += alpha * (rate - self._rates[i])
+        f = np.zeros((K, len(MODEL_FEATURES)), dtype=np.float32)
+        f[:M, 0] = 1.0
+        f[:M, 1:4] = np.log1p(self._rates.T)
+        mem_holders = [[m in c for c in sim.mem] for m in range(M)]
+        for m in range(M):
+            f[m, 4] = math.log1p(sim.queue_len(m))
+            f[m, 5] = min(sim.oldest_wait_s(m) / self._slo[m], 10.0) / 10.0
+            idle, busy, loading = sim.counts(m)
+            f[m, 6:9] = (idle / self.G, busy / self.G, loading / self.G)
+            holders = [h for h in range(self.H) if mem_holders[m][h]]
+            f[m, 9] = len(holders) / self.H
+            f[m, 10] = sum(sim.mem[h].entries[m].pinned for h in holders) / self.H
+            f[m, 11] = min(self._best_load_s(m, holders) / 60.0, 5.0)
+        f[:, 12:14] = self._static
+        free_gpus = sum(1 for x in sim.gpu_instance if x is None) / self.G
+        cap = sum(c.capacity_gb for c in sim.mem)
+        free_cache = (sum(c.free_gb for c in sim.mem) / cap) if cap > 0 else 0.0
+        tod = 2 * math.pi * ((self.start_s + sim.now) % 86400.0) / 86400.0
+        cl = np.array(
+            [free_gpus, free_cache, 0.5 + 0.5 * math.sin(tod), 0.5 + 0.5 * math.cos(tod),
+             self.t / sc.n_steps],
+            dtype=np.float32,
+        )  # fmt: skip
+        return np.concatenate([f.reshape(-1), cl])
+
+    def _best_load_s(self, m: int, holders: list[int]) -> float:
+        sim = self.sim
+        feats = self.scenario.sim.features
+        if feats.host_cache and holders:
+            if any(sim.free_gpus(h) for h in holders):
+                return sim.estimate_load_s(m, holders[0], "local_mem")
+            if feats.remote_pool and self.H > 1:
+                other = next((h for h in range(self.H) if h not in holders), holders[0])
+                return sim.estimate_load_s(m, other, "remote_mem")
+        for h in range(self.H):
+            if feats.host_cache and m in sim.disk[h]:
+                return sim.estimate_load_s(m, h, "disk")
+        return sim.estimate_load_s(m, 0, "cloud")
+
+    # ----------------------------------------------------------------------------- reward ----
+    def _reward(self) -> tuple[float, dict]:
+        sim = self.sim
+        viol = drops = 0
+        for m in range(self.M):
+            lo, hi = self._prev_head[m], sim.head[m]
+            if hi > lo:
+                st = sim.status[lo:hi]
+                lat = sim.finish_s[lo:hi] - sim.arrivals[lo:hi]
+                dropped = st == DROPPED
+                drops += int(np.count_nonzero(dropped))
+                viol += int(np.count_nonzero((lat > self._slo[m]) & ~dropped))
+        self._prev_head = sim.head.copy()
+        cost = sim.cost_usd()
+        comps = {
+            "slo": viol / self._req_norm,
+            "drop": drops / self._req_norm,
+            "cost": (cost - self._prev_cost) / self._step_cost_norm,
+        }
+        self._prev_cost = cost
+        w = self.scenario.reward
+        reward = -(w.slo * comps["slo"] + w.drop * comps["drop"] + w.cost * comps["cost"])
+        for k, v in comps.items():
+            self._totals[k] += v
+        return float(reward), comps
+
+    # ------------------------------------------------------------------------------- info ----
+    def _info(self) -> dict:
+        sim = self.sim
+        rc = sim.request_counts()
+        return {
+            "requests_arrived": rc["arrived"],
+            "requests_completed": rc["completed"],
+            "requests_dropped": rc["dropped"],
+            "requests_pending": rc["queued"] + rc["in_service"],
+            "cold_starts": int(sum(sim.cold_starts.values())),
+            "cost_usd": float(sim.cost_usd()),
+            "invalid_actions": self.invalid_actions,
+            "sim_time_s": float(sim.now),
+        }
+
+    def _final_info(self, info: dict) -> None:
+        s = summary(self.sim)
+        for k in (
+            "p50_latency_s",
+            "p99_latency_s",
+            "mean_latency_s",
+            "slo_violation_rate",
+            "gpu_utilization",
+        ):
+            info[k] = s[k]
+        for tier in TIERS:
+            info[f"cold_starts_{tier}"] = s[f"cold_starts_{tier}"]
+        info["episode_metrics"] = s
+        info["episode_reward_components"] = dict(self._totals)
+
+    def render(self):
+        if self.render_mode != "ansi" or self.sim is None:
+            return None
+        sim = self.sim
+        lines = [f"t={sim.now:.0f}s  cost=${sim.cost_usd():.3f}  {sim.request_counts()}"]
+        for m, spec in enumerate(self.scenario.sim.models):
+            idle, busy, loading = sim.counts(m)
+            lines.append(
+                f"  {spec.name:>18}: queue={sim.queue_len(m):4d} warm={idle + busy} busy={busy} "
+                f"loading={loading} copies={len(sim.hosts_with_copy(m))}"
+            )
+        return "\n".join(lines)

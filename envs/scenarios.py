@@ -1,0 +1,290 @@
+"""Scenarios: a cluster, a catalog, a workload and the episode/reward settings, from YAML.
+
+A scenario is a preset name (``envs/presets/<name>.yaml``) or a path to a YAML file of the same
+layout. Every key is validated; an unknown key names the valid ones and the closest, a bad value
+names the field and the allowed range. ``list_presets()`` returns each preset's one-line
+description.
+
+YAML layout (all keys optional except ``models`` and ``workload``)::
+
+    description: one line
+    hosts: [{count: 2, n_gpus: 2, gpu_mem_gb: 24, cache_gb: 64, ...}]   # HostSpec fields
+    models: [bert-base, gpt2-xl, {name: mine, size_gb: 1, ...}]          # catalog names or specs
+    cloud: {...}      # CloudStoreSpec fields
+    startup: {...}    # StartupSpec fields
+    prices: {...}     # PriceSpec fields
+    features: {...}   # FeatureSpec fields
+    workload: {kind: bursty, rate_rps: 4, cv: 4, zipf_s: 1.0}          # envs.workloads
+    episode_s: 1800   # simulated seconds per episode
+    step_s: 10        # simulated seconds per env step (control interval)
+    span_s: 86400     # time span episodes are drawn from (trace length for traces)
+    held_out_fraction: 0.25   # the last fraction of span_s is kept for evaluation
+    max_models: 4     # observation/action padding
+    scale_deltas: [-4, -1, 0, 1, 2, 4]
+    reward: {slo: 1.0, drop: 1.0, cost: 1.0}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from .sim import catalog
+from .sim.config import (
+    CloudStoreSpec,
+    ConfigError,
+    FeatureSpec,
+    HostSpec,
+    ModelSpec,
+    PriceSpec,
+    SimConfig,
+    StartupSpec,
+)
+
+PRESET_DIR = Path(__file__).parent / "presets"
+
+
+@dataclass(frozen=True)
+class RewardWeights:
+    """Weights of the reward components (see the env's docstring for the components).
+
+    Each component is normalised so that it is about 1 per step in a bad step: ``slo`` and
+    ``drop`` count requests per the scenario's mean requests per step, ``cost`` is dollars per
+    the price of holding every GPU of the cluster for one step.
+    """
+
+    slo: float = 1.0
+    drop: float = 1.0
+    cost: float = 0.5
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0:
+                raise ConfigError(f"RewardWeights.{f.name} must be a number >= 0, got {v!r}")
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """Everything an environment needs to build episodes."""
+
+    name: str
+    description: str
+    sim: SimConfig
+    workload: dict
+    episode_s: float = 1800.0
+    step_s: float = 10.0
+    span_s: float = 86400.0
+    held_out_fraction: float = 0.25
+    max_models: int = 4
+    scale_deltas: tuple[int, ...] = (-4, -1, 0, 1, 2, 4)
+    reward: RewardWeights = field(default_factory=RewardWeights)
+
+    def __post_init__(self) -> None:
+        def bad(name, expected):
+            raise ConfigError(
+                f"scenario {self.name!r}: {name} must be {expected}, got {getattr(self, name)!r}"
+            )
+
+        for f in ("episode_s", "step_s", "span_s"):
+            v = getattr(self, f)
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or not v > 0:
+                bad(f, "a number > 0")
+        if self.step_s > self.episode_s:
+            bad("step_s", f"<= episode_s ({self.episode_s})")
+        if not 0 <= self.held_out_fraction < 1:
+            bad("held_out_fraction", "in [0, 1)")
+        train_span = self.span_s * (1 - self.held_out_fraction)
+        if self.episode_s > train_span or (
+            self.held_out_fraction > 0 and self.episode_s > self.span_s - train_span
+        ):
+            bad("episode_s", "shorter than both the training and the held-out part of span_s")
+        if not isinstance(self.max_models, int) or self.max_models < len(self.sim.models):
+            bad("max_models", f"an integer >= the number of models ({len(self.sim.models)})")
+        d = self.scale_deltas
+        if not d or len(set(d)) != len(d) or 0 not in d or not all(isinstance(x, int) for x in d):
+            bad("scale_deltas", "distinct integers including 0")
+
+    @property
+    def n_steps(self) -> int:
+        return int(round(self.episode_s / self.step_s))
+
+    def window_bounds(self, split: str) -> tuple[float, float]:
+        """[lo, hi] range of episode start times for ``"train"`` or ``"eval"`` (held out)."""
+        cut = self.span_s * (1 - self.held_out_fraction)
+        if split == "train":
+            return 0.0, cut - self.episode_s
+        if split == "eval":
+            if self.held_out_fraction == 0:
+                raise ConfigError(
+                    f"scenario {self.name!r} has no held-out windows (held_out_fraction 0)"
+                )
+            return cut, self.span_s - self.episode_s
+        raise ConfigError(f"split must be 'train' or 'eval', got {split!r}")
+
+
+_SPEC_SECTIONS = {
+    "cloud": CloudStoreSpec,
+    "startup": StartupSpec,
+    "prices": PriceSpec,
+    "features": FeatureSpec,
+}
+_TOP_KEYS = {
+    "description", "hosts", "models", "workload", "episode_s", "step_s", "span_s",
+    "held_out_fraction", "max_models", "scale_deltas", "reward", *_SPEC_SECTIONS,
+}  # fmt: skip
+
+
+def _unknown(where: str, key: str, valid) -> ConfigError:
+    close = difflib.get_close_matches(key, list(valid), n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    return ConfigError(f"{where}: unknown key {key!r}; valid keys: {sorted(valid)}.{hint}")
+
+
+def _build(cls, data, where: str):
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where} must be a mapping of {cls.__name__} fields, got {data!r}")
+    valid = {f.name for f in dataclasses.fields(cls)}
+    for k in data:
+        if k not in valid:
+            raise _unknown(where, k, valid)
+    try:
+        return cls(**data)
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e}") from None
+    except TypeError as e:
+        raise ConfigError(f"{where}: {e}") from None
+
+
+def _model(entry, where: str) -> ModelSpec:
+    if isinstance(entry, str):
+        try:
+            return catalog.get_models([entry])[0]
+        except ValueError as e:
+            raise ConfigError(f"{where}: {e}") from None
+    if isinstance(entry, dict) and "base" in entry:
+        base = dataclasses.asdict(_model(entry["base"], where))
+        rest = {k: v for k, v in entry.items() if k != "base"}
+        for k in rest:
+            if k not in base:
+                raise _unknown(where, k, base)
+        base.update(rest)
+        return _build(ModelSpec, base, where)
+    return _build(ModelSpec, entry, where)
+
+
+def scenario_from_dict(data: dict, name: str = "custom", overrides: dict | None = None) -> Scenario:
+    """Build a validated :class:`Scenario` from a YAML-like dict plus keyword overrides.
+
+    Overrides take top-level keys (``episode_s=600``) or section keys with a double underscore
+    (``features__keep_alive_s=600``, ``reward__cost=0.1``, ``workload__rate_rps=2``).
+    """
+    data = dict(data)
+    for key, value in (overrides or {}).items():
+        if "__" in key:
+            sec, sub = key.split("__", 1)
+            if sec not in _TOP_KEYS:
+                raise _unknown(f"scenario {name!r} override", sec, _TOP_KEYS)
+            data[sec] = {**(data.get(sec) or {}), sub: value}
+        else:
+            data[key] = value
+    where = f"scenario {name!r}"
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: the file must hold a mapping")
+    for k in data:
+        if k not in _TOP_KEYS:
+            raise _unknown(where, k, _TOP_KEYS)
+    for k in ("models", "workload"):
+        if k not in data:
+            raise ConfigError(f"{where}: missing required key {k!r}")
+    hosts = []
+    for i, h in enumerate(data.get("hosts") or [{}]):
+        h = dict(h) if isinstance(h, dict) else h
+        count = h.pop("count", 1) if isinstance(h, dict) else 1
+        if not isinstance(count, int) or count < 1:
+            raise ConfigError(f"{where}: hosts[{i}].count must be an integer >= 1, got {count!r}")
+        hosts += [_build(HostSpec, h, f"{where}: hosts[{i}]")] * count
+    models = data["models"]
+    if not isinstance(models, list) or not models:
+        raise ConfigError(f"{where}: models must be a non-empty list, got {models!r}")
+    specs = tuple(_model(m, f"{where}: models[{i}]") for i, m in enumerate(models))
+    sections = {
+        k: _build(cls, data.get(k) or {}, f"{where}: {k}") for k, cls in _SPEC_SECTIONS.items()
+    }
+    try:
+        sim = SimConfig(hosts=tuple(hosts), models=specs, **sections)
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e}") from None
+    wl = data["workload"]
+    if not isinstance(wl, dict) or "kind" not in wl:
+        raise ConfigError(f"{where}: workload must be a mapping with a 'kind', got {wl!r}")
+    top = {
+        k: data[k]
+        for k in ("episode_s", "step_s", "span_s", "held_out_fraction", "max_models")
+        if k in data
+    }
+    if "scale_deltas" in data:
+        top["scale_deltas"] = tuple(data["scale_deltas"])
+    reward = _build(RewardWeights, data.get("reward") or {}, f"{where}: reward")
+    sc = Scenario(
+        name=name,
+        description=str(data.get("description", "")),
+        sim=sim,
+        workload=dict(wl),
+        reward=reward,
+        **top,
+    )
+    # Validate the workload spec now rather than at the first reset.
+    from .workloads import make_workload
+
+    try:
+        make_workload(sc.workload)
+    except (ValueError, TypeError, FileNotFoundError) as e:
+        raise ConfigError(f"{where}: workload: {e}") from None
+    return sc
+
+
+def list_presets() -> dict[str, str]:
+    """Preset name -> its one-line description."""
+    out = {}
+    for p in sorted(PRESET_DIR.glob("*.yaml")):
+        with open(p) as f:
+            out[p.stem] = str((yaml.safe_load(f) or {}).get("description", ""))
+    return out
+
+
+def load_scenario(scenario: str | Path | Scenario, **overrides) -> Scenario:
+    """A preset name, a YAML path, or a Scenario (returned with overrides applied)."""
+    if isinstance(scenario, Scenario):
+        if not overrides:
+            return scenario
+        raise ConfigError("overrides need a preset name or a YAML path, not a Scenario object")
+    s = str(scenario)
+    path = PRESET_DIR / f"{s}.yaml"
+    if not path.exists():
+        path = Path(s)
+        if not (s.endswith((".yaml", ".yml")) or path.exists()):
+            names = list(list_presets())
+            close = difflib.get_close_matches(s, names, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(
+                f"unknown scenario {s!r}; presets: {names}, or a YAML file path.{hint}"
+            )
+        if not path.exists():
+            raise ConfigError(f"scenario file {s!r} does not exist")
+    try:
+        with open(path) as f:
+            data = yaml.safe_load(f)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"scenario file {path}: not valid YAML ({e})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"scenario file {path}: must hold a mapping of keys, got {type(data).__name__}"
+        )
+    return scenario_from_dict(
+        data, name=path.stem if path.parent == PRESET_DIR else str(path), overrides=overrides
+    )
