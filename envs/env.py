@@ -161,6 +161,8 @@ class ServerlessGPUEnv(gym.Env):
             self._static[m] = (spec.slo_s / 5.0, spec.size_gb / self._max_gpu_mem)
         self._slo = np.array([m.slo_s for m in cfg.models])
         self._step_cost_norm = self.G * cfg.prices.gpu_usd_per_hour * sc.step_s / 3600.0
+        self._offs = [int(x) for x in np.cumsum(np.r_[0, self.nvec_model[:-1]])]
+        self._mask_cache: np.ndarray | None = None
         self.sim: Simulator | None = None
 
     # ------------------------------------------------------------------------------ reset ----
@@ -175,6 +177,7 @@ class ServerlessGPUEnv(gym.Env):
         wl_rng, sim_rng = self.np_random.spawn(2)
         workload = self.generator(wl_rng, self.M, sc.episode_s, self.start_s)
         self.sim = Simulator(sc.sim, workload, sim_rng)
+        self._mask_cache = None
         self.t = 0
         self._req_norm = max(1.0, workload.n_requests / sc.n_steps)
         self._rates = np.zeros((3, self.M))
@@ -196,7 +199,8 @@ class ServerlessGPUEnv(gym.Env):
             raise ValueError(
                 f"action {a.tolist()} is outside the MultiDiscrete nvec {self.action_space.nvec.tolist()}"
             )
-        mask = self._mask_matrix()
+        mask = self._mask_cache if self._mask_cache is not None else self._mask_matrix()
+        self._mask_cache = None
         for m in range(self.K):
             self._apply(m, a[4 * m : 4 * m + 4], mask[m])
         sim = self.sim
@@ -213,7 +217,7 @@ class ServerlessGPUEnv(gym.Env):
 
     def _apply(self, m: int, act, valid) -> None:
         """Carry out one model's four choices, masked ones as no-ops."""
-        offs = np.cumsum(np.r_[0, self.nvec_model[:-1]])
+        offs = self._offs
         ok = [bool(valid[offs[i] + act[i]]) for i in range(4)]
         self.invalid_actions += 4 - sum(ok)
         if m >= self.M:
@@ -305,7 +309,9 @@ class ServerlessGPUEnv(gym.Env):
         """Flat boolean mask over every entry's choices (MaskablePPO's MultiDiscrete layout)."""
         if self.sim is None:
             raise RuntimeError("call reset() before action_masks()")
-        return self._mask_matrix().reshape(-1)
+        if self._mask_cache is None:
+            self._mask_cache = self._mask_matrix()
+        return self._mask_cache.reshape(-1).copy()
 
     # ------------------------------------------------------------------------ observation ----
     def _observe(self) -> np.ndarray:
