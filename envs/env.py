@@ -150,7 +150,8 @@ class ServerlessGPUEnv(gym.Env):
             [len(self.deltas), self.n_place, len(SOURCE_ACTIONS), len(CACHE_ACTIONS)],
             dtype=np.int64,
         )
-        self.action_space = spaces.MultiDiscrete(np.tile(self.nvec_model, self.K))
+        self._nvec_full = np.tile(self.nvec_model, self.K)
+        self.action_space = spaces.MultiDiscrete(self._nvec_full)
         n_obs = self.K * len(MODEL_FEATURES) + len(CLUSTER_FEATURES)
         self.observation_space = spaces.Box(0.0, np.inf, shape=(n_obs,), dtype=np.float32)
         self._zero_delta = int(np.flatnonzero(self.deltas == 0)[0])
@@ -195,7 +196,7 @@ class ServerlessGPUEnv(gym.Env):
         a = np.asarray(action, dtype=np.int64).reshape(-1)
         if a.shape != (self.K * 4,):
             raise ValueError(f"action must have shape ({self.K * 4},), got {np.shape(action)}")
-        if np.any(a < 0) or np.any(a >= np.tile(self.nvec_model, self.K)):
+        if np.any(a < 0) or np.any(a >= self._nvec_full):
             raise ValueError(
                 f"action {a.tolist()} is outside the MultiDiscrete nvec {self.action_space.nvec.tolist()}"
             )

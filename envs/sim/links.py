@@ -109,36 +109,40 @@ class LinkNetwork:
         active = list(self.transfers.values())
         if not active:
             return
-        residual = {}
+        residual: dict[int, float] = {}
         users: dict[int, list[Transfer]] = {}
         for tr in active:
             tr.rate = -1.0  # unfixed
             for link in tr.links:
-                residual[link] = self.capacity[link]
-                users.setdefault(link, []).append(tr)
-        unfixed = set(tr.tid for tr in active)
-        while unfixed:
-            # The fair share each link could still give its unfixed users.
-            share = math.inf
-            for link, trs in users.items():
-                n = sum(1 for tr in trs if tr.rate < 0)
-                if n:
-                    share = min(share, residual[link] / n)
-            cap_min = min(self.transfers[t].cap_gb_per_s for t in unfixed)
-            level = min(share, cap_min)
-            # Fix every transfer bottlenecked at this level: capped ones, and users of links
+                if link in users:
+                    users[link].append(tr)
+                else:
+                    residual[link] = self.capacity[link]
+                    users[link] = [tr]
+        n_unfixed = {link: len(trs) for link, trs in users.items()}
+        left = len(active)
+        while left:
+            # The level: the smallest fair share a link can still give, or a transfer's cap.
+            level = math.inf
+            for link, n in n_unfixed.items():
+                if n and residual[link] / n < level:
+                    level = residual[link] / n
+            for tr in active:
+                if tr.rate < 0 and tr.cap_gb_per_s < level:
+                    level = tr.cap_gb_per_s
+            # Fix every transfer bottlenecked at this level: capped ones, and the users of links
             # whose fair share equals the level.
-            to_fix = [self.transfers[t] for t in unfixed if self.transfers[t].cap_gb_per_s <= level]
-            for link, trs in users.items():
-                n = sum(1 for tr in trs if tr.rate < 0)
+            to_fix = [tr for tr in active if tr.rate < 0 and tr.cap_gb_per_s <= level]
+            for link, n in n_unfixed.items():
                 if n and residual[link] / n <= level * (1 + 1e-12):
-                    to_fix.extend(tr for tr in trs if tr.rate < 0)
+                    to_fix.extend(tr for tr in users[link] if tr.rate < 0)
             for tr in to_fix:
                 if tr.rate >= 0:
                     continue
                 tr.rate = level
-                unfixed.discard(tr.tid)
+                left -= 1
                 for link in tr.links:
                     residual[link] -= level
+                    n_unfixed[link] -= 1
         for tr in active:
             tr._eta = self.now + tr.remaining_gb / tr.rate if tr.rate > 0 else math.inf
