@@ -31,6 +31,7 @@ MODEL_FEATURES = (
     "size",  # weights size / largest GPU memory
 )
 CLUSTER_FEATURES = ("free_gpus", "free_cache", "tod_sin", "tod_cos", "episode_progress")
+OBS_HIGH = 25.0  # log1p features are clipped here (a rate of e^25 req/s never occurs)
 CACHE_ACTIONS = ("release", "hold", "keep", "prefetch")
 SOURCE_ACTIONS = ("nearest", "cloud")
 
@@ -65,7 +66,7 @@ class ServerlessGPUEnv(gym.Env):
     ``info["invalid_actions"]``. Scale-out that finds fewer free GPUs than asked starts what fits.
 
     ## Observation Space
-    ``Box(0, inf, (max_models * 14 + 5,), float32)``: 14 features per model slot (zeros for
+    ``Box(0, 25, (max_models * 14 + 5,), float32)``: 14 features per model slot (zeros for
     padding) followed by 5 cluster features.
 
     | feature | meaning |
@@ -121,7 +122,7 @@ class ServerlessGPUEnv(gym.Env):
     * v0: initial version.
     """
 
-    metadata = {"render_modes": ["ansi"], "render_fps": 4}
+    metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}
 
     def __init__(
         self,
@@ -153,7 +154,7 @@ class ServerlessGPUEnv(gym.Env):
         self._nvec_full = np.tile(self.nvec_model, self.K)
         self.action_space = spaces.MultiDiscrete(self._nvec_full)
         n_obs = self.K * len(MODEL_FEATURES) + len(CLUSTER_FEATURES)
-        self.observation_space = spaces.Box(0.0, np.inf, shape=(n_obs,), dtype=np.float32)
+        self.observation_space = spaces.Box(0.0, OBS_HIGH, shape=(n_obs,), dtype=np.float32)
         self._zero_delta = int(np.flatnonzero(self.deltas == 0)[0])
         self._noop = np.tile(np.array([self._zero_delta, 0, 0, 1]), self.K)
         self._max_gpu_mem = max(h.gpu_mem_gb for h in cfg.hosts)
@@ -351,7 +352,9 @@ class ServerlessGPUEnv(gym.Env):
              self.t / sc.n_steps],
             dtype=np.float32,
         )  # fmt: skip
-        return np.concatenate([f.reshape(-1), cl])
+        out = np.concatenate([f.reshape(-1), cl])
+        np.minimum(out, OBS_HIGH, out=out)
+        return out
 
     def _best_load_s(self, m: int, holders: list[int]) -> float:
         sim = self.sim
@@ -424,8 +427,10 @@ class ServerlessGPUEnv(gym.Env):
         info["episode_reward_components"] = dict(self._totals)
 
     def render(self):
-        if self.render_mode != "ansi" or self.sim is None:
+        if self.render_mode is None or self.sim is None:
             return None
+        if self.render_mode == "rgb_array":
+            return self._render_rgb()
         sim = self.sim
         lines = [f"t={sim.now:.0f}s  cost=${sim.cost_usd():.3f}  {sim.request_counts()}"]
         for m, spec in enumerate(self.scenario.sim.models):
@@ -435,3 +440,26 @@ class ServerlessGPUEnv(gym.Env):
                 f"loading={loading} copies={len(sim.hosts_with_copy(m))}"
             )
         return "\n".join(lines)
+
+    def _render_rgb(self) -> np.ndarray:
+        """One row per GPU (colour = model; dim = loading, mid = idle, bright = busy), then one
+        row per model whose length is its queue (log scale). Shape ``(rows * 16, 256, 3)``."""
+        sim = self.sim
+        palette = np.array(
+            [[31, 119, 180], [255, 127, 14], [44, 160, 44], [214, 39, 40], [148, 103, 189],
+             [140, 86, 75], [227, 119, 194], [127, 127, 127], [188, 189, 34], [23, 190, 207]],
+            dtype=np.float32,
+        )  # fmt: skip
+        rows = self.G + self.M
+        img = np.full((rows * 16, 256, 3), 255, dtype=np.uint8)
+        for g, inst in enumerate(sim.gpu_instance):
+            if inst is None:
+                continue
+            busy = sim.slot_free[inst.model, g] > sim.now
+            shade = 0.35 if inst.state == 0 else (1.0 if busy else 0.65)
+            img[g * 16 + 2 : g * 16 + 14, :] = (palette[inst.model % 10] * shade).astype(np.uint8)
+        for m in range(self.M):
+            y = (self.G + m) * 16
+            n = int(min(256, 32 * math.log1p(sim.queue_len(m))))
+            img[y + 4 : y + 12, :n] = palette[m % 10].astype(np.uint8)
+        return img
