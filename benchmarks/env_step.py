@@ -63,12 +63,12 @@ class StepTimer(gym.Wrapper):
         return out
 
 
-def ppo_steps_per_s(env_id: str, steps: int, **kw) -> tuple[float, float]:
+def ppo_steps_per_s(env_id: str, steps: int, policy="MlpPolicy", **kw) -> tuple[float, float]:
     """PPO training steps/s and the share of that wall time spent in ``env.step``."""
     from stable_baselines3 import PPO
 
     env = StepTimer(gym.make(env_id, disable_env_checker=True, **kw))
-    model = PPO("MlpPolicy", env, n_steps=1024, batch_size=64, seed=0, device="cpu", verbose=0)
+    model = PPO(policy, env, n_steps=1024, batch_size=64, seed=0, device="cpu", verbose=0)
     model.learn(1024)  # warm-up: first rollout and update
     env.seconds = 0.0
     start = time.perf_counter()
@@ -94,12 +94,20 @@ def main() -> None:
     }
     cart, cart_share = ppo_steps_per_s("CartPole-v1", n_ppo)
     ours, ours_share = ppo_steps_per_s("coldstart/ServerlessGPU-v0", n_ppo, scenario="small")
+    from agents.distributions import FastMultiDiscretePolicy
+
+    fast, fast_share = ppo_steps_per_s(
+        "coldstart/ServerlessGPU-v0", n_ppo, policy=FastMultiDiscretePolicy, scenario="small"
+    )
     res.update(
         ppo_steps_per_s_cartpole=round(cart, 1),
         ppo_steps_per_s_small=round(ours, 1),
         ppo_ratio_small_over_cartpole=round(ours / cart, 3),
         env_share_of_ppo_time_cartpole=round(cart_share, 3),
         env_share_of_ppo_time_small=round(ours_share, 3),
+        ppo_steps_per_s_small_fast_head=round(fast, 1),
+        ppo_ratio_small_fast_head_over_cartpole=round(fast / cart, 3),
+        env_share_of_ppo_time_small_fast_head=round(fast_share, 3),
     )
     print(json.dumps(res))
 
