@@ -1,0 +1,402 @@
+"""Evaluate policies side by side on identical workloads: metrics, a table, JSON and plots.
+
+Every policy (a heuristic from :mod:`baselines` or a trained agent: anything with SB3's
+``predict``) runs the same episodes: episode ``i`` is ``env.reset(seed=seed + i)`` on the same
+split of the same scenario, so the workload window and every arrival are identical across
+policies (the simulator draws no randomness from the policy's actions).
+
+Aggregation over episodes (:func:`evaluate`):
+
+* latency percentiles and mean: over every completed request of every episode, pooled
+  (``envs.sim.metrics.latencies`` at episode end);
+* ``slo_violation_rate``: violations / decided requests, pooled (a dropped request is a
+  violation, as in ``envs.sim.metrics.summary``);
+* counts and money (``requests_*``, ``cold_starts*``, ``cost_usd``, ``gpu_seconds``,
+  ``invalid_actions``): means per episode;
+* ``episode_reward``: mean episode return (``episode_reward_std`` its standard deviation).
+
+Per-episode values are kept under ``per_episode``; the pooled latencies and the first episode's
+timeline (for the plots) under the private key ``results["_raw"]``, which :func:`write_json`
+drops.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+
+ENV_ID = "coldstart/ServerlessGPU-v0"
+
+METRICS = (
+    "p50_latency_s",
+    "p90_latency_s",
+    "p99_latency_s",
+    "mean_latency_s",
+    "slo_violation_rate",
+    "requests_arrived",
+    "requests_completed",
+    "requests_dropped",
+    "cold_starts",
+    "cold_starts_local_mem",
+    "cold_starts_remote_mem",
+    "cold_starts_disk",
+    "cold_starts_cloud",
+    "cost_usd",
+    "gpu_seconds",
+    "gpu_utilization",
+    "episode_reward",
+    "episode_reward_std",
+    "invalid_actions",
+    "wall_s",
+)
+_MEAN_KEYS = (
+    "requests_arrived",
+    "requests_completed",
+    "requests_dropped",
+    "cold_starts",
+    "cold_starts_local_mem",
+    "cold_starts_remote_mem",
+    "cold_starts_disk",
+    "cold_starts_cloud",
+    "cost_usd",
+    "gpu_seconds",
+    "invalid_actions",
+)
+
+
+def make_env(scenario: str, split: str = "eval", overrides: dict | None = None) -> gym.Env:
+    """The raw env (no wrappers) for ``scenario``; errors in the scenario raise ConfigError."""
+    import envs  # noqa: F401  (registers the id)
+
+    return gym.make(
+        ENV_ID, scenario=scenario, split=split, disable_env_checker=True, **(overrides or {})
+    ).unwrapped
+
+
+def _accepts_masks(policy) -> bool:
+    try:
+        params = inspect.signature(policy.predict).parameters
+    except (TypeError, ValueError):
+        return False
+    return "action_masks" in params
+
+
+def _slo_counts(sim) -> tuple[int, int]:
+    """(violations, decided requests) of a finished episode."""
+    from envs.sim.kernel import DROPPED
+    from envs.sim.metrics import latencies
+
+    met = decided = 0
+    for m, spec in enumerate(sim.cfg.models):
+        lat = latencies(sim, m)
+        met += int((lat <= spec.slo_s).sum())
+        lo, hi = sim.offsets[m], sim.offsets[m + 1]
+        decided += lat.size + int((sim.status[lo:hi] == DROPPED).sum())
+    return decided - met, decided
+
+
+def _snapshot(env) -> tuple[float, float, int, int, int]:
+    """(t, arrivals so far, instances, warm instances, queued) of the env's simulator now."""
+    sim = env.sim
+    arrived = float((sim.arrived - sim.offsets[:-1]).sum())
+    inst = warm = queue = 0
+    for m in range(sim.M):
+        idle, busy, loading = sim.counts(m)
+        inst += idle + busy + loading
+        warm += idle + busy
+        queue += sim.queue_len(m)
+    return float(sim.now), arrived, inst, warm, queue
+
+
+def run_episode(env, policy, seed: int, record_timeline: bool = False, bar=None) -> dict:
+    """One episode of ``policy`` on ``env`` (raw env) from ``env.reset(seed=seed)``.
+
+    Returns the episode's metrics, its pooled latencies under ``"_latencies"`` and, with
+    ``record_timeline``, per-step arrays under ``"_timeline"``.
+    """
+    from envs.sim.metrics import latencies, summary
+
+    t0 = time.perf_counter()
+    if hasattr(policy, "bind"):
+        policy.bind(env)
+    obs, _ = env.reset(seed=int(seed))
+    masks = _accepts_masks(policy)
+    state, start = None, np.ones((1,), dtype=bool)
+    total, done, info = 0.0, False, {}
+    rows = [_snapshot(env)] if record_timeline else None
+    while not done:
+        kw = {"action_masks": env.action_masks()} if masks else {}
+        action, state = policy.predict(
+            obs, state=state, episode_start=start, deterministic=True, **kw
+        )
+        obs, reward, terminated, truncated, info = env.step(action)
+        start = np.zeros((1,), dtype=bool)
+        total += float(reward)
+        done = terminated or truncated
+        if rows is not None:
+            rows.append(_snapshot(env))
+        if bar is not None:
+            bar.update(1)
+    sim = env.sim
+    s = summary(sim)
+    viol, decided = _slo_counts(sim)
+    ep = {k: s[k] for k in ("p50_latency_s", "p99_latency_s", "mean_latency_s") if k in s}
+    ep.update(
+        requests_arrived=s["requests_arrived"],
+        requests_completed=s["requests_completed"],
+        requests_dropped=s["requests_dropped"],
+        cold_starts=s["cold_starts"],
+        **{
+            f"cold_starts_{t}": s[f"cold_starts_{t}"]
+            for t in ("local_mem", "remote_mem", "disk", "cloud")
+        },
+        cost_usd=s["cost_usd"],
+        gpu_seconds=s["gpu_seconds"],
+        gpu_utilization=s["gpu_utilization"],
+        slo_violations=viol,
+        slo_decided=decided,
+        episode_reward=total,
+        invalid_actions=int(info.get("invalid_actions", 0)),
+        start_s=float(getattr(env, "start_s", 0.0)),
+        seed=int(seed),
+        wall_s=time.perf_counter() - t0,
+    )
+    ep["_latencies"] = latencies(sim)
+    if rows is not None:
+        a = np.array(rows, dtype=float)
+        dt = np.diff(a[:, 0], prepend=a[0, 0])
+        rate = np.divide(np.diff(a[:, 1], prepend=0.0), dt, out=np.zeros(len(a)), where=dt > 0)
+        ep["_timeline"] = {
+            "t_s": a[:, 0],
+            "demand_rps": rate,
+            "instances": a[:, 2],
+            "warm": a[:, 3],
+            "queue": a[:, 4],
+        }
+    return ep
+
+
+def _aggregate(eps: list[dict], privileged: bool) -> dict:
+    lat = np.concatenate([e["_latencies"] for e in eps]) if eps else np.zeros(0)
+    out: dict = {}
+    for name, q in (("p50", 50), ("p90", 90), ("p99", 99)):
+        out[f"{name}_latency_s"] = float(np.percentile(lat, q)) if lat.size else float("nan")
+    out["mean_latency_s"] = float(lat.mean()) if lat.size else float("nan")
+    viol = sum(e["slo_violations"] for e in eps)
+    decided = sum(e["slo_decided"] for e in eps)
+    out["slo_violation_rate"] = viol / decided if decided else 0.0
+    for k in _MEAN_KEYS:
+        out[k] = float(np.mean([e[k] for e in eps]))
+    gpu_s = sum(e["gpu_seconds"] for e in eps)
+    busy = sum(e["gpu_utilization"] * e["gpu_seconds"] for e in eps)
+    out["gpu_utilization"] = busy / gpu_s if gpu_s > 0 else 0.0
+    rewards = [e["episode_reward"] for e in eps]
+    out["episode_reward"] = float(np.mean(rewards))
+    out["episode_reward_std"] = float(np.std(rewards))
+    out["wall_s"] = float(sum(e["wall_s"] for e in eps))
+    out["privileged"] = bool(privileged)
+    out["per_episode"] = [{k: v for k, v in e.items() if not k.startswith("_")} for e in eps]
+    return out
+
+
+def evaluate(
+    scenario: str,
+    policies: dict[str, object],
+    episodes: int = 3,
+    seed: int = 0,
+    split: str = "eval",
+    overrides: dict | None = None,
+    progress: bool = True,
+    record_timeline: bool = True,
+) -> dict:
+    """Run every policy for ``episodes`` episodes (seeds ``seed .. seed + episodes - 1``).
+
+    Args:
+        scenario: Preset name or YAML path.
+        policies: ``name -> policy`` (anything with ``predict``; ``bind(env)`` is called before
+            each episode when present; ``action_masks`` is passed when ``predict`` accepts it).
+        episodes: Episodes per policy (>= 1).
+        seed: Seed of the first episode.
+        split: ``"eval"`` (held-out windows) or ``"train"``.
+        overrides: Scenario overrides (``{"episode_s": 300}``).
+        progress: Show a tqdm progress bar on stderr (when stderr is a terminal).
+        record_timeline: Keep the first episode's per-step timeline for :func:`plot_results`.
+
+    Returns:
+        ``{"policies": {name: metrics}, "scenario", "split", "episodes", "seed", "overrides",
+        "episode_s", "step_s", "n_steps", "_raw": {name: {"latencies", "timeline"}}}``; see the
+        module docstring for the aggregation.
+
+    Raises:
+        ValueError: Bad arguments, scenario or overrides (``ConfigError`` is a ``ValueError``).
+    """
+    if not isinstance(episodes, int) or episodes < 1:
+        raise ValueError(f"episodes must be an integer >= 1, got {episodes!r}")
+    if not policies:
+        raise ValueError("evaluate() needs at least one policy")
+    for name, pol in policies.items():
+        if not hasattr(pol, "predict"):
+            raise ValueError(f"policy {name!r} has no predict() method")
+    overrides = dict(overrides or {})
+    probe = make_env(scenario, split, overrides)
+    sc = probe.scenario
+    n_steps = sc.n_steps
+    probe.close()
+    results: dict = {
+        "policies": {},
+        "scenario": sc.name,
+        "split": split,
+        "episodes": episodes,
+        "seed": seed,
+        "overrides": overrides,
+        "episode_s": float(sc.episode_s),
+        "step_s": float(sc.step_s),
+        "n_steps": n_steps,
+        "_raw": {},
+    }
+    from tqdm.auto import tqdm
+
+    total = len(policies) * episodes * n_steps
+    with tqdm(
+        total=total, disable=None if progress else True, file=sys.stderr, unit="step", leave=False,
+        desc=f"evaluate {sc.name}", mininterval=0.5,
+    ) as bar:  # fmt: skip
+        for name, pol in policies.items():
+            bar.set_postfix_str(name)
+            env = make_env(scenario, split, overrides)
+            try:
+                eps = [
+                    run_episode(env, pol, seed + i, record_timeline and i == 0, bar)
+                    for i in range(episodes)
+                ]
+            finally:
+                env.close()
+            results["policies"][name] = _aggregate(eps, getattr(pol, "privileged", False))
+            results["_raw"][name] = {
+                "latencies": np.concatenate([e["_latencies"] for e in eps]),
+                "timeline": eps[0].get("_timeline"),
+            }
+    return results
+
+
+# ================================================================================ table ========
+def _fmt_s(x: float) -> str:
+    if x is None or not math.isfinite(x):
+        return "-"
+    if x >= 100:
+        return f"{x:.0f}"
+    if x >= 1:
+        return f"{x:.2f}"
+    return f"{x:.3f}"
+
+
+def _speedup(base: float, x: float) -> str:
+    if not (math.isfinite(base) and math.isfinite(x)) or x <= 0:
+        return "-"
+    return f"{base / x:.2f}x"
+
+
+def format_table(results: dict, baseline: str | None = "baseline") -> str:
+    """A Markdown table (aligned for the terminal): one row per policy.
+
+    Columns: p50, p99 and mean latency (s), SLO violation rate, dropped requests, cold starts,
+    cost ($) and episode reward (per-episode means), and, when ``baseline`` is one of the policies,
+    the p50 and p99 speedups over it (baseline latency / policy latency). Privileged policies
+    (those that read the simulator) are marked ``*``.
+    """
+    pols = results["policies"]
+    base = pols.get(baseline) if baseline else None
+    head = ["policy", "p50 s", "p99 s", "mean s", "SLO viol", "dropped", "cold starts", "cost $",
+            "reward"]  # fmt: skip
+    if base is not None:
+        head += [f"p50 vs {baseline}", f"p99 vs {baseline}"]
+    rows = []
+    for name, r in pols.items():
+        row = [
+            name + (" *" if r.get("privileged") else ""),
+            _fmt_s(r["p50_latency_s"]),
+            _fmt_s(r["p99_latency_s"]),
+            _fmt_s(r["mean_latency_s"]),
+            f"{100 * r['slo_violation_rate']:.1f}%",
+            f"{r['requests_dropped']:.1f}",
+            f"{r['cold_starts']:.1f}",
+            f"{r['cost_usd']:.2f}",
+            f"{r['episode_reward']:.1f}",
+        ]
+        if base is not None:
+            row += [
+                _speedup(base["p50_latency_s"], r["p50_latency_s"]),
+                _speedup(base["p99_latency_s"], r["p99_latency_s"]),
+            ]
+        rows.append(row)
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
+
+    def line(cells):
+        return (
+            "| "
+            + " | ".join(
+                c.ljust(w) if i == 0 else c.rjust(w)
+                for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+            )
+            + " |"
+        )
+
+    sep = (
+        "|"
+        + "|".join(("-" * (w + 1) + ("-" if i == 0 else ":")) for i, w in enumerate(widths))
+        + "|"
+    )
+    out = [line(head), sep, *(line(r) for r in rows)]
+    notes = (
+        f"{results.get('scenario')} ({results.get('split')} split), {results.get('episodes')} "
+        f"episode(s) of {results.get('episode_s', float('nan')):g} s from seed {results.get('seed')}; "
+        "latencies pooled over episodes, counts, cost and reward are per-episode means."
+    )
+    out.append("")
+    out.append(notes)
+    if any(r.get("privileged") for r in pols.values()):
+        out.append("* privileged: reads the simulator's state, not just the observation.")
+    return "\n".join(out)
+
+
+# ================================================================================= json =========
+def _clean(x):
+    if isinstance(x, dict):
+        return {str(k): _clean(v) for k, v in x.items() if not str(k).startswith("_")}
+    if isinstance(x, (list, tuple)):
+        return [_clean(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return [_clean(v) for v in x.tolist()]
+    if isinstance(x, (bool, np.bool_)):
+        return bool(x)
+    if isinstance(x, (int, np.integer)):
+        return int(x)
+    if isinstance(x, (float, np.floating)):
+        return float(x) if math.isfinite(float(x)) else None
+    if x is None or isinstance(x, str):
+        return x
+    return str(x)
+
+
+def write_json(results: dict, path) -> None:
+    """Write ``results`` without its private keys; NaN and infinities become ``null``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = _clean(results)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n")
+    tmp.replace(path)
+
+
+def plot_results(results: dict, out_dir) -> list[Path]:
+    """Write the PNGs (see :mod:`agents.plots`) and return their paths."""
+    from .plots import plot_results as _plot
+
+    return _plot(results, out_dir)
