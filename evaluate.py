@@ -5,6 +5,7 @@
     python evaluate.py --scenario small --policies baseline --model runs/<run> --model other.zip
     python evaluate.py --scenario paper --policies baseline,hierarchical --trace my.csv \\
         --time-col t --model-col model
+    python evaluate.py --scenario paper --policies all -o workload__time_scale=0.05
 
 Every policy runs the same episodes (seeds ``--seed``, ``--seed + 1``, ...) on the same split.
 ``--trace`` replaces the scenario's workload by a trace file (see ``envs.workloads.traces``),
@@ -51,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     a("--json", metavar="PATH", help="write the results as JSON here")
     a("--out", metavar="DIR", help="write the plots (PNG) into this folder")
     a("--episode-s", type=float, metavar="X", help="override the scenario's episode length (s)")
+    a("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
+      help="scenario override, repeatable (YAML values): workload__time_scale=0.05, "
+      "features__keep_alive_s=600")  # fmt: skip
     a("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -67,6 +71,22 @@ def parse_policies(spec: str) -> list[str]:
     if len(set(names)) != len(names):
         raise ValueError(f"--policies names a policy twice: {spec!r}")
     return names
+
+
+def parse_overrides(items: list[str]) -> dict:
+    """``["k=v", ...]`` -> ``{k: yaml value}``; a malformed item raises ValueError."""
+    import yaml
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--override needs KEY=VALUE, got {item!r}")
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as e:
+            raise ValueError(f"--override {item!r}: not a YAML value ({e})") from None
+    return out
 
 
 def trace_overrides(args, overrides: dict) -> dict:
@@ -114,7 +134,7 @@ def run(args) -> int:
     names = parse_policies(args.policies)
     if not names and not args.model:
         raise ValueError("nothing to evaluate: give --policies and/or --model")
-    overrides: dict = {}
+    overrides = parse_overrides(args.override)
     if args.episode_s is not None:
         overrides["episode_s"] = args.episode_s
     overrides = trace_overrides(args, overrides)

@@ -300,7 +300,8 @@ def _fmt_s(x: float) -> str:
 def _speedup(base: float, x: float) -> str:
     if not (math.isfinite(base) and math.isfinite(x)) or x <= 0:
         return "-"
-    return f"{base / x:.2f}x"
+    r = base / x
+    return f"{r:.0f}x" if r >= 100 else f"{r:.2f}x" if r >= 0.1 else f"{r:.2g}x"
 
 
 def format_table(results: dict, baseline: str | None = "baseline") -> str:

@@ -133,6 +133,7 @@ def cli(*args, cwd=ROOT):
         (["--scenario", "small", "--trace", "no/such.csv"], "trace file not found"),
         (["--scenario", "small", "--trace", "tests/data/bad_negative_count.csv"], "negative count"),
         (["--scenario", "small", "--model", "no/such/run"], "does not exist"),
+        (["--scenario", "small", "-o", "episode_s"], "needs KEY=VALUE"),
     ],
 )
 def test_cli_bad_input_exits_2_with_one_line(args, needle, tmp_path):
@@ -153,7 +154,8 @@ def test_cli_argparse_errors_exit_2():
 def test_cli_json_and_plots(tmp_path):
     out = tmp_path / "plots"
     r = cli("--scenario", "small", "--policies", "baseline,hierarchical", "--episodes", "1",
-            "--episode-s", "60", "--json", str(tmp_path / "r.json"), "--out", str(out))  # fmt: skip
+            "--episode-s", "60", "-o", "reward__cost=0.2", "--json", str(tmp_path / "r.json"),
+            "--out", str(out))  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert "| baseline" in r.stdout and "p99 vs baseline" in r.stdout
     data = json.loads((tmp_path / "r.json").read_text())
@@ -162,6 +164,7 @@ def test_cli_json_and_plots(tmp_path):
             v = data["policies"][name][k]
             assert v is None or isinstance(v, (int, float)), (name, k, v)
     assert data["episode_s"] == 60 and data["seed"] == 0
+    assert data["overrides"] == {"episode_s": 60.0, "reward__cost": 0.2}
     assert sorted(p.name for p in out.iterdir()) == [
         "cost_vs_p99.png", "latency_cdf.png", "timeline.png"
     ]  # fmt: skip
