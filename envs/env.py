@@ -98,7 +98,10 @@ class ServerlessGPUEnv(gym.Env):
     lets cold starts hit users pays more. Violations are counted when a request is dispatched.
 
     ## Starting State
-    An empty cluster: no instance, no model in any host memory or disk. The workload window is
+    No instance is running and no disk holds a model. Host memories hold
+    ``scenario.initial_copies`` copies of each model (model ``m``'s copies on hosts ``m, m+1, ...``
+    modulo the host count, where they fit): 0 is an empty pool, 1 a pool warmed up by earlier
+    traffic. The workload window is
     drawn from ``np_random``: a start time in the training part of the scenario's span (or the
     held-out part with ``split="eval"``), and its arrivals.
 
@@ -179,6 +182,9 @@ class ServerlessGPUEnv(gym.Env):
         wl_rng, sim_rng = self.np_random.spawn(2)
         workload = self.generator(wl_rng, self.M, sc.episode_s, self.start_s)
         self.sim = Simulator(sc.sim, workload, sim_rng)
+        for m in range(self.M):
+            for c in range(sc.initial_copies):
+                self.sim.seed_copy(m, (m + c) % self.H)
         self._mask_cache = None
         self.t = 0
         self._req_norm = max(1.0, workload.n_requests / sc.n_steps)

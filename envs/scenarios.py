@@ -9,7 +9,8 @@ YAML layout (all keys optional except ``models`` and ``workload``)::
 
     description: one line
     hosts: [{count: 2, n_gpus: 2, gpu_mem_gb: 24, cache_gb: 64, ...}]   # HostSpec fields
-    models: [bert-base, gpt2-xl, {name: mine, size_gb: 1, ...}]          # catalog names or specs
+    models: [bert-base, {base: gpt2-xl, slo_s: 3}, {name: mine, size_gb: 1, ...}]  # names/specs
+            # {base: NAME, copies: 3} deploys 3 distinct models NAME.1..NAME.3 of that shape
     cloud: {...}      # CloudStoreSpec fields
     startup: {...}    # StartupSpec fields
     prices: {...}     # PriceSpec fields
@@ -21,7 +22,8 @@ YAML layout (all keys optional except ``models`` and ``workload``)::
     held_out_fraction: 0.25   # the last fraction of span_s is kept for evaluation
     max_models: 4     # observation/action padding
     scale_deltas: [-4, -1, 0, 1, 2, 4]
-    reward: {slo: 1.0, drop: 1.0, cost: 1.0}
+    reward: {slo: 1.0, drop: 1.0, cost: 0.5}
+    initial_copies: 0 # memory copies of each model present at reset (a warmed-up pool)
 """
 
 from __future__ import annotations
@@ -83,6 +85,7 @@ class Scenario:
     max_models: int = 4
     scale_deltas: tuple[int, ...] = (-4, -1, 0, 1, 2, 4)
     reward: RewardWeights = field(default_factory=RewardWeights)
+    initial_copies: int = 0
 
     def __post_init__(self) -> None:
         def bad(name, expected):
@@ -105,6 +108,10 @@ class Scenario:
             bad("episode_s", "shorter than both the training and the held-out part of span_s")
         if not isinstance(self.max_models, int) or self.max_models < len(self.sim.models):
             bad("max_models", f"an integer >= the number of models ({len(self.sim.models)})")
+        if not isinstance(self.initial_copies, int) or not 0 <= self.initial_copies <= len(
+            self.sim.hosts
+        ):
+            bad("initial_copies", f"an integer in [0, {len(self.sim.hosts)}] (the number of hosts)")
         d = self.scale_deltas
         if not d or len(set(d)) != len(d) or 0 not in d or not all(isinstance(x, int) for x in d):
             bad("scale_deltas", "distinct integers including 0")
@@ -135,7 +142,8 @@ _SPEC_SECTIONS = {
 }
 _TOP_KEYS = {
     "description", "hosts", "models", "workload", "episode_s", "step_s", "span_s",
-    "held_out_fraction", "max_models", "scale_deltas", "reward", *_SPEC_SECTIONS,
+    "held_out_fraction", "max_models", "scale_deltas", "reward", "initial_copies",
+    *_SPEC_SECTIONS,
 }  # fmt: skip
 
 
@@ -211,7 +219,18 @@ def scenario_from_dict(data: dict, name: str = "custom", overrides: dict | None 
     models = data["models"]
     if not isinstance(models, list) or not models:
         raise ConfigError(f"{where}: models must be a non-empty list, got {models!r}")
-    specs = tuple(_model(m, f"{where}: models[{i}]") for i, m in enumerate(models))
+    specs = []
+    for i, m in enumerate(models):
+        if isinstance(m, dict) and "copies" in m:
+            m = dict(m)
+            n = m.pop("copies")
+            if not isinstance(n, int) or n < 1:
+                raise ConfigError(f"{where}: models[{i}].copies must be an integer >= 1, got {n!r}")
+            spec = _model(m, f"{where}: models[{i}]")
+            specs += [dataclasses.replace(spec, name=f"{spec.name}.{k + 1}") for k in range(n)]
+        else:
+            specs.append(_model(m, f"{where}: models[{i}]"))
+    specs = tuple(specs)
     sections = {
         k: _build(cls, data.get(k) or {}, f"{where}: {k}") for k, cls in _SPEC_SECTIONS.items()
     }
@@ -224,7 +243,14 @@ def scenario_from_dict(data: dict, name: str = "custom", overrides: dict | None 
         raise ConfigError(f"{where}: workload must be a mapping with a 'kind', got {wl!r}")
     top = {
         k: data[k]
-        for k in ("episode_s", "step_s", "span_s", "held_out_fraction", "max_models")
+        for k in (
+            "episode_s",
+            "step_s",
+            "span_s",
+            "held_out_fraction",
+            "max_models",
+            "initial_copies",
+        )
         if k in data
     }
     if "scale_deltas" in data:

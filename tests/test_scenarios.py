@@ -80,3 +80,23 @@ def test_keyword_overrides_reach_sections():
     assert sc.reward.cost == 0.0 and sc.episode_s == 300
     with pytest.raises(ConfigError, match="unknown key 'featres'"):
         load_scenario("small", featres__keep_alive_s=1)
+
+
+def test_model_copies_and_initial_pool():
+    sc = load_scenario("paper")
+    names = [m.name for m in sc.sim.models]
+    assert (
+        len(names) == 18
+        and len(set(names)) == 18
+        and names[:2] == ["codebert-base.1", "codebert-base.2"]
+    )
+    assert sc.initial_copies == 1
+    from envs.env import ServerlessGPUEnv
+
+    env = ServerlessGPUEnv("paper", episode_s=60)
+    env.reset(seed=0)
+    held = [len(env.sim.hosts_with_copy(m)) for m in range(env.M)]
+    assert held == [1] * 18
+    assert all(c.used_gb <= c.capacity_gb for c in env.sim.mem)
+    with pytest.raises(ConfigError, match="initial_copies"):
+        load_scenario("small", initial_copies=9)

@@ -294,7 +294,7 @@ def test_mappings_are_stable_rules() -> None:
     np.testing.assert_array_equal(function_to_model(tr, 7, "round_robin"), np.arange(1350) % 7)
     gen = TraceWorkload(tr, mapping="hash", mapping_seed=5)
     assert np.array_equal(gen.model_map(7), function_to_model(tr, 7, "hash", 5))
-    with pytest.raises(ValueError, match="mapping_seed only salts mapping='hash'"):
+    with pytest.raises(ValueError, match="mapping_seed only applies to mapping='hash' or 'sample'"):
         TraceWorkload(tr, mapping_seed=3)
 
 
@@ -336,3 +336,24 @@ def test_trace_repr_and_function_times() -> None:
     np.testing.assert_allclose(tr.function_times(1), [0.75, 7.25])
     with pytest.raises(ValueError, match="per-minute counts"):
         load_trace(d("vhive_two_minutes.csv")).function_times(0)
+
+
+def test_sample_mapping_gives_each_model_one_eligible_function():
+    from envs.workloads.traces import TraceWorkload, function_to_model, load_trace
+
+    trace = load_trace("azure2019")
+    totals = trace.function_totals()
+    fmap = function_to_model(trace, 18, "sample", mapping_seed=0, min_requests=24)
+    chosen = np.flatnonzero(fmap >= 0)
+    assert sorted(fmap[chosen].tolist()) == list(range(18))
+    assert (totals[chosen] >= 24).all()
+    # Model 0 gets the busiest drawn function.
+    assert totals[chosen[fmap[chosen] == 0][0]] == totals[chosen].max()
+    # The draw is fixed by mapping_seed, not by the episode rng.
+    gen = TraceWorkload(trace, mapping="sample", min_requests=24)
+    a = gen(np.random.default_rng(1), 18, 86400.0)
+    assert a.n_requests == int(totals[chosen].sum())
+    other = function_to_model(trace, 18, "sample", mapping_seed=1, min_requests=24)
+    assert not np.array_equal(other, fmap)
+    with pytest.raises(ValueError, match="min_requests"):
+        function_to_model(trace, 18, "sample", min_requests=10**9)

@@ -563,6 +563,16 @@ class Simulator:
         self._run_prefetch_stage(p, self.now)
         return True
 
+    def seed_copy(self, m: int, h: int) -> bool:
+        """Place a copy of ``m`` in host ``h``'s memory now, without a transfer (initial state).
+
+        Returns False if the host cache is off or the copy does not fit."""
+        self._check_model(m)
+        if not self.cfg.features.host_cache or not self.mem[h].can_fit(m):
+            return False
+        self._mem_change(lambda: self.mem[h].insert(m, self.now))
+        return True
+
     def _run_prefetch_stage(self, p: Prefetch, t: float) -> None:
         while p.stage_idx < len(p.stages):
             kind, arg = p.stages[p.stage_idx]

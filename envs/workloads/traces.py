@@ -46,12 +46,12 @@ __all__ = [
     "split_windows",
 ]
 
-MAPPINGS = ("popularity", "hash", "round_robin", "per_request")
+MAPPINGS = ("popularity", "hash", "round_robin", "sample", "per_request")
 SUBMINUTE = ("uniform", "poisson", "equidistant")
 
 
 def function_to_model(
-    trace: Trace, n_models: int, mapping: str, mapping_seed: int = 0
+    trace: Trace, n_models: int, mapping: str, mapping_seed: int = 0, min_requests: int = 1
 ) -> np.ndarray:
     """The model of each trace function, shape ``(n_functions,)``; independent of any episode rng.
 
@@ -64,6 +64,11 @@ def function_to_model(
         ``hash``: ``blake2b(f"{mapping_seed}:{function_id}") mod n_models`` (stable across runs,
         platforms and trace cuts; ``mapping_seed`` salts it).
         ``round_robin``: function ``i`` in file order (first appearance) goes to ``i mod n_models``.
+        ``sample``: one function per model, as in a serverless platform where each deployed
+        model serves one function: ``n_models`` functions are drawn without replacement by
+        ``numpy.random.default_rng(mapping_seed)`` among those with at least ``min_requests``
+        requests in the whole trace, and ordered by popularity (model 0 gets the busiest drawn
+        function). Functions not drawn map to -1 and are not replayed.
     """
     n = trace.n_functions
     if mapping == "popularity":
@@ -86,7 +91,20 @@ def function_to_model(
         )
     if mapping == "round_robin":
         return np.arange(n, dtype=np.int64) % n_models
-    raise ValueError(f"unknown function mapping {mapping!r}; valid: {MAPPINGS[:3]}")
+    if mapping == "sample":
+        totals = trace.function_totals()
+        eligible = np.flatnonzero(totals >= min_requests)
+        if eligible.size < n_models:
+            raise ValueError(
+                f"TraceWorkload mapping='sample': only {eligible.size} functions of {trace.path} "
+                f"have >= min_requests={min_requests} requests, {n_models} models need one each"
+            )
+        chosen = np.random.default_rng(mapping_seed).choice(eligible, size=n_models, replace=False)
+        chosen = sorted(chosen.tolist(), key=lambda i: (-int(totals[i]), trace.function_ids[i]))
+        out = np.full(n, -1, dtype=np.int64)
+        out[np.array(chosen, dtype=np.int64)] = np.arange(n_models, dtype=np.int64)
+        return out
+    raise ValueError(f"unknown function mapping {mapping!r}; valid: {MAPPINGS[:4]}")
 
 
 class TraceWorkload:
@@ -118,7 +136,9 @@ class TraceWorkload:
         trace: A loaded :class:`Trace`, a file path or a shipped trace name.
         time_scale: Trace seconds per simulated second, > 0.
         mapping: Function -> model rule.
-        mapping_seed: Salt of the ``hash`` rule (other rules reject a non-zero seed).
+        mapping_seed: Salt of the ``hash`` rule, seed of the ``sample`` draw (other rules reject
+            a non-zero seed).
+        min_requests: ``sample`` draws among functions with at least this many requests.
         subminute: Sub-minute rule for count layouts.
         time_col: Passed to :func:`load_trace` when ``trace`` is a path.
         model_col: Passed to :func:`load_trace` when ``trace`` is a path.
@@ -136,6 +156,7 @@ class TraceWorkload:
         time_col: str | None = None,
         model_col: str | None = None,
         request_zipf_s: float = 1.0,
+        min_requests: int = 1,
     ) -> None:
         if isinstance(trace, Trace):
             if time_col is not None or model_col is not None:
@@ -155,14 +176,19 @@ class TraceWorkload:
             raise ValueError(
                 f"TraceWorkload.subminute must be one of {SUBMINUTE}, got {subminute!r}"
             )
-        if mapping_seed != 0 and mapping != "hash":
+        if not isinstance(min_requests, int) or isinstance(min_requests, bool) or min_requests < 1:
             raise ValueError(
-                f"TraceWorkload.mapping_seed only salts mapping='hash', got mapping_seed="
+                f"TraceWorkload.min_requests must be an integer >= 1, got {min_requests!r}"
+            )
+        if mapping_seed != 0 and mapping not in ("hash", "sample"):
+            raise ValueError(
+                f"TraceWorkload.mapping_seed only applies to mapping='hash' or 'sample', got mapping_seed="
                 f"{mapping_seed!r} with mapping={mapping!r}"
             )
         self.time_scale = float(time_scale)
         self.mapping = mapping
         self.mapping_seed = int(mapping_seed)
+        self.min_requests = min_requests
         self.subminute = subminute
         self.request_zipf = Popularity(request_zipf_s)
         self._maps: dict[int, np.ndarray] = {}
@@ -177,7 +203,7 @@ class TraceWorkload:
         """Model of each trace function for ``n_models`` (cached; not for ``per_request``)."""
         if n_models not in self._maps:
             self._maps[n_models] = function_to_model(
-                self.trace, n_models, self.mapping, self.mapping_seed
+                self.trace, n_models, self.mapping, self.mapping_seed, self.min_requests
             )
         return self._maps[n_models]
 
@@ -226,6 +252,9 @@ class TraceWorkload:
             models = rng.choice(n_models, size=t_sim.size, p=self.request_zipf.weights(n_models))
         else:
             models = self.model_map(n_models)[funcs]
+            if self.mapping == "sample":
+                keep = models >= 0
+                t_sim, models = t_sim[keep], models[keep]
         arrivals = group_by_model(t_sim, models, n_models, presorted=presorted)
         source = (
             f"trace {os.path.basename(self.trace.path)} [{self.trace.layout}] window "
