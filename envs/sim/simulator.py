@@ -210,10 +210,16 @@ class Simulator:
 
     def _next_expiry(self, ka: float) -> float:
         best = math.inf
-        for insts in self.instances:
+        for m, insts in enumerate(self.instances):
+            queued = self.head[m] != self.arrived[m]
             for inst in insts:
                 if inst.state == WARM:
-                    t = self.slot_free[inst.model, inst.gpu] + ka
+                    t = self.slot_free[m, inst.gpu] + ka
+                    if queued and t <= self.now:
+                        # Due but requests wait (arrived at the expiry instant, or queued during
+                        # the cold start with keep_alive_s == 0): _reap keeps it, the next
+                        # segment serves them, so it cannot expire before one batch + ka.
+                        t = self.now + self.exec1[m] + ka
                     if t < best:
                         best = t
         return max(best, self.now)
@@ -530,6 +536,7 @@ class Simulator:
     def cache_keep(self, m: int, h: int, keep: bool = True) -> bool:
         """Pin (or unpin) model ``m``'s copy in host ``h``'s memory; False if there is none."""
         self._check_model(m)
+        self._check_host(h)
         e = self.mem[h].entries.get(m)
         if e is None:
             return False
@@ -539,6 +546,7 @@ class Simulator:
     def cache_evict(self, m: int, h: int) -> bool:
         """Drop host ``h``'s memory copy of ``m`` now; False if absent or being read."""
         self._check_model(m)
+        self._check_host(h)
         return self._mem_change(lambda: self.mem[h].remove(m))
 
     def prefetch(self, m: int, h: int, source: str | None = None, pin: bool = True) -> bool:
@@ -546,6 +554,7 @@ class Simulator:
 
         Returns False (nothing started) if the copy is already there, on its way, or can't fit."""
         self._check_model(m)
+        self._check_host(h)
         f = self.cfg.features
         if not f.host_cache or m in self.mem[h] or not self.mem[h].can_fit(m):
             return False
@@ -597,6 +606,10 @@ class Simulator:
         if not 0 <= m < self.M:
             raise SimError(f"model index must be in [0, {self.M - 1}], got {m}")
 
+    def _check_host(self, h: int) -> None:
+        if not 0 <= h < len(self.cfg.hosts):
+            raise SimError(f"host must be in [0, {len(self.cfg.hosts) - 1}], got {h}")
+
     # ============================================================ queries ===================
     def instance_count(self, m: int) -> int:
         return sum(1 for i in self.instances[m] if i.state in (WARM, LOADING))
@@ -631,9 +644,12 @@ class Simulator:
         st, c, spec = self.cfg.startup, self.cfg.cloud, self.cfg.models[m]
         hs = self.cfg.hosts[h]
         size = self.sizes[m]
+        remote_bw = hs.nic_gb_per_s
+        if source == "remote_mem" and (r := self._remote_holder(m, h)) >= 0:
+            remote_bw = min(remote_bw, self.cfg.hosts[r].nic_gb_per_s)  # the holder's NIC sends
         fetch_bw = {
             "local_mem": math.inf,
-            "remote_mem": hs.nic_gb_per_s,
+            "remote_mem": remote_bw,
             "disk": hs.disk_gb_per_s,
             "cloud": min(c.per_transfer_gb_per_s, hs.nic_gb_per_s, c.egress_gb_per_s),
         }[source]
