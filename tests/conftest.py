@@ -1,0 +1,146 @@
+"""Shared helpers for the simulator tests: toy configs with round numbers, workloads, a hang guard."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+
+import numpy as np
+import pytest
+
+from envs.sim import (
+    CloudStoreSpec,
+    FeatureSpec,
+    HostSpec,
+    ModelSpec,
+    PriceSpec,
+    SimConfig,
+    Simulator,
+    StartupSpec,
+    Workload,
+)
+
+# Round numbers of the toy cluster used by the known-answer tests.
+SIZE = 2.0  # GB
+PCIE = 4.0  # GB/s  -> copy 0.5 s
+NIC = 2.0  # GB/s   -> remote/cloud fetch 1.0 s
+DISK = 4.0  # GB/s  -> disk fetch 0.5 s
+DESER = 1.0  # GB/s -> deserialise 2.0 s
+SANDBOX = 0.5
+RUNTIME = 1.0
+TTFB = 0.25
+BATCH1_MS = 100.0
+PER_ITEM_MS = 10.0
+CPU_MS = 500.0
+
+SIM_TEST_TIMEOUT_S = 120
+
+
+@pytest.fixture(autouse=True)
+def _sim_hang_guard(request):
+    """Fail (instead of hanging the suite) if a simulator test runs away, e.g. a run_until loop
+    that stops advancing time. Only for this package's simulator tests (``test_sim_*``)."""
+    name = request.node.module.__name__.rsplit(".", 1)[-1]
+    if not name.startswith("test_sim_") or not hasattr(signal, "SIGALRM"):
+        yield
+        return
+
+    def _boom(signum, frame):
+        raise TimeoutError(f"simulator test exceeded {SIM_TEST_TIMEOUT_S} s (hang?)")
+
+    old = signal.signal(signal.SIGALRM, _boom)
+    signal.alarm(SIM_TEST_TIMEOUT_S)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float):
+    """Raise TimeoutError if the block runs longer than ``seconds`` (wall clock; no-op where
+    SIGALRM is unavailable). Re-armed on every use, so Hypothesis' shrinking stays guarded."""
+    if not hasattr(signal, "SIGALRM"):
+        yield
+        return
+
+    def _boom(signum, frame):
+        raise TimeoutError(f"block exceeded {seconds} s (simulator hang?)")
+
+    old_handler = signal.signal(signal.SIGALRM, _boom)
+    old_delay, old_interval = signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old_handler)
+        if old_delay:  # restore an enclosing guard (e.g. the per-test one)
+            signal.setitimer(signal.ITIMER_REAL, old_delay, old_interval)
+
+
+def model(name="a", size=SIZE, deser=DESER, max_batch=4, **kw) -> ModelSpec:
+    args = dict(
+        name=name,
+        size_gb=size,
+        gpu_batch1_ms=BATCH1_MS,
+        gpu_per_item_ms=PER_ITEM_MS,
+        cpu_ms=CPU_MS,
+        max_batch=max_batch,
+        slo_s=1.0,
+        deserialize_gb_per_s=deser,
+    )
+    args.update(kw)
+    return ModelSpec(**args)
+
+
+def host(n_gpus=1, **kw) -> HostSpec:
+    args = dict(
+        n_gpus=n_gpus,
+        gpu_mem_gb=8.0,
+        cache_gb=8.0,
+        nic_gb_per_s=NIC,
+        pcie_gb_per_s=PCIE,
+        disk_gb_per_s=0.0,
+        disk_cache_gb=0.0,
+    )
+    args.update(kw)
+    return HostSpec(**args)
+
+
+def toy_config(
+    hosts=None,
+    models=None,
+    *,
+    pipelined=False,
+    chunks=4,
+    cloud=None,
+    prices=None,
+    **features,
+) -> SimConfig:
+    """One host with one GPU, one 2 GB model, fetch bottleneck = the NIC (2 GB/s)."""
+    return SimConfig(
+        hosts=tuple(hosts) if hosts is not None else (host(),),
+        models=tuple(models) if models is not None else (model(),),
+        cloud=cloud
+        or CloudStoreSpec(per_stream_gb_per_s=10.0, streams=1, ttfb_s=TTFB, egress_gb_per_s=100.0),
+        startup=StartupSpec(
+            sandbox_s=SANDBOX, runtime_init_s=RUNTIME, pipelined=pipelined, pipeline_chunks=chunks
+        ),
+        prices=prices or PriceSpec(),
+        features=FeatureSpec(**features),
+    )
+
+
+def workload(*arrivals, duration=1000.0) -> Workload:
+    return Workload(tuple(np.asarray(a, dtype=float) for a in arrivals), duration)
+
+
+def make_sim(cfg: SimConfig, *arrivals, duration=1000.0, seed=0) -> Simulator:
+    if not arrivals:
+        arrivals = tuple([] for _ in cfg.models)
+    return Simulator(cfg, workload(*arrivals, duration=duration), np.random.default_rng(seed))
+
+
+def exec_s(batch: int = 1) -> float:
+    return (BATCH1_MS + (batch - 1) * PER_ITEM_MS) / 1000.0
