@@ -577,6 +577,7 @@ class Simulator:
 
         Returns False if the host cache is off or the copy does not fit."""
         self._check_model(m)
+        self._check_host(h)
         if not self.cfg.features.host_cache or not self.mem[h].can_fit(m):
             return False
         self._mem_change(lambda: self.mem[h].insert(m, self.now))
