@@ -1,0 +1,338 @@
+"""SB3 callbacks: cluster metrics, held-out evaluation against the heuristics, the run's
+hyperparameters, the latency histogram, atomic checkpoints and a clean stop on a signal.
+
+TensorBoard keys (SB3's own ``rollout/``, ``train/``, ``time/`` are kept):
+
+| key | what |
+|---|---|
+| ``cluster/<metric>`` | mean over the training episodes finished since the last log: ``p50_latency_s``, ``p99_latency_s``, ``mean_latency_s``, ``slo_violation_rate``, ``gpu_utilization``, ``requests_dropped``, ``cost_usd`` (per episode), ``cold_starts``, ``cold_starts_<tier>``, ``invalid_actions``, ``reward_<component>``; ``cluster/episodes`` counts them |
+| ``cluster/latency_s`` | histogram of those episodes' request latencies |
+| ``eval/mean_reward``, ``eval/<metric>`` | the agent on held-out windows (``split="eval"``, fixed seeds) |
+| ``eval/<policy>/<metric>`` | each reference heuristic on the same windows (computed once) |
+| ``eval/references_beaten`` | how many references the agent's mean reward exceeds |
+| ``hyperparameters`` (text) | the resolved hyperparameters and arguments, at the start |
+
+The custom-scalars tab shows the agent's eval reward and every reference's on one chart.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch as th
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.logger import HParam, TensorBoardOutputFormat
+
+from .loading import save_agent
+from .wrappers import ENV_ID
+
+TIERS = ("local_mem", "remote_mem", "disk", "cloud")
+EPISODE_KEYS = (
+    "p50_latency_s", "p99_latency_s", "mean_latency_s", "slo_violation_rate", "gpu_utilization",
+    "requests_dropped", "cost_usd", "cold_starts", *(f"cold_starts_{t}" for t in TIERS),
+    "invalid_actions",
+)  # fmt: skip
+EVAL_KEYS = ("p50_latency_s", "p99_latency_s", "slo_violation_rate", "cost_usd", "requests_dropped")
+NOT_SCALAR = ("stdout", "log", "json", "csv")  # formats that cannot show text or histograms
+
+
+def _nanmean(values: Sequence[float]) -> float:
+    a = np.asarray(values, dtype=np.float64)
+    a = a[~np.isnan(a)]
+    return float(a.mean()) if a.size else float("nan")
+
+
+def _tb_writer(logger) -> Any:
+    for fmt in logger.output_formats:
+        if isinstance(fmt, TensorBoardOutputFormat):
+            return fmt.writer
+    return None
+
+
+# ----------------------------------------------------------------------- cluster metrics ----
+class ClusterMetricsCallback(BaseCallback):
+    """Logs ``cluster/*`` from the final-step ``info`` of training episodes (see module table).
+
+    Values are averaged over the episodes finished since SB3 last wrote the logs (detected by
+    the logger having been cleared), so each point is a fresh average, whatever the algorithm's
+    logging rhythm. Latencies come from :class:`agents.wrappers.EpisodeLatencies`.
+
+    Args:
+        max_latencies: Cap on the latencies kept for one histogram.
+    """
+
+    def __init__(self, max_latencies: int = 50_000, verbose: int = 0) -> None:
+        super().__init__(verbose)
+        self.max_latencies = max_latencies
+        self._values: dict[str, list[float]] = {}
+        self._latencies: list[np.ndarray] = []
+        self.episodes_seen = 0
+
+    def _on_step(self) -> bool:
+        for info in self.locals.get("infos", ()):
+            if "p99_latency_s" not in info:
+                continue
+            if "cluster/episodes" not in self.logger.name_to_value:  # logged since: start afresh
+                self._values, self._latencies = {}, []
+            self.episodes_seen += 1
+            for k in EPISODE_KEYS:
+                if k in info:
+                    self._values.setdefault(k, []).append(float(info[k]))
+            for k, v in (info.get("episode_reward_components") or {}).items():
+                self._values.setdefault(f"reward_{k}", []).append(float(v))
+            lat = info.get("latencies_s")
+            if lat is not None and sum(a.size for a in self._latencies) < self.max_latencies:
+                self._latencies.append(np.asarray(lat, dtype=np.float32))
+            for k, vals in self._values.items():
+                self.logger.record(f"cluster/{k}", _nanmean(vals))
+            self.logger.record("cluster/episodes", len(next(iter(self._values.values()), [])))
+            if self._latencies:
+                lat_all = np.concatenate(self._latencies)
+                if lat_all.size:
+                    self.logger.record(
+                        "cluster/latency_s", th.as_tensor(lat_all), exclude=NOT_SCALAR
+                    )
+        return True
+
+
+# ---------------------------------------------------------------------- held-out rollouts ----
+def run_episodes(
+    policy,
+    make_env: Callable[[], gym.Env],
+    seeds: Sequence[int],
+    deterministic: bool = True,
+) -> list[dict[str, float]]:
+    """Roll ``policy`` (the ``predict`` interface) through one episode per seed.
+
+    The env is the raw env (no wrapper). Policies with ``bind(env)`` (the heuristics of
+    :mod:`baselines`, :class:`agents.loading.AgentPolicy`) are bound to it once; each episode
+    starts with ``episode_start=True``, which resets their per-episode state.
+
+    Returns:
+        One dict per episode: ``episode_reward``, ``episode_length`` and the final-step metrics.
+    """
+    env = make_env()
+    out = []
+    if hasattr(policy, "bind"):
+        policy.bind(env)
+    try:
+        for seed in seeds:
+            obs, _ = env.reset(seed=int(seed))
+            state, start = None, np.ones((1,), dtype=bool)
+            total, n, done, info = 0.0, 0, False, {}
+            while not done:
+                action, state = policy.predict(
+                    obs, state=state, episode_start=start, deterministic=deterministic
+                )
+                obs, reward, terminated, truncated, info = env.step(action)
+                start = np.zeros((1,), dtype=bool)
+                total += float(reward)
+                n += 1
+                done = terminated or truncated
+            ep = {"episode_reward": total, "episode_length": float(n)}
+            ep.update({k: float(info[k]) for k in EVAL_KEYS if k in info})
+            out.append(ep)
+    finally:
+        env.close()
+    return out
+
+
+def summarize(episodes: list[dict[str, float]]) -> dict[str, float]:
+    """Mean of each metric over episodes (NaN-aware)."""
+    keys = episodes[0].keys() if episodes else ()
+    return {k: _nanmean([e[k] for e in episodes]) for k in keys}
+
+
+class HeldOutEvalCallback(BaseCallback):
+    """Every ``eval_freq`` steps, evaluates the agent on held-out windows; logs ``eval/``.
+
+    The reference policies are evaluated once, on the same windows and seeds, and their values
+    logged beside the agent's at every evaluation (constant lines to overtake).
+
+    Args:
+        agent_fn: ``model -> policy`` wrapping the live model (normalisation, action mapping).
+        scenario, overrides: The env, built with ``split="eval"``.
+        eval_freq: Evaluate every this many total env steps (across envs); <= 0 disables.
+        n_episodes: Episodes per evaluation; their seeds are ``seed, seed + 1, ...``.
+        references: ``name -> policy`` (from :func:`baselines.make_policy`), may be empty.
+    """
+
+    def __init__(
+        self,
+        agent_fn: Callable[[Any], Any],
+        scenario: str,
+        overrides: dict,
+        eval_freq: int,
+        n_episodes: int,
+        seed: int,
+        references: dict[str, Any] | None = None,
+        verbose: int = 0,
+    ) -> None:
+        super().__init__(verbose)
+        self.agent_fn = agent_fn
+        self.scenario = scenario
+        self.overrides = dict(overrides)
+        self.eval_freq = int(eval_freq)
+        self.seeds = [seed + i for i in range(int(n_episodes))]
+        self.references = dict(references or {})
+        self.reference_results: dict[str, dict[str, float]] | None = None
+        self.last_result: dict[str, float] | None = None
+        self._last_eval = 0
+
+    def make_env(self) -> gym.Env:
+        import envs  # noqa: F401
+
+        return gym.make(ENV_ID, scenario=self.scenario, split="eval", **self.overrides)
+
+    def _init_callback(self) -> None:
+        self._last_eval = self.model.num_timesteps
+        writer = _tb_writer(self.logger)
+        if writer is not None and self.eval_freq > 0:
+            names = ["eval/mean_reward"] + [f"eval/{r}/episode_reward" for r in self.references]
+            writer.add_custom_scalars(
+                {"agent vs references (held-out windows)": {
+                    "episode reward": ["Multiline", names],
+                    "p99 latency (s)": ["Multiline", ["eval/p99_latency_s"] + [
+                        f"eval/{r}/p99_latency_s" for r in self.references]],
+                    "SLO violation rate": ["Multiline", ["eval/slo_violation_rate"] + [
+                        f"eval/{r}/slo_violation_rate" for r in self.references]],
+                }}
+            )  # fmt: skip
+
+    def evaluate_references(self) -> dict[str, dict[str, float]]:
+        if self.reference_results is None:
+            self.reference_results = {
+                name: summarize(run_episodes(pol, self.make_env, self.seeds))
+                for name, pol in self.references.items()
+            }
+        return self.reference_results
+
+    def _on_step(self) -> bool:
+        if self.eval_freq > 0 and self.num_timesteps - self._last_eval >= self.eval_freq:
+            self._last_eval = self.num_timesteps
+            self.evaluate()
+        return True
+
+    def evaluate(self) -> dict[str, float]:
+        t0 = time.perf_counter()
+        refs = self.evaluate_references()
+        res = summarize(run_episodes(self.agent_fn(self.model), self.make_env, self.seeds))
+        self.last_result = res
+        self.logger.record("eval/mean_reward", res["episode_reward"])
+        self.logger.record("eval/mean_ep_length", res["episode_length"])
+        for k in EVAL_KEYS:
+            if k in res:
+                self.logger.record(f"eval/{k}", res[k])
+        beaten = 0
+        for name, r in refs.items():
+            for k in ("episode_reward", *EVAL_KEYS):
+                if k in r:
+                    self.logger.record(f"eval/{name}/{k}", r[k])
+            beaten += int(res["episode_reward"] > r["episode_reward"])
+        if refs:
+            self.logger.record("eval/references_beaten", beaten)
+        self.logger.record("time/eval_s", time.perf_counter() - t0)
+        self.logger.dump(self.num_timesteps)
+        if self.verbose:
+            print(f"eval @ {self.num_timesteps}: reward {res['episode_reward']:.2f}, "
+                  f"beats {beaten}/{len(refs)} references")  # fmt: skip
+        return res
+
+
+# ----------------------------------------------------------------------- hyperparameters ----
+def _cell(v: Any) -> str:
+    s = repr(v) if not isinstance(v, str) else v
+    return s.replace("|", "\\|").replace("\n", " ")
+
+
+def _hparam(v: Any) -> Any:
+    if isinstance(v, (bool, int, str)) or (isinstance(v, float) and math.isfinite(v)):
+        return v
+    return str(v)
+
+
+class HyperparamsCallback(BaseCallback):
+    """At the start of training, writes the hyperparameters and arguments as a TensorBoard text
+    table (``hyperparameters``) and in the HPARAMS tab (against ``eval/mean_reward`` and
+    ``rollout/ep_rew_mean``)."""
+
+    def __init__(self, hyperparams: dict, args: dict | None = None, verbose: int = 0) -> None:
+        super().__init__(verbose)
+        self.hyperparams = dict(hyperparams)
+        self.args = dict(args or {})
+
+    def _on_training_start(self) -> None:
+        rows = ["| hyperparameter | value |", "|---|---|"]
+        rows += [f"| {k} | {_cell(v)} |" for k, v in sorted(self.hyperparams.items())]
+        if self.args:
+            rows += ["", "| argument | value |", "|---|---|"]
+            rows += [f"| {k} | {_cell(v)} |" for k, v in sorted(self.args.items())]
+        self.logger.record("hyperparameters", "\n".join(rows), exclude=NOT_SCALAR)
+        hp = {k: _hparam(v) for k, v in self.hyperparams.items()}
+        self.logger.record(
+            "hparams",
+            HParam(hp, {"eval/mean_reward": 0.0, "rollout/ep_rew_mean": 0.0}),
+            exclude=NOT_SCALAR,
+        )
+        self.logger.dump(self.num_timesteps)
+
+    def _on_step(self) -> bool:
+        return True
+
+
+# ------------------------------------------------------------------------- checkpoints ----
+class AtomicCheckpointCallback(BaseCallback):
+    """Every ``save_freq`` total env steps, saves ``checkpoints/model_<N>_steps.zip`` (+
+    ``vecnormalize_<N>_steps.pkl``) and refreshes ``model.zip`` (+ ``vecnormalize.pkl``), each
+    through a temporary file and ``os.replace`` so that a kill never leaves a torn file.
+
+    Args:
+        run_dir: The run folder.
+        save_freq: Steps between saves; <= 0 disables.
+        meta: Stored in the zip as ``coldstart_meta`` (see :mod:`agents.loading`).
+    """
+
+    def __init__(self, run_dir: str | Path, save_freq: int, meta: dict, verbose: int = 0) -> None:
+        super().__init__(verbose)
+        self.run_dir = Path(run_dir)
+        self.save_freq = int(save_freq)
+        self.meta = meta
+        self._last = 0
+
+    def _init_callback(self) -> None:
+        self._last = self.model.num_timesteps
+
+    def save(self, checkpoint: bool = True) -> Path:
+        """Save now; returns the path of ``model.zip``."""
+        self.model.coldstart_meta = self.meta
+        vn = self.model.get_vec_normalize_env()
+        n = self.num_timesteps
+        if checkpoint:
+            save_agent(self.model, self.run_dir / "checkpoints" / f"model_{n}_steps.zip", vn)
+        path = save_agent(self.model, self.run_dir / "model.zip", vn)
+        if self.verbose:
+            print(f"saved {path} at {n} steps")
+        return path
+
+    def _on_step(self) -> bool:
+        if self.save_freq > 0 and self.num_timesteps - self._last >= self.save_freq:
+            self._last = self.num_timesteps
+            self.save()
+        return True
+
+
+class StopOnSignal(BaseCallback):
+    """Stops training at the next step once :attr:`requested` is set (by a signal handler)."""
+
+    def __init__(self) -> None:
+        super().__init__(0)
+        self.requested: str | None = None
+
+    def _on_step(self) -> bool:
+        return self.requested is None

@@ -1,0 +1,285 @@
+"""Hyperparameters per algorithm, in rl-baselines3-zoo's YAML layout.
+
+``agents/hyperparams/<algo>.yml`` maps an env id (or ``default``) to a block::
+
+    coldstart/ServerlessGPU-v0:
+      n_timesteps: 200000          # zoo keys: n_timesteps, policy, n_envs, normalize
+      policy: MlpPolicy
+      n_envs: 4
+      normalize: true              # or "dict(norm_obs=True, norm_reward=False)" or a mapping
+      learning_rate: lin_3e-4      # zoo schedule: linear decay to 0 ("lin_<value>")
+      policy_kwargs: "dict(net_arch=[64, 64], activation_fn=nn.Tanh)"   # or a YAML mapping
+      n_steps: 256                 # everything else goes to the algorithm's constructor
+
+The env id's block is used if present, else ``default``. Files are read with ``yaml.safe_load``;
+zoo-style strings (``policy_kwargs``, ``normalize``) are parsed by a restricted evaluator that
+accepts literals, ``dict(...)`` and a fixed list of torch names (:data:`SAFE_NAMES`), never
+``eval``. Every error is a one-line ``ValueError`` naming the file, the key and the fix.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch as th
+import yaml
+from torch import nn
+
+from .algos import AlgoSpec, closest, get_algo
+
+HYPERPARAMS_DIR = Path(__file__).parent / "hyperparams"
+# Keys that are not constructor arguments: rl-zoo's four, and this project's ``action_prior``
+# (initial logit bonus of the env's no-op choices, see :func:`agents.algos.apply_action_prior`).
+ZOO_KEYS = ("n_timesteps", "policy", "n_envs", "normalize", "action_prior")
+NORMALIZE_KEYS = ("norm_obs", "norm_reward", "clip_obs", "clip_reward", "epsilon", "gamma")
+# Names a zoo-style string may use (``activation_fn=nn.ReLU``, ``optimizer_class=th.optim.Adam``).
+SAFE_NAMES: dict[str, Any] = {
+    **{f"{p}.{a}": getattr(nn, a) for p in ("nn", "th.nn", "torch.nn")
+       for a in ("ReLU", "Tanh", "ELU", "LeakyReLU", "SiLU", "GELU", "Sigmoid", "Identity")},
+    **{f"{p}.optim.{o}": getattr(th.optim, o) for p in ("th", "torch")
+       for o in ("Adam", "AdamW", "RMSprop", "SGD")},
+    "True": True, "False": False, "None": None,
+}  # fmt: skip
+
+
+def _dotted(node: ast.AST) -> str:
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        return f"{_dotted(node.value)}.{node.attr}"
+    raise ValueError(f"unsupported expression {ast.unparse(node)!r}")
+
+
+def _safe(node: ast.AST) -> Any:
+    if isinstance(node, ast.Constant):
+        return node.value
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+        v = _safe(node.operand)
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            return -v if isinstance(node.op, ast.USub) else v
+    if isinstance(node, (ast.List, ast.Tuple)):
+        items = [_safe(e) for e in node.elts]
+        return items if isinstance(node, ast.List) else tuple(items)
+    if isinstance(node, ast.Dict):
+        return {_safe(k): _safe(v) for k, v in zip(node.keys, node.values, strict=True)}
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "dict":
+        if node.args or any(kw.arg is None for kw in node.keywords):
+            raise ValueError("dict(...) takes keyword arguments only")
+        return {kw.arg: _safe(kw.value) for kw in node.keywords}
+    if isinstance(node, (ast.Name, ast.Attribute)):
+        name = _dotted(node)
+        if name in SAFE_NAMES:
+            return SAFE_NAMES[name]
+        raise ValueError(f"name {name!r} is not allowed (allowed: {', '.join(SAFE_NAMES)})")
+    raise ValueError(f"unsupported expression {ast.unparse(node)!r}")
+
+
+def safe_eval(text: str) -> Any:
+    """Evaluate a zoo-style string such as ``"dict(net_arch=[64, 64], activation_fn=nn.Tanh)"``.
+
+    Only literals, lists, tuples, dicts, ``dict(key=value, ...)`` and :data:`SAFE_NAMES`.
+
+    Raises:
+        ValueError: Anything else (a call other than ``dict``, an unknown name, bad syntax).
+    """
+    try:
+        tree = ast.parse(text.strip(), mode="eval")
+    except SyntaxError as e:
+        raise ValueError(f"cannot parse {text!r}: {e.msg}") from None
+    return _safe(tree.body)
+
+
+def _resolve_names(value: Any) -> Any:
+    """Inside a YAML mapping, strings such as ``"nn.ReLU"`` become the torch object."""
+    if isinstance(value, dict):
+        return {k: _resolve_names(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_resolve_names(v) for v in value]
+    if isinstance(value, str) and value in SAFE_NAMES:
+        return SAFE_NAMES[value]
+    return value
+
+
+def linear_schedule(initial: float):
+    """Linear decay from ``initial`` to 0 over training (rl-zoo's ``lin_<value>``)."""
+
+    def schedule(progress_remaining: float) -> float:
+        return progress_remaining * initial
+
+    return schedule
+
+
+@dataclass
+class Hyperparams:
+    """Resolved hyperparameters of one run.
+
+    Attributes:
+        algo: The algorithm's table row.
+        source: ``"<file> [<block>]"``, where they came from.
+        raw: The block as written (plus CLI overrides): what ``config.yml`` saves, loadable again.
+        n_timesteps: Training budget.
+        policy: Policy name.
+        n_envs: Parallel envs.
+        normalize: ``VecNormalize`` kwargs, or ``None`` for no normalisation.
+        action_prior: Initial logit bonus of the no-op choices (0 = SB3's uniform start).
+        kwargs: The algorithm constructor's keyword arguments (schedules and policy_kwargs resolved).
+    """
+
+    algo: AlgoSpec
+    source: str
+    raw: dict
+    n_timesteps: int
+    policy: str
+    n_envs: int
+    normalize: dict | None
+    action_prior: float = 0.0
+    kwargs: dict = field(default_factory=dict)
+
+
+def _normalize(value: Any, where: str) -> dict | None:
+    if isinstance(value, str):
+        try:
+            value = safe_eval(value)
+        except ValueError as e:
+            raise ValueError(f"{where}: normalize: {e}") from None
+    if value is None or value is False:
+        return None
+    if value is True:
+        return {}
+    if not isinstance(value, dict):
+        raise ValueError(f"{where}: normalize must be true/false or a mapping, got {value!r}")
+    for k in value:
+        if k not in NORMALIZE_KEYS:
+            raise ValueError(
+                f"{where}: unknown normalize key {k!r}; valid: {', '.join(NORMALIZE_KEYS)}."
+                f"{closest(k, NORMALIZE_KEYS)}"
+            )
+    return dict(value)
+
+
+def read_block(algo: str, env_id: str, path: str | Path | None = None) -> tuple[dict, str]:
+    """The raw block for ``env_id`` (else ``default``) of ``path`` (else the algorithm's file).
+
+    Raises:
+        ValueError: Missing or unreadable file, invalid YAML, no matching block.
+    """
+    spec = get_algo(algo)
+    p = Path(path) if path is not None else HYPERPARAMS_DIR / f"{spec.name}.yml"
+    if not p.is_file():
+        raise ValueError(f"hyperparameter file {str(p)!r} does not exist")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ValueError(f"hyperparameter file {str(p)!r} is not valid YAML ({first})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"hyperparameter file {str(p)!r} must hold a mapping of env ids to blocks")
+    key = env_id if env_id in data else "default" if "default" in data else None
+    if key is None:
+        raise ValueError(
+            f"hyperparameter file {str(p)!r} has no {env_id!r} or 'default' block "
+            f"(keys: {', '.join(map(str, data))})"
+        )
+    block = data[key] or {}
+    if not isinstance(block, dict):
+        raise ValueError(f"hyperparameter file {str(p)!r}: block {key!r} must be a mapping")
+    return dict(block), f"{p} [{key}]"
+
+
+def resolve(algo: str, raw: dict, source: str = "<dict>") -> Hyperparams:
+    """Validate a raw block and turn it into constructor arguments.
+
+    Raises:
+        ValueError: An unknown key (the closest valid one is suggested) or a bad value.
+    """
+    spec = get_algo(algo)
+    where = f"hyperparameters {source}"
+    valid = set(inspect.signature(spec.cls.__init__).parameters) - {
+        "self", "policy", "env", "tensorboard_log", "verbose", "seed", "device", "_init_setup_model"
+    }  # fmt: skip
+    kwargs: dict[str, Any] = {}
+    for k, v in raw.items():
+        if k in ZOO_KEYS:
+            continue
+        if k not in valid:
+            raise ValueError(
+                f"{where}: {k!r} is not a {spec.cls.__name__} argument.{closest(k, valid)}"
+            )
+        if k == "policy_kwargs":
+            if isinstance(v, str):
+                try:
+                    v = safe_eval(v)
+                except ValueError as e:
+                    raise ValueError(f"{where}: policy_kwargs: {e}") from None
+            if not isinstance(v, dict):
+                raise ValueError(f"{where}: policy_kwargs must be a mapping, got {v!r}")
+            v = _resolve_names(v)
+        elif isinstance(v, str) and v.startswith("lin_"):
+            try:
+                v = linear_schedule(float(v[4:]))
+            except ValueError:
+                raise ValueError(f"{where}: {k}: bad schedule {v!r} (use lin_<number>)") from None
+        kwargs[k] = v
+
+    def integer(key: str, default: int) -> int:
+        v = raw.get(key, default)
+        if isinstance(v, float) and v.is_integer():
+            v = int(v)
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise ValueError(f"{where}: {key} must be an integer >= 1, got {v!r}")
+        return v
+
+    prior = raw.get("action_prior", 0.0)
+    if not isinstance(prior, (int, float)) or isinstance(prior, bool) or prior < 0:
+        raise ValueError(f"{where}: action_prior must be a number >= 0, got {prior!r}")
+    policy = raw.get("policy", spec.policy)
+    if not isinstance(policy, str):
+        raise ValueError(f"{where}: policy must be a policy name, got {policy!r}")
+    return Hyperparams(
+        algo=spec,
+        source=source,
+        raw=dict(raw),
+        n_timesteps=integer("n_timesteps", 100_000),
+        policy=policy,
+        n_envs=integer("n_envs", 1),
+        normalize=_normalize(raw.get("normalize", False), where),
+        action_prior=float(prior),
+        kwargs=kwargs,
+    )
+
+
+def load_hyperparams(
+    algo: str, env_id: str, path: str | Path | None = None, overrides: dict | None = None
+) -> Hyperparams:
+    """Read, override (``{"n_steps": 128}``) and resolve the hyperparameters of ``algo``.
+
+    Raises:
+        ValueError: See :func:`read_block` and :func:`resolve`.
+    """
+    raw, source = read_block(algo, env_id, path)
+    raw.update(overrides or {})
+    return resolve(algo, raw, source)
+
+
+def parse_assignments(items: list[str] | None, what: str) -> dict:
+    """``["n_steps=128", "gamma=0.95"]`` -> ``{"n_steps": 128, "gamma": 0.95}`` (values by
+    ``yaml.safe_load``).
+
+    Raises:
+        ValueError: An item without ``=`` or a value that is not valid YAML.
+    """
+    out = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ValueError(f"bad {what} {item!r}: use KEY=VALUE")
+        try:
+            out[key] = yaml.safe_load(value) if value.strip() else None
+        except yaml.YAMLError:
+            raise ValueError(f"bad {what} {item!r}: the value is not valid YAML") from None
+    return out

@@ -1,0 +1,558 @@
+"""Training runs: arguments, run folders, the training loop, resume and the final comparison.
+
+``train.py`` is a thin shim over :func:`main`. A run folder (rl-zoo3 layout)::
+
+    runs/<env>__<algo>__<seed>__<unix time>/
+        events.out.tfevents.*      TensorBoard (SB3's rollout/ train/ time/, plus cluster/ eval/)
+        config.yml                 resolved hyperparameters (loadable with --hyperparams)
+        args.yml, command.txt      the arguments and command line(s) (resumes append)
+        model.zip                  latest model (final, interrupt or last checkpoint)
+        vecnormalize.pkl           observation statistics (with --normalize)
+        checkpoints/               model_<N>_steps.zip (+ vecnormalize_<N>_steps.pkl)
+        results.json, plots/       final evaluation against the reference heuristics
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .algos import ALGOS, AlgoSpec, apply_action_prior, get_algo, resolve_policy
+from .hyperparams import Hyperparams, load_hyperparams, parse_assignments, resolve
+from .loading import AgentPolicy, read_meta, resolve_model_path, stats_path
+from .wrappers import ENV_ID, EnvFactory, discrete_table
+
+DEFAULTS: dict[str, Any] = {
+    "algo": "maskable_ppo",
+    "scenario": "small",
+    "override": [],
+    "timesteps": None,  # from the hyperparameter file
+    "n_envs": None,  # from the hyperparameter file
+    "vec_env": "dummy",
+    "seed": 0,
+    "logdir": "runs",
+    "hyperparams": None,
+    "hp": [],
+    "normalize": None,  # from the hyperparameter file
+    "device": "cpu",
+    "threads": 1,
+    "eval_freq": 25_000,
+    "eval_episodes": 5,
+    "checkpoint_freq": 50_000,
+    "log_interval": None,  # about every 1000 steps
+    "no_final_eval": False,
+    "no_progress": False,
+    "verbose": 0,
+    "trace": None,
+    "time_col": None,
+    "model_col": None,
+    "resume": None,
+}
+# What a resumed run takes from its args.yml and may not change.
+FIXED_ON_RESUME = ("algo", "scenario", "override", "seed", "hyperparams", "hp", "normalize",
+                   "n_envs", "trace", "time_col", "model_col")  # fmt: skip
+EVAL_SEED = 20_000  # periodic evaluation: episodes seeded 20000, 20001, ... on held-out windows
+FINAL_EVAL_SEED = 10_000  # final comparison: 10000, 10001, ... (training resets use --seed + i)
+
+
+class UsageError(Exception):
+    """Bad command-line input: printed as one line, exit status 2."""
+
+
+def one_line(msg: object) -> str:
+    return " ".join(str(msg).split())
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, no usage block
+        raise UsageError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="train.py",
+        description=(
+            "Train an SB3 agent on coldstart/ServerlessGPU-v0, then compare it with every "
+            "reference heuristic on held-out windows. With no arguments: MaskablePPO on the "
+            "'small' scenario, about 10 minutes on 2 CPU cores."
+        ),
+        epilog=(
+            "examples:\n"
+            "  python train.py\n"
+            "  python train.py --algo dqn --timesteps 100000 --normalize\n"
+            "  python train.py --scenario paper -o episode_s=1800 --n-envs 8 --vec-env subproc\n"
+            "  python train.py --trace my.csv --time-col t --model-col model -o episode_s=600\n"
+            "  python train.py --resume runs/<run>          # after Ctrl-C: same curves, same folder\n"
+            "  tensorboard --logdir runs"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    a = p.add_argument
+    a("--algo", help=f"algorithm: {', '.join(ALGOS)} (default: {DEFAULTS['algo']})")
+    a(
+        "--scenario",
+        help="preset name (small, paper, azure) or a scenario YAML path (default: small)",
+    )
+    a(
+        "-o",
+        "--override",
+        action="append",
+        metavar="KEY=VALUE",
+        help="scenario override, repeatable: episode_s=600, reward__cost=0.2, workload__rate_high_rps=8",
+    )
+    a(
+        "--timesteps",
+        type=int,
+        help="total env steps of the run (default: n_timesteps of the hyperparameter file)",
+    )
+    a("--n-envs", type=int, help="parallel envs (default: n_envs of the hyperparameter file)")
+    a(
+        "--vec-env",
+        choices=("dummy", "subproc"),
+        help="DummyVecEnv (one process) or SubprocVecEnv (default: dummy)",
+    )
+    a("--seed", type=int, help="seed of the model and the training envs (default: 0)")
+    a("--logdir", help="parent folder of run folders (default: runs)")
+    a(
+        "--hyperparams",
+        metavar="FILE",
+        help="hyperparameter YAML (rl-zoo layout; default: agents/hyperparams/<algo>.yml)",
+    )
+    a(
+        "--hp",
+        action="append",
+        metavar="KEY=VALUE",
+        help="hyperparameter override, repeatable: n_steps=128, learning_rate=1e-4",
+    )
+    a(
+        "--normalize",
+        action=argparse.BooleanOptionalAction,
+        help="VecNormalize observations and rewards; statistics saved with the model (default: the file's normalize)",
+    )
+    a(
+        "--resume",
+        metavar="PATH",
+        help="continue a run folder (or model zip): same folder, TensorBoard curves and step count",
+    )
+    a(
+        "--device",
+        help="torch device: cpu, cuda, auto (default: cpu; MLP policies are faster on CPU)",
+    )
+    a("--threads", type=int, help="torch CPU threads (default: 1, fastest for small MLPs)")
+    a(
+        "--eval-freq",
+        type=int,
+        help="held-out evaluation every N env steps, 0 = never (default: 25000)",
+    )
+    a("--eval-episodes", type=int, help="episodes per evaluation, periodic and final (default: 5)")
+    a(
+        "--checkpoint-freq",
+        type=int,
+        help="checkpoint every N env steps, 0 = never (default: 50000)",
+    )
+    a(
+        "--log-interval",
+        type=int,
+        help="SB3's log_interval: rollouts (on-policy) or episodes (dqn) between log writes "
+        "(default: about every 1000 env steps)",
+    )
+    a(
+        "--no-final-eval",
+        action="store_true",
+        default=None,
+        help="skip the final comparison with the heuristics",
+    )
+    a("--no-progress", action="store_true", default=None, help="no progress bar")
+    a(
+        "-v",
+        "--verbose",
+        type=int,
+        help="1: SB3's log table on stdout and evaluation lines (default: 0)",
+    )
+    g = p.add_argument_group("trace workload (replaces the scenario's workload)")
+    g.add_argument(
+        "--trace", metavar="PATH", help="CSV trace file or shipped name (azure2019, azure_llm_2023)"
+    )
+    g.add_argument(
+        "--time-col", metavar="C", help="column of request times (generic timestamp traces)"
+    )
+    g.add_argument(
+        "--model-col", metavar="C", help="column naming the function/model of each request"
+    )
+    return p
+
+
+@dataclass
+class RunConfig:
+    """Everything a run needs, validated."""
+
+    args: dict
+    spec: AlgoSpec
+    hp: Hyperparams
+    overrides: dict
+    run_dir: Path
+    resume_from: Path | None = None
+
+
+def scenario_overrides(args: dict) -> dict:
+    """The env keyword overrides from ``--override`` and the trace options.
+
+    Raises:
+        UsageError: A bad override or trace.
+    """
+    try:
+        overrides = parse_assignments(args["override"], "override")
+    except ValueError as e:
+        raise UsageError(e) from None
+    if args["trace"]:
+        wl = {"kind": "trace", "path": args["trace"]}
+        for k in ("time_col", "model_col"):
+            if args[k]:
+                wl[k] = args[k]
+        overrides["workload"] = wl
+        if "span_s" not in overrides:  # episodes are drawn from the whole trace
+            from envs.workloads.traces import load_trace
+
+            try:
+                trace = load_trace(
+                    args["trace"], time_col=args["time_col"], model_col=args["model_col"]
+                )
+            except (OSError, ValueError) as e:
+                raise UsageError(f"--trace: {e}") from None
+            overrides["span_s"] = float(trace.duration_s)
+    elif args["time_col"] or args["model_col"]:
+        raise UsageError("--time-col/--model-col need --trace")
+    import envs
+
+    try:
+        sc = envs.load_scenario(args["scenario"], **overrides)
+        sc.window_bounds("eval")
+    except (ValueError, TypeError, OSError) as e:
+        raise UsageError(e) from None
+    return overrides
+
+
+def prepare(argv: list[str] | None) -> RunConfig:
+    """Parse and validate the command line; resolve resume, hyperparameters and the run folder.
+
+    Raises:
+        UsageError: Anything wrong with the input.
+    """
+    ns = vars(build_parser().parse_args(argv))
+    given = {k: v for k, v in ns.items() if v is not None}
+    resume_from, run_dir = None, None
+    if given.get("resume"):
+        try:
+            resume_from = resolve_model_path(given["resume"])
+        except ValueError as e:
+            raise UsageError(f"--resume: {e}") from None
+        run_dir = next(
+            (
+                d
+                for d in (resume_from.parent, resume_from.parent.parent)
+                if (d / "args.yml").is_file()
+            ),
+            None,
+        )
+        saved = yaml.safe_load((run_dir / "args.yml").read_text()) if run_dir else {}
+        algo = read_meta(resume_from)["algo"]
+        saved.setdefault("algo", algo)
+        for k in FIXED_ON_RESUME:
+            if k in given and k in saved and given[k] != saved[k]:
+                flag = "--" + k.replace("_", "-")
+                raise UsageError(f"{flag} cannot change on --resume (the run used {saved[k]!r})")
+        args = {**DEFAULTS, **saved, **given}
+    else:
+        args = {**DEFAULTS, **given}
+    try:
+        spec = get_algo(args["algo"])
+        args["algo"] = spec.name
+        for k in ("timesteps", "n_envs", "eval_episodes", "threads", "log_interval"):
+            if args[k] is not None and args[k] < 1:
+                raise ValueError(f"--{k.replace('_', '-')} must be >= 1, got {args[k]}")
+        for k in ("eval_freq", "checkpoint_freq"):
+            if args[k] < 0:
+                raise ValueError(f"--{k.replace('_', '-')} must be >= 0, got {args[k]}")
+        hp_over = parse_assignments(args["hp"], "--hp")
+        config = run_dir / "config.yml" if run_dir else None
+        if config is not None and config.is_file():
+            raw = yaml.safe_load(config.read_text()) or {}
+            hp = resolve(spec.name, raw, str(config))
+        else:
+            hp = load_hyperparams(spec.name, ENV_ID, args["hyperparams"], hp_over)
+        resolve_policy(spec, hp.policy)
+        import torch
+
+        torch.device(args["device"] if args["device"] != "auto" else "cpu")
+    except (ValueError, RuntimeError) as e:
+        raise UsageError(e) from None
+    # Command line over the file: the budget, envs and normalisation.
+    if args["timesteps"] is not None:
+        hp.n_timesteps = hp.raw["n_timesteps"] = args["timesteps"]
+    if args["n_envs"] is not None and resume_from is None:
+        hp.n_envs = hp.raw["n_envs"] = args["n_envs"]
+    if args["normalize"] is not None and resume_from is None:
+        hp.normalize = (hp.normalize or {}) if args["normalize"] else None
+        hp.raw["normalize"] = (
+            args["normalize"] if not hp.normalize else repr_normalize(hp.normalize)
+        )
+    overrides = scenario_overrides(args)
+    if run_dir is None:
+        root = Path(args["logdir"])
+        name = f"{ENV_ID.replace('/', '_')}__{spec.name}__{args['seed']}__{int(time.time())}"
+        run_dir = root / name
+        i = 1
+        while run_dir.exists():
+            run_dir = root / f"{name}_{i}"
+            i += 1
+    return RunConfig(args, spec, hp, overrides, run_dir, resume_from)
+
+
+def repr_normalize(kwargs: dict) -> str | bool:
+    if not kwargs:
+        return True
+    inner = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
+    return f"dict({inner})"
+
+
+# --------------------------------------------------------------------------------- running ----
+def make_vec_env(cfg: RunConfig, seed: int):
+    from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
+
+    factory = EnvFactory(
+        scenario=cfg.args["scenario"],
+        split="train",
+        overrides=cfg.overrides,
+        discrete=cfg.spec.discrete,
+        masked=cfg.spec.masked,
+    )
+    fns = [factory] * cfg.hp.n_envs
+    venv = SubprocVecEnv(fns) if cfg.args["vec_env"] == "subproc" else DummyVecEnv(fns)
+    venv.seed(seed)
+    return venv
+
+
+def _meta(cfg: RunConfig) -> dict:
+    table = None
+    if cfg.spec.discrete:
+        env = EnvFactory(cfg.args["scenario"], "train", cfg.overrides)()
+        table = discrete_table(env)[0].tolist()
+        env.close()
+    return {
+        "algo": cfg.spec.name,
+        "env_id": ENV_ID,
+        "scenario": cfg.args["scenario"],
+        "overrides": cfg.overrides,
+        "normalize": cfg.hp.normalize is not None,
+        "discrete_actions": table,
+    }
+
+
+def _write_run_files(cfg: RunConfig) -> None:
+    d = cfg.run_dir
+    d.mkdir(parents=True, exist_ok=True)
+    if cfg.resume_from is None or not (d / "config.yml").exists():
+        (d / "config.yml").write_text(yaml.safe_dump(dict(sorted(cfg.hp.raw.items()))))
+    args = {k: v for k, v in cfg.args.items() if k != "resume"}
+    (d / "args.yml").write_text(yaml.safe_dump(dict(sorted(args.items()))))
+    with open(d / "command.txt", "a") as f:
+        f.write(shlex.join(["python", *sys.argv]) + "\n")
+
+
+def _references() -> dict[str, Any]:
+    try:
+        import baselines
+
+        return {name: baselines.make_policy(name) for name in baselines.POLICIES}
+    except (ImportError, AttributeError):
+        return {}
+
+
+def train(cfg: RunConfig):
+    """Build envs and model (or load them to resume), learn with every callback, save.
+
+    Returns:
+        ``(model, agent policy, interrupted)``; ``interrupted`` names the signal that stopped it.
+    """
+    import torch
+    from stable_baselines3.common.callbacks import CallbackList
+    from stable_baselines3.common.logger import configure
+    from stable_baselines3.common.utils import set_random_seed
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    from .callbacks import (
+        AtomicCheckpointCallback,
+        ClusterMetricsCallback,
+        HeldOutEvalCallback,
+        HyperparamsCallback,
+        StopOnSignal,
+    )
+
+    args, spec, hp = cfg.args, cfg.spec, cfg.hp
+    torch.set_num_threads(args["threads"])
+    _write_run_files(cfg)
+    meta = _meta(cfg)
+    device = args["device"]
+    if cfg.resume_from is not None:
+        done = read_steps(cfg.resume_from)
+        seed = args["seed"] + done  # fresh windows, not a replay of the first run's
+        venv = make_vec_env(cfg, seed)
+        if hp.normalize is not None:
+            venv = VecNormalize.load(str(stats_path(cfg.resume_from)), venv)
+            venv.training = True
+        model = spec.cls.load(cfg.resume_from, env=venv, device=device)
+        set_random_seed(seed)
+    else:
+        seed = args["seed"]
+        venv = make_vec_env(cfg, seed)
+        if hp.normalize is not None:
+            venv = VecNormalize(venv, **{"gamma": hp.kwargs.get("gamma", 0.99), **hp.normalize})
+        policy = resolve_policy(spec, hp.policy)
+        model = spec.cls(
+            policy, venv, seed=seed, device=device, verbose=args["verbose"], **hp.kwargs
+        )
+        if hp.action_prior:
+            probe = EnvFactory(args["scenario"], "train", cfg.overrides)()
+            apply_action_prior(model, discrete_table(probe)[0][0], hp.action_prior)
+            probe.close()
+    formats = ["tensorboard"] + (["stdout"] if args["verbose"] else [])
+    model.set_logger(configure(str(cfg.run_dir), formats))
+    model.coldstart_meta = meta
+    table = meta["discrete_actions"]
+
+    def agent_fn(m):
+        return AgentPolicy(m, spec, vecnormalize=m.get_vec_normalize_env(), table=table, meta=meta)
+
+    stop = StopOnSignal()
+    ckpt = AtomicCheckpointCallback(cfg.run_dir, args["checkpoint_freq"], meta, args["verbose"])
+    callbacks = [stop, ClusterMetricsCallback(), ckpt]
+    callbacks.append(HyperparamsCallback({"algo": spec.name, "policy": hp.policy, **hp.raw}, args))
+    if args["eval_freq"] > 0:
+        callbacks.append(
+            HeldOutEvalCallback(
+                agent_fn, args["scenario"], cfg.overrides, args["eval_freq"],
+                args["eval_episodes"], EVAL_SEED, _references(), verbose=args["verbose"],
+            )
+        )  # fmt: skip
+    remaining = hp.n_timesteps - model.num_timesteps
+    if remaining <= 0:
+        print(f"{cfg.run_dir} already has {model.num_timesteps} >= {hp.n_timesteps} steps; "
+              "pass a larger --timesteps to train further")  # fmt: skip
+        return model, agent_fn(model), None
+
+    def on_signal(signum, frame):
+        stop.requested = signal.Signals(signum).name
+        # A second signal is not ignored: Ctrl-C then raises KeyboardInterrupt at once.
+        signal.signal(
+            signum, signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL
+        )
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        model.learn(
+            total_timesteps=remaining,
+            log_interval=args["log_interval"] or log_interval(spec, hp),
+            callback=CallbackList(callbacks),
+            progress_bar=not args["no_progress"],
+            reset_num_timesteps=cfg.resume_from is None,
+        )
+    except KeyboardInterrupt:
+        stop.requested = "SIGINT"
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+        ckpt.model = model
+        ckpt.num_timesteps = model.num_timesteps
+        ckpt.save(checkpoint=stop.requested is not None)
+        venv.close()
+    return model, agent_fn(model), stop.requested
+
+
+def log_interval(spec: AlgoSpec, hp: Hyperparams, every: int = 1000) -> int:
+    """SB3's ``log_interval`` that writes the logs about every ``every`` env steps: on-policy
+    algorithms count rollouts (``n_steps * n_envs`` steps), DQN counts episodes."""
+    if spec.name == "dqn":
+        return 4
+    per_rollout = int(hp.kwargs.get("n_steps", 2048 if spec.name != "a2c" else 5)) * hp.n_envs
+    return max(1, round(every / per_rollout))
+
+
+def read_steps(model_path: Path) -> int:
+    import json
+    import zipfile
+
+    with zipfile.ZipFile(model_path) as z:
+        return int(json.loads(z.read("data")).get("num_timesteps", 0))
+
+
+def final_evaluation(cfg: RunConfig, agent: AgentPolicy) -> None:
+    """Compare the agent with every reference heuristic on held-out windows and seeds."""
+    args = cfg.args
+    try:
+        import baselines
+        from agents.evaluation import evaluate, format_table, plot_results, write_json
+    except ImportError as e:
+        print(f"final evaluation skipped: {e}")
+        return
+    policies = {agent.name: agent, **_references()}
+    print(f"\nEvaluating {len(policies)} policies on held-out windows "
+          f"({args['eval_episodes']} episodes, seeds {FINAL_EVAL_SEED}+)...")  # fmt: skip
+    results = evaluate(
+        args["scenario"],
+        policies,
+        episodes=args["eval_episodes"],
+        seed=FINAL_EVAL_SEED,
+        split="eval",
+        overrides=cfg.overrides,
+        progress=not args["no_progress"],
+    )
+    print(format_table(results, baseline="baseline" if "baseline" in baselines.POLICIES else None))
+    write_json(results, cfg.run_dir / "results.json")
+    plots = plot_results(results, cfg.run_dir / "plots")
+    print(
+        f"results: {cfg.run_dir / 'results.json'}"
+        + (f", {len(plots)} plots in {cfg.run_dir / 'plots'}" if plots else "")
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``train.py``; returns the exit status."""
+    try:
+        cfg = prepare(argv)
+    except UsageError as e:
+        print(f"train.py: error: {one_line(e)}", file=sys.stderr)
+        return 2
+    args = cfg.args
+    what = "Resuming" if cfg.resume_from else "Training"
+    print(f"{what} {cfg.spec.name} on {args['scenario']} for {cfg.hp.n_timesteps} steps "
+          f"({cfg.hp.n_envs} {args['vec_env']} envs, normalize={cfg.hp.normalize is not None}, "
+          f"seed {args['seed']}) -> {cfg.run_dir}")  # fmt: skip
+    t0 = time.perf_counter()
+    model, agent, interrupted = train(cfg)
+    dt = time.perf_counter() - t0
+    print(
+        f"Trained to {model.num_timesteps} steps in {dt:.0f} s; model: {cfg.run_dir / 'model.zip'}"
+    )
+    if interrupted:
+        print(f"Stopped by {interrupted}; checkpoint saved. Resume with:\n"
+              f"  python train.py --resume {cfg.run_dir}")  # fmt: skip
+        return 0
+    if not args["no_final_eval"]:
+        try:
+            final_evaluation(cfg, agent)
+        except KeyboardInterrupt:
+            print("final evaluation interrupted (the model is saved)")
+    print(f"\nTensorBoard:\n  tensorboard --logdir {cfg.run_dir}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,187 @@
+"""Wrappers between :class:`envs.env.ServerlessGPUEnv` and SB3, and the env factory training uses.
+
+* :class:`DiscreteActions`: a ``Discrete`` action space of composite actions for DQN.
+* :class:`EpisodeLatencies`: puts the episode's request latencies into the final step's ``info``
+  (for the TensorBoard latency histogram of :class:`agents.callbacks.ClusterMetricsCallback`).
+* :class:`EnvFactory`: builds one wrapped env (picklable, so ``SubprocVecEnv`` can ship it).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import signal
+from dataclasses import dataclass, field
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+from sb3_contrib.common.wrappers import ActionMasker
+from stable_baselines3.common.monitor import Monitor
+
+ENV_ID = "coldstart/ServerlessGPU-v0"
+
+# Entries of one model's MultiDiscrete block (see the env docstring).
+SCALE, PLACE, SOURCE, CACHE = range(4)
+LOCALITY, NEAREST = 0, 0  # first placement rule, first source
+CACHE_RELEASE, CACHE_HOLD, CACHE_KEEP, CACHE_PREFETCH = range(4)
+
+
+def discrete_table(env: gym.Env) -> tuple[np.ndarray, list[str]]:
+    """The composite actions of :class:`DiscreteActions` for ``env``.
+
+    Returns:
+        ``(table, names)``: ``table`` has shape ``(n_actions, 4 * max_models)``, one full
+        MultiDiscrete action per row; ``names`` labels each row (``"noop"``,
+        ``"bert-base:scale+2"``, ``"gpt2-xl:cache=prefetch"``...).
+    """
+    base = env.unwrapped
+    deltas = [int(d) for d in base.deltas]
+    zero = deltas.index(0)
+    noop = np.tile(np.array([zero, LOCALITY, NEAREST, CACHE_HOLD], dtype=np.int64), base.K)
+    rows, names = [noop], ["noop"]
+    model_names = [m.name for m in base.scenario.sim.models]
+    for m in range(base.M):
+        for i, d in enumerate(deltas):
+            if d != 0:
+                row = noop.copy()
+                row[4 * m + SCALE] = i
+                rows.append(row)
+                names.append(f"{model_names[m]}:scale{d:+d}")
+        for c, label in (
+            (CACHE_RELEASE, "release"),
+            (CACHE_KEEP, "keep"),
+            (CACHE_PREFETCH, "prefetch"),
+        ):
+            row = noop.copy()
+            row[4 * m + CACHE] = c
+            rows.append(row)
+            names.append(f"{model_names[m]}:cache={label}")
+    return np.stack(rows), names
+
+
+class DiscreteActions(gym.Wrapper):
+    """Exposes a ``Discrete`` space of composite actions: one decision per step.
+
+    Action ``0`` is the no-op (every model: scale delta 0, cache ``hold``). Then, for each real
+    model ``m`` (padding slots are left out) in order:
+
+    * one action per non-zero scale delta (default -4, -1, +1, +2, +4): scale model ``m`` by it,
+      new instances placed by the ``locality`` rule and loaded from the ``nearest`` source, cache
+      ``hold``; every other model no-op;
+    * three cache actions: ``release``, ``keep``, ``prefetch`` for model ``m`` with scale 0.
+
+    So ``1 + n_models * (len(scale_deltas) - 1 + 3)`` actions: 25 on the ``small`` scenario
+    (3 models). Explicit host placement and the ``cloud`` source are not exposed: the env's rules
+    (locality, nearest tier) are what a good policy picks almost always, and the full product is
+    far too large for a Q-network head: ``(6 * (3 + hosts) * 2 * 4) ** max_models`` joint choices
+    (``240 ** 4``, about 3.3e9 on ``small``). One change per 10-s step is enough to follow the
+    load, and keeps DQN's argmax over a few dozen outputs.
+
+    An action that uses a masked choice (``env.action_masks()``: scale-in with no instance,
+    scale-out with no GPU that fits, prefetch with nowhere to put it) is replaced by the no-op;
+    ``info["masked_to_noop"]`` counts them over the episode. :meth:`action_masks` gives the
+    ``Discrete`` mask, so MaskablePPO works on this space too.
+    """
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        self.table, self.names = discrete_table(env)
+        self.action_space = spaces.Discrete(len(self.table))
+        nvec = env.unwrapped.nvec_model
+        self._offsets = np.concatenate([[0], np.cumsum(nvec)[:-1]])
+        self._block = int(nvec.sum())
+        self.masked_to_noop = 0
+
+    def reset(self, **kwargs):
+        self.masked_to_noop = 0
+        return self.env.reset(**kwargs)
+
+    def _valid(self, flat_mask: np.ndarray) -> np.ndarray:
+        """Which rows of the table use only valid choices, shape ``(n_actions,)``."""
+        K = self.env.unwrapped.K
+        m = flat_mask.reshape(K, self._block)
+        idx = self.table.reshape(len(self.table), K, 4) + self._offsets  # column in the block
+        ok = np.take_along_axis(m[None].repeat(len(self.table), 0), idx, axis=2)
+        return ok.all(axis=(1, 2))
+
+    def action_masks(self) -> np.ndarray:
+        """Boolean mask over the ``Discrete`` actions (the no-op is always valid)."""
+        valid = self._valid(self.env.unwrapped.action_masks())
+        valid[0] = True
+        return valid
+
+    def step(self, action):
+        i = int(np.asarray(action).reshape(()))
+        if not 0 <= i < len(self.table):
+            raise ValueError(f"action {i} is outside Discrete({len(self.table)})")
+        if i and not self.action_masks()[i]:
+            self.masked_to_noop += 1
+            i = 0
+        obs, reward, terminated, truncated, info = self.env.step(self.table[i])
+        info["masked_to_noop"] = self.masked_to_noop
+        return obs, reward, terminated, truncated, info
+
+
+class EpisodeLatencies(gym.Wrapper):
+    """Adds ``info["latencies_s"]`` (float32, at most ``max_values`` values) on the final step.
+
+    The latencies are those of the requests completed in the episode
+    (:func:`envs.sim.metrics.latencies`). Longer arrays are summarised by ``max_values`` evenly
+    spaced order statistics, which keeps the distribution's shape (what a histogram shows) and
+    bounds what ``SubprocVecEnv`` sends between processes.
+    """
+
+    def __init__(self, env: gym.Env, max_values: int = 2048) -> None:
+        super().__init__(env)
+        self.max_values = int(max_values)
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        if terminated or truncated:
+            from envs.sim.metrics import latencies
+
+            lat = np.sort(latencies(self.env.unwrapped.sim)).astype(np.float32)
+            if lat.size > self.max_values:
+                lat = lat[np.linspace(0, lat.size - 1, self.max_values).round().astype(np.int64)]
+            info["latencies_s"] = lat
+        return obs, reward, terminated, truncated, info
+
+
+def _mask_fn(env: gym.Env) -> np.ndarray:
+    return env.get_wrapper_attr("action_masks")()
+
+
+@dataclass
+class EnvFactory:
+    """Builds one env: ``gym.make`` -> :class:`EpisodeLatencies` -> (:class:`DiscreteActions`)
+    -> ``Monitor`` -> (``ActionMasker``).
+
+    Attributes:
+        scenario: Preset name or YAML path.
+        split: ``"train"`` or ``"eval"``.
+        overrides: Scenario keyword overrides (``{"episode_s": 300}``).
+        discrete: Wrap in :class:`DiscreteActions` (DQN).
+        masked: Wrap in ``ActionMasker`` (MaskablePPO).
+    """
+
+    scenario: str = "small"
+    split: str = "train"
+    overrides: dict = field(default_factory=dict)
+    discrete: bool = False
+    masked: bool = False
+
+    def __call__(self) -> gym.Env:
+        if multiprocessing.parent_process() is not None:
+            # A SubprocVecEnv worker: Ctrl-C reaches the whole process group; let the main
+            # process handle it (save a checkpoint) instead of the worker dying mid-step.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+        import envs  # noqa: F401  (registers the ids)
+
+        env = gym.make(ENV_ID, scenario=self.scenario, split=self.split, **self.overrides)
+        env = EpisodeLatencies(env)
+        if self.discrete:
+            env = DiscreteActions(env)
+        env = Monitor(env)
+        if self.masked:
+            env = ActionMasker(env, _mask_fn)
+        return env

@@ -1,0 +1,257 @@
+"""Unit tests of agents/: algorithm table, hyperparameter files, wrappers, saving and loading."""
+
+from __future__ import annotations
+
+import pickle
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch as th
+
+import envs  # noqa: F401  (registers the ids)
+from agents.algos import ALGOS, get_algo, resolve_policy
+from agents.hyperparams import load_hyperparams, parse_assignments, resolve, safe_eval
+from agents.loading import AgentPolicy, load_agent, read_meta, save_agent, stats_path
+from agents.wrappers import ENV_ID, DiscreteActions, EnvFactory, EpisodeLatencies
+
+SHORT = {"episode_s": 200}
+
+
+def make(**kw):
+    return gym.make(ENV_ID, scenario="small", **{**SHORT, **kw})
+
+
+# ------------------------------------------------------------------------------ algorithms ----
+def test_algo_table_names_and_suggestion():
+    assert set(ALGOS) == {"ppo", "a2c", "dqn", "maskable_ppo", "recurrent_ppo"}
+    assert get_algo("Maskable-PPO").name == "maskable_ppo"
+    with pytest.raises(ValueError) as e:
+        get_algo("ppo2")
+    msg = str(e.value)
+    assert "\n" not in msg and "maskable_ppo" in msg and "Did you mean 'ppo'" in msg
+
+
+def test_custom_policy_only_where_it_applies():
+    from agents.distributions import FastMultiDiscretePolicy
+
+    assert resolve_policy(get_algo("ppo"), "FastMultiDiscretePolicy") is FastMultiDiscretePolicy
+    assert resolve_policy(get_algo("ppo"), "MlpPolicy") == "MlpPolicy"
+    with pytest.raises(ValueError, match="not dqn"):
+        resolve_policy(get_algo("dqn"), "FastMultiDiscretePolicy")
+
+
+# ------------------------------------------------------------------------- hyperparameters ----
+@pytest.mark.parametrize("algo", sorted(ALGOS))
+def test_shipped_hyperparameter_files_resolve(algo):
+    hp = load_hyperparams(algo, ENV_ID)
+    assert hp.n_timesteps >= 1 and hp.n_envs >= 1
+    assert isinstance(hp.kwargs["policy_kwargs"], dict)
+
+
+def test_safe_eval_accepts_zoo_strings_and_rejects_code():
+    v = safe_eval(
+        "dict(net_arch=dict(pi=[64, 64], vf=[32]), activation_fn=nn.Tanh, ortho_init=False)"
+    )
+    assert v == {
+        "net_arch": {"pi": [64, 64], "vf": [32]},
+        "activation_fn": th.nn.Tanh,
+        "ortho_init": False,
+    }
+    assert safe_eval("{'a': -1.5, 'b': (1, 2)}") == {"a": -1.5, "b": (1, 2)}
+    for bad in (
+        "__import__('os').system('true')",
+        "open('x')",
+        "nn.Module",
+        "[x for x in y]",
+        "dict(**a)",
+    ):
+        with pytest.raises(ValueError):
+            safe_eval(bad)
+
+
+def test_policy_kwargs_as_yaml_mapping_and_schedules(tmp_path):
+    f = tmp_path / "hp.yml"
+    f.write_text(
+        "default:\n  n_envs: 2\n  learning_rate: lin_1e-3\n  normalize: false\n"
+        "  policy_kwargs: {net_arch: [32], activation_fn: nn.ReLU}\n"
+    )
+    hp = load_hyperparams("ppo", ENV_ID, f, overrides={"n_steps": 64})
+    assert hp.kwargs["policy_kwargs"] == {"net_arch": [32], "activation_fn": th.nn.ReLU}
+    assert hp.kwargs["learning_rate"](0.5) == pytest.approx(5e-4)
+    assert hp.kwargs["n_steps"] == 64 and hp.n_envs == 2 and hp.normalize is None
+
+
+def test_env_block_wins_over_default(tmp_path):
+    f = tmp_path / "hp.yml"
+    f.write_text(f"default:\n  n_steps: 8\n{ENV_ID}:\n  n_steps: 16\n")
+    assert load_hyperparams("ppo", ENV_ID, f).kwargs["n_steps"] == 16
+
+
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("default:\n  n_step: 8\n", "Did you mean 'n_steps'"),
+        ("default:\n  policy_kwargs: \"exec('x')\"\n", "policy_kwargs"),
+        ("default:\n  n_envs: 0\n", "n_envs must be an integer"),
+        ("default:\n  normalize: {norm_ob: true}\n", "Did you mean 'norm_obs'"),
+        ("other-env:\n  n_steps: 8\n", "no 'coldstart/ServerlessGPU-v0' or 'default' block"),
+        ("default: [1, 2\n", "not valid YAML"),
+    ],
+)
+def test_bad_hyperparameter_files_name_the_problem(tmp_path, text, match):
+    f = tmp_path / "hp.yml"
+    f.write_text(text)
+    with pytest.raises(ValueError, match=match) as e:
+        load_hyperparams("ppo", ENV_ID, f)
+    assert "\n" not in str(e.value)
+
+
+def test_missing_hyperparameter_file(tmp_path):
+    with pytest.raises(ValueError, match="does not exist"):
+        load_hyperparams("ppo", ENV_ID, tmp_path / "nope.yml")
+
+
+def test_parse_assignments():
+    assert parse_assignments(["a=1", "b=x", "c=[1, 2]", "d="], "o") == {
+        "a": 1, "b": "x", "c": [1, 2], "d": None,
+    }  # fmt: skip
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        parse_assignments(["novalue"], "override")
+
+
+def test_resolve_rejects_bad_normalize():
+    with pytest.raises(ValueError, match="normalize"):
+        resolve("ppo", {"normalize": 3})
+    assert resolve("ppo", {"normalize": True}).normalize == {}
+
+
+# -------------------------------------------------------------------------------- wrappers ----
+def test_discrete_actions_table_and_masking():
+    env = DiscreteActions(make())
+    base = env.unwrapped
+    # noop + per model (5 non-zero deltas + 3 cache actions) on 3 models
+    assert env.action_space.n == 1 + base.M * (len(base.deltas) - 1 + 3) == 25
+    assert env.names[0] == "noop" and env.names[1].endswith(":scale-4")
+    obs, _ = env.reset(seed=0)
+    mask = env.action_masks()
+    assert mask.dtype == bool and mask.shape == (25,) and mask[0]
+    # With no instance at the start, scale-in is masked and maps to the no-op.
+    scale_in = env.names.index(f"{base.scenario.sim.models[0].name}:scale-1")
+    assert not mask[scale_in]
+    _, _, _, _, info = env.step(scale_in)
+    assert info["masked_to_noop"] == 1 and info["invalid_actions"] == 0
+    # Every table row is a valid MultiDiscrete action of the base env.
+    for row in env.table:
+        assert base.action_space.contains(row)
+    scale_up = env.names.index(f"{base.scenario.sim.models[0].name}:scale+1")
+    env.step(scale_up)
+    assert sum(base.sim.counts(0)) == 1
+
+
+def test_episode_latencies_on_final_step_only():
+    env = EpisodeLatencies(make(), max_values=50)
+    env.reset(seed=1)
+    done, info, n = False, {}, 0
+    while not done:
+        _, _, term, trunc, info = env.step(env.unwrapped._noop)
+        done = term or trunc
+        n += 1
+        if not done:
+            assert "latencies_s" not in info
+    lat = info["latencies_s"]
+    assert lat.dtype == np.float32 and lat.size <= 50 and np.all(np.diff(lat) >= 0)
+
+
+def test_env_factory_pickles_and_masks():
+    f = EnvFactory("small", "train", SHORT, discrete=False, masked=True)
+    env = pickle.loads(pickle.dumps(f))()
+    env.reset(seed=0)
+    assert env.action_masks().shape == (int(env.unwrapped.nvec_model.sum()) * env.unwrapped.K,)
+
+
+# ------------------------------------------------------------------ maskable PPO and loading ----
+@pytest.fixture(scope="module")
+def maskable(tmp_path_factory):
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+
+    venv = VecNormalize(DummyVecEnv([EnvFactory("small", "train", SHORT, masked=True)]))
+    spec = get_algo("maskable_ppo")
+    model = spec.cls("MlpPolicy", venv, n_steps=64, batch_size=64, n_epochs=1, seed=0)
+    model.learn(128)
+    model.coldstart_meta = {"algo": "maskable_ppo", "normalize": True, "discrete_actions": None}
+    path = save_agent(model, tmp_path_factory.mktemp("agent") / "model.zip", venv)
+    return model, venv, path
+
+
+def test_maskable_ppo_never_takes_a_masked_action(maskable):
+    model, _, path = maskable
+    agent = load_agent(path)
+    env = make(split="eval")
+    agent.bind(env)
+    nvec = env.unwrapped.nvec_model
+    offs = np.concatenate([[0], np.cumsum(nvec)[:-1]])
+    for seed in range(2):
+        obs, _ = env.reset(seed=seed)
+        done, n_masked_somewhere = False, 0
+        while not done:
+            mask = env.unwrapped.action_masks().reshape(env.unwrapped.K, -1)
+            n_masked_somewhere += int((~mask).any())
+            action, _ = agent.predict(obs, deterministic=False)
+            for m, a in enumerate(np.asarray(action).reshape(-1, 4)):
+                assert mask[m, offs + a].all(), f"masked choice {a} for slot {m}"
+            obs, _, term, trunc, info = env.step(action)
+            done = term or trunc
+        assert info["invalid_actions"] == 0
+        assert n_masked_somewhere > 0  # the masks did constrain something
+
+
+def test_load_agent_restores_algorithm_and_normalisation(maskable, tmp_path):
+    model, venv, path = maskable
+    assert stats_path(path).is_file() and not list(path.parent.glob(".*tmp"))
+    agent = load_agent(path.parent)  # a run folder works too
+    assert isinstance(agent, AgentPolicy) and agent.name == "maskable_ppo"
+    assert type(agent.model).__name__ == "MaskablePPO"
+    obs = make().reset(seed=0)[0]
+    np.testing.assert_allclose(agent.normalize(obs), venv.normalize_obs(obs), rtol=1e-6)
+    batch = np.stack([obs, obs])
+    masks = np.ones((2, int(venv.action_space.nvec.sum())), dtype=bool)
+    action, _ = agent.predict(batch, action_masks=masks)
+    assert action.shape == (2, len(venv.action_space.nvec))
+    # Without the meta (a zip saved elsewhere), the algorithm is told from the policy class.
+    model.coldstart_meta = None
+    bare = save_agent(model, tmp_path / "bare.zip", None)
+    assert read_meta(bare)["algo"] == "maskable_ppo"
+
+
+@pytest.mark.parametrize("kind", ["missing", "not_zip", "empty_dir", "no_stats"])
+def test_load_agent_bad_paths_raise_one_line_value_errors(maskable, tmp_path, kind):
+    _, _, path = maskable
+    if kind == "missing":
+        target = tmp_path / "nope.zip"
+    elif kind == "not_zip":
+        target = tmp_path / "x.zip"
+        target.write_text("hello")
+    elif kind == "empty_dir":
+        target = tmp_path
+    else:
+        target = tmp_path / "model.zip"
+        target.write_bytes(path.read_bytes())
+    with pytest.raises(ValueError) as e:
+        load_agent(target)
+    assert "\n" not in str(e.value)
+
+
+def test_dqn_agent_maps_composite_actions_back():
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    f = EnvFactory("small", "train", SHORT, discrete=True)
+    venv = DummyVecEnv([f])
+    model = get_algo("dqn").cls("MlpPolicy", venv, learning_starts=0, seed=0)
+    table = venv.envs[0].get_wrapper_attr("table")
+    agent = AgentPolicy(model, get_algo("dqn"), table=table)
+    env = make()
+    obs, _ = env.reset(seed=0)
+    action, _ = agent.predict(obs)
+    assert env.action_space.contains(np.asarray(action))
+    assert any((action == row).all() for row in table)
