@@ -1,12 +1,20 @@
 """The algorithm table: every name ``train.py --algo`` accepts, with what each needs.
 
-| name | class | policy | action space it trains on |
+| name | class | policy | notes |
 |---|---|---|---|
-| ``ppo`` | ``stable_baselines3.PPO`` | ``MlpPolicy`` | the env's ``MultiDiscrete`` |
-| ``a2c`` | ``stable_baselines3.A2C`` | ``MlpPolicy`` | the env's ``MultiDiscrete`` |
-| ``dqn`` | ``stable_baselines3.DQN`` | ``MlpPolicy`` | ``Discrete`` composite actions (:class:`agents.wrappers.DiscreteActions`) |
-| ``maskable_ppo`` | ``sb3_contrib.MaskablePPO`` | ``MlpPolicy`` | ``MultiDiscrete`` with ``action_masks()`` (``ActionMasker``) |
-| ``recurrent_ppo`` | ``sb3_contrib.RecurrentPPO`` | ``MlpLstmPolicy`` | the env's ``MultiDiscrete`` |
+| ``ppo`` | ``stable_baselines3.PPO`` | ``MlpPolicy`` | |
+| ``a2c`` | ``stable_baselines3.A2C`` | ``MlpPolicy`` | |
+| ``dqn`` | ``stable_baselines3.DQN`` | ``MlpPolicy`` | needs ``Discrete``: composite actions only |
+| ``maskable_ppo`` | ``sb3_contrib.MaskablePPO`` | ``MlpPolicy`` | ``action_masks()`` through ``ActionMasker`` |
+| ``recurrent_ppo`` | ``sb3_contrib.RecurrentPPO`` | ``MlpLstmPolicy`` | |
+
+Which action space an algorithm trains on is a hyperparameter (``actions:`` in
+``agents/hyperparams/<algo>.yml``): ``composite``, the ``Discrete`` composite actions of
+:class:`agents.wrappers.DiscreteActions` (the shipped default: it learns several times faster on
+this env, see the YAML comments), or ``full``, the env's own ``MultiDiscrete``
+(``--hp actions=full``). MaskablePPO masks either: the env's ``action_masks()`` or the composite
+mask derived from it. Trained agents act on the env's ``MultiDiscrete`` either way
+(:class:`agents.loading.AgentPolicy` maps composite actions back).
 
 Example::
 
@@ -32,8 +40,8 @@ class AlgoSpec:
         name: The ``--algo`` name.
         cls: The SB3 / sb3-contrib algorithm class.
         policy: Default policy name (the YAML ``policy:`` key overrides it).
-        discrete: True if the algorithm needs a ``Discrete`` action space (the env is wrapped in
-            :class:`agents.wrappers.DiscreteActions`).
+        discrete: True if the algorithm needs a ``Discrete`` action space (``actions: full`` is
+            refused; the env is wrapped in :class:`agents.wrappers.DiscreteActions`).
         masked: True if ``predict``/``learn`` take ``action_masks`` (MaskablePPO).
         recurrent: True if the policy carries an LSTM state between steps.
     """
@@ -114,7 +122,9 @@ def apply_action_prior(model: BaseAlgorithm, preferred, strength: float) -> bool
     Args:
         model: An actor-critic model (PPO, A2C, MaskablePPO, RecurrentPPO).
         preferred: One choice per ``MultiDiscrete`` entry (the env's no-op action).
-        strength: Logit bonus; 0 leaves the model untouched.
+        strength: Logit bonus, one number or one per entry (tiled to ``preferred``'s length);
+            zeros leave the model untouched. On a ``Discrete`` (composite) space the largest
+            bonus goes to action 0, the no-op.
 
     Returns:
         True if applied (False for models without an ``action_net``, e.g. DQN).
@@ -124,13 +134,21 @@ def apply_action_prior(model: BaseAlgorithm, preferred, strength: float) -> bool
     from gymnasium import spaces
 
     net = getattr(model.policy, "action_net", None)
-    if not strength or net is None or not isinstance(model.action_space, spaces.MultiDiscrete):
+    preferred = np.asarray(preferred, dtype=np.int64).reshape(-1)
+    bonus = np.resize(np.asarray(strength, dtype=np.float32).reshape(-1), preferred.shape)
+    space = model.action_space
+    if not bonus.any() or net is None:
         return False
-    nvec = model.action_space.nvec.reshape(-1)
-    offsets = np.concatenate([[0], np.cumsum(nvec)[:-1]])
-    idx = th.as_tensor(offsets + np.asarray(preferred).reshape(-1), dtype=th.long)
+    if isinstance(space, spaces.Discrete):  # composite actions: the no-op is action 0
+        idx, bonus = th.as_tensor([0]), bonus.max(keepdims=True)
+    elif isinstance(space, spaces.MultiDiscrete):
+        nvec = space.nvec.reshape(-1)
+        offsets = np.concatenate([[0], np.cumsum(nvec)[:-1]])
+        idx = th.as_tensor(offsets + preferred, dtype=th.long)
+    else:
+        return False
     with th.no_grad():
-        net.bias[idx] += float(strength)
+        net.bias[idx] += th.as_tensor(bonus, dtype=net.bias.dtype)
     return True
 
 

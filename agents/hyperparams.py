@@ -33,8 +33,11 @@ from .algos import AlgoSpec, closest, get_algo
 
 HYPERPARAMS_DIR = Path(__file__).parent / "hyperparams"
 # Keys that are not constructor arguments: rl-zoo's four, and this project's ``action_prior``
-# (initial logit bonus of the env's no-op choices, see :func:`agents.algos.apply_action_prior`).
-ZOO_KEYS = ("n_timesteps", "policy", "n_envs", "normalize", "action_prior")
+# (initial logit bonus of the env's no-op choices, see :func:`agents.algos.apply_action_prior`)
+# and ``actions`` (``full``: the env's MultiDiscrete; ``composite``: the Discrete composite
+# actions of :class:`agents.wrappers.DiscreteActions`, which DQN requires).
+ZOO_KEYS = ("n_timesteps", "policy", "n_envs", "normalize", "action_prior", "actions")
+ACTIONS = ("full", "composite")
 NORMALIZE_KEYS = ("norm_obs", "norm_reward", "clip_obs", "clip_reward", "epsilon", "gamma")
 # Names a zoo-style string may use (``activation_fn=nn.ReLU``, ``optimizer_class=th.optim.Adam``).
 SAFE_NAMES: dict[str, Any] = {
@@ -93,6 +96,13 @@ def safe_eval(text: str) -> Any:
     return _safe(tree.body)
 
 
+def _number(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
 def _resolve_names(value: Any) -> Any:
     """Inside a YAML mapping, strings such as ``"nn.ReLU"`` become the torch object."""
     if isinstance(value, dict):
@@ -125,7 +135,10 @@ class Hyperparams:
         policy: Policy name.
         n_envs: Parallel envs.
         normalize: ``VecNormalize`` kwargs, or ``None`` for no normalisation.
-        action_prior: Initial logit bonus of the no-op choices (0 = SB3's uniform start).
+        actions: ``"full"`` (the env's MultiDiscrete) or ``"composite"`` (Discrete composite
+            actions, :class:`agents.wrappers.DiscreteActions`).
+        action_prior: Initial logit bonus of the no-op choice of each entry of a model's block
+            ``(scale, placement, source, cache)``; zeros = SB3's uniform start.
         kwargs: The algorithm constructor's keyword arguments (schedules and policy_kwargs resolved).
     """
 
@@ -136,7 +149,8 @@ class Hyperparams:
     policy: str
     n_envs: int
     normalize: dict | None
-    action_prior: float = 0.0
+    action_prior: tuple[float, ...] = (0.0, 0.0, 0.0, 0.0)
+    actions: str = "full"
     kwargs: dict = field(default_factory=dict)
 
 
@@ -159,6 +173,28 @@ def _normalize(value: Any, where: str) -> dict | None:
                 f"{closest(k, NORMALIZE_KEYS)}"
             )
     return dict(value)
+
+
+PRIOR_ENTRIES = ("scale", "placement", "source", "cache")
+
+
+def _prior(value: Any, where: str) -> tuple[float, ...]:
+    """``action_prior``: one number for every entry, or ``{scale: 0, source: 3, ...}``."""
+
+    def number(v: Any) -> float:
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0:
+            raise ValueError(f"{where}: action_prior values must be numbers >= 0, got {v!r}")
+        return float(v)
+
+    if isinstance(value, dict):
+        for k in value:
+            if k not in PRIOR_ENTRIES:
+                raise ValueError(
+                    f"{where}: unknown action_prior entry {k!r}; valid: "
+                    f"{', '.join(PRIOR_ENTRIES)}.{closest(k, PRIOR_ENTRIES)}"
+                )
+        return tuple(number(value.get(k, 0.0)) for k in PRIOR_ENTRIES)
+    return (number(value),) * len(PRIOR_ENTRIES)
 
 
 def read_block(algo: str, env_id: str, path: str | Path | None = None) -> tuple[dict, str]:
@@ -218,6 +254,8 @@ def resolve(algo: str, raw: dict, source: str = "<dict>") -> Hyperparams:
             if not isinstance(v, dict):
                 raise ValueError(f"{where}: policy_kwargs must be a mapping, got {v!r}")
             v = _resolve_names(v)
+        elif isinstance(v, str) and _number(v) is not None:
+            v = _number(v)  # YAML 1.1 reads 1e-4 (no dot) as a string
         elif isinstance(v, str) and v.startswith("lin_"):
             try:
                 v = linear_schedule(float(v[4:]))
@@ -233,9 +271,12 @@ def resolve(algo: str, raw: dict, source: str = "<dict>") -> Hyperparams:
             raise ValueError(f"{where}: {key} must be an integer >= 1, got {v!r}")
         return v
 
-    prior = raw.get("action_prior", 0.0)
-    if not isinstance(prior, (int, float)) or isinstance(prior, bool) or prior < 0:
-        raise ValueError(f"{where}: action_prior must be a number >= 0, got {prior!r}")
+    prior = _prior(raw.get("action_prior", 0.0), where)
+    actions = raw.get("actions", "composite" if spec.discrete else "full")
+    if actions not in ACTIONS:
+        raise ValueError(f"{where}: actions must be one of {', '.join(ACTIONS)}, got {actions!r}")
+    if spec.discrete and actions != "composite":
+        raise ValueError(f"{where}: {spec.name} needs a Discrete action space (actions: composite)")
     policy = raw.get("policy", spec.policy)
     if not isinstance(policy, str):
         raise ValueError(f"{where}: policy must be a policy name, got {policy!r}")
@@ -247,7 +288,8 @@ def resolve(algo: str, raw: dict, source: str = "<dict>") -> Hyperparams:
         policy=policy,
         n_envs=integer("n_envs", 1),
         normalize=_normalize(raw.get("normalize", False), where),
-        action_prior=float(prior),
+        action_prior=prior,
+        actions=actions,
         kwargs=kwargs,
     )
 
@@ -265,6 +307,9 @@ def load_hyperparams(
     return resolve(algo, raw, source)
 
 
+NOT_NUMBERS = ("nan", "inf", "-inf", "+inf", "infinity", "-infinity")
+
+
 def parse_assignments(items: list[str] | None, what: str) -> dict:
     """``["n_steps=128", "gamma=0.95"]`` -> ``{"n_steps": 128, "gamma": 0.95}`` (values by
     ``yaml.safe_load``).
@@ -279,7 +324,10 @@ def parse_assignments(items: list[str] | None, what: str) -> dict:
         if not sep or not key:
             raise ValueError(f"bad {what} {item!r}: use KEY=VALUE")
         try:
-            out[key] = yaml.safe_load(value) if value.strip() else None
+            v = yaml.safe_load(value) if value.strip() else None
         except yaml.YAMLError:
             raise ValueError(f"bad {what} {item!r}: the value is not valid YAML") from None
+        if isinstance(v, str) and _number(v) is not None and v.strip().lower() not in NOT_NUMBERS:
+            v = _number(v)  # YAML 1.1 reads 1e-4 (no dot) as a string
+        out[key] = v
     return out

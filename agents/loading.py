@@ -32,6 +32,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.vec_env import VecNormalize
 
 from .algos import ALGOS, AlgoSpec, get_algo
+from .wrappers import composite_mask
 
 META_KEY = "coldstart_meta"
 
@@ -191,6 +192,11 @@ class AgentPolicy:
     def reset(self) -> None:
         """Nothing to forget (recurrent state travels through ``predict``)."""
 
+    def _nvec(self) -> np.ndarray:
+        if not self._envs:
+            raise ValueError(f"{self.name}: bind(env) to map the env's action masks")
+        return self._envs[0].nvec_model
+
     def _masks(self, n: int | None) -> np.ndarray | None:
         if not self._envs:
             return None
@@ -217,7 +223,12 @@ class AgentPolicy:
             if action_masks is None:
                 action_masks = self._masks(None if obs.ndim == 1 else obs.shape[0])
             if action_masks is not None:
-                kwargs["action_masks"] = np.asarray(action_masks, dtype=bool)
+                action_masks = np.asarray(action_masks, dtype=bool)
+                if self.table is not None and action_masks.shape[-1] != len(self.table):
+                    # The env's MultiDiscrete mask -> the composite actions' mask.
+                    nvec = self.meta.get("nvec_model") or self._nvec()
+                    action_masks = composite_mask(self.table, action_masks, nvec)
+                kwargs["action_masks"] = action_masks
         action, state = self.model.predict(
             obs, state=state, episode_start=episode_start, deterministic=deterministic, **kwargs
         )

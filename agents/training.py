@@ -228,6 +228,7 @@ def scenario_overrides(args: dict) -> dict:
             except (OSError, ValueError) as e:
                 raise UsageError(f"--trace: {e}") from None
             overrides["span_s"] = float(trace.duration_s)
+            _fit_episode(args, overrides)
     elif args["time_col"] or args["model_col"]:
         raise UsageError("--time-col/--model-col need --trace")
     import envs
@@ -238,6 +239,32 @@ def scenario_overrides(args: dict) -> dict:
     except (ValueError, TypeError, OSError) as e:
         raise UsageError(e) from None
     return overrides
+
+
+def _fit_episode(args: dict, overrides: dict) -> None:
+    """Shorten ``episode_s`` (whole steps) to fit a short trace's training and held-out parts,
+    as ``evaluate.py --trace`` does, unless ``episode_s`` was given explicitly."""
+    if "episode_s" in overrides:
+        return
+    import envs
+
+    rest = {k: v for k, v in overrides.items() if k not in ("workload", "span_s")}
+    try:
+        base = envs.load_scenario(args["scenario"], **rest)
+    except (ValueError, TypeError, OSError) as e:
+        raise UsageError(e) from None
+    f, dur = base.held_out_fraction, overrides["span_s"]
+    fit = dur * min(f, 1 - f) if f > 0 else dur
+    if base.episode_s > fit:
+        episode_s = (fit // base.step_s) * base.step_s
+        if episode_s < base.step_s:
+            raise UsageError(
+                f"--trace {args['trace']!r} lasts {dur:g} s: too short for one {base.step_s:g}-s "
+                f"step in both its training and held-out parts (held_out_fraction {f:g})"
+            )
+        print(f"note: trace lasts {dur:g} s; episode_s shortened from {base.episode_s:g} to "
+              f"{episode_s:g} s to fit its training and held-out parts")  # fmt: skip
+        overrides["episode_s"] = episode_s
 
 
 def prepare(argv: list[str] | None) -> RunConfig:
@@ -304,6 +331,13 @@ def prepare(argv: list[str] | None) -> RunConfig:
         hp.raw["normalize"] = (
             args["normalize"] if not hp.normalize else repr_normalize(hp.normalize)
         )
+    if resume_from is not None:  # the saved model says whether it was normalised
+        if not read_meta(resume_from).get("normalize"):
+            hp.normalize = None
+        elif not stats_path(resume_from).is_file():
+            raise UsageError(f"--resume: {stats_path(resume_from)} is missing")
+        elif hp.normalize is None:
+            hp.normalize = {}
     overrides = scenario_overrides(args)
     if run_dir is None:
         root = Path(args["logdir"])
@@ -331,7 +365,7 @@ def make_vec_env(cfg: RunConfig, seed: int):
         scenario=cfg.args["scenario"],
         split="train",
         overrides=cfg.overrides,
-        discrete=cfg.spec.discrete,
+        discrete=cfg.hp.actions == "composite",
         masked=cfg.spec.masked,
     )
     fns = [factory] * cfg.hp.n_envs
@@ -341,17 +375,18 @@ def make_vec_env(cfg: RunConfig, seed: int):
 
 
 def _meta(cfg: RunConfig) -> dict:
-    table = None
-    if cfg.spec.discrete:
-        env = EnvFactory(cfg.args["scenario"], "train", cfg.overrides)()
-        table = discrete_table(env)[0].tolist()
-        env.close()
+    env = EnvFactory(cfg.args["scenario"], "train", cfg.overrides)()
+    nvec = [int(x) for x in env.unwrapped.nvec_model]
+    table = discrete_table(env)[0].tolist() if cfg.hp.actions == "composite" else None
+    env.close()
     return {
         "algo": cfg.spec.name,
         "env_id": ENV_ID,
         "scenario": cfg.args["scenario"],
         "overrides": cfg.overrides,
         "normalize": cfg.hp.normalize is not None,
+        "actions": cfg.hp.actions,
+        "nvec_model": nvec,
         "discrete_actions": table,
     }
 
@@ -376,6 +411,48 @@ def _references() -> dict[str, Any]:
         return {}
 
 
+def _build_model(cfg: RunConfig):
+    """The vec env and the model, new or loaded to resume.
+
+    Raises:
+        UsageError: The algorithm rejects a hyperparameter value (nothing is written then).
+    """
+    from stable_baselines3.common.utils import set_random_seed
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    args, spec, hp = cfg.args, cfg.spec, cfg.hp
+    device = args["device"]
+    venv = None
+    try:
+        if cfg.resume_from is not None:
+            done = read_steps(cfg.resume_from)
+            seed = args["seed"] + done  # fresh windows, not a replay of the first run's
+            venv = make_vec_env(cfg, seed)
+            if hp.normalize is not None:
+                venv = VecNormalize.load(str(stats_path(cfg.resume_from)), venv)
+                venv.training = True
+            model = spec.cls.load(cfg.resume_from, env=venv, device=device)
+            set_random_seed(seed)
+        else:
+            seed = args["seed"]
+            venv = make_vec_env(cfg, seed)
+            if hp.normalize is not None:
+                venv = VecNormalize(venv, **{"gamma": hp.kwargs.get("gamma", 0.99), **hp.normalize})
+            policy = resolve_policy(spec, hp.policy)
+            model = spec.cls(
+                policy, venv, seed=seed, device=device, verbose=args["verbose"], **hp.kwargs
+            )
+            if any(hp.action_prior):
+                probe = EnvFactory(args["scenario"], "train", cfg.overrides)()
+                apply_action_prior(model, discrete_table(probe)[0][0], hp.action_prior)
+                probe.close()
+    except (TypeError, ValueError, AssertionError) as e:
+        if venv is not None:
+            venv.close()
+        raise UsageError(f"cannot build the {spec.name} model ({hp.source}): {e}") from None
+    return model, venv
+
+
 def train(cfg: RunConfig):
     """Build envs and model (or load them to resume), learn with every callback, save.
 
@@ -385,8 +462,6 @@ def train(cfg: RunConfig):
     import torch
     from stable_baselines3.common.callbacks import CallbackList
     from stable_baselines3.common.logger import configure
-    from stable_baselines3.common.utils import set_random_seed
-    from stable_baselines3.common.vec_env import VecNormalize
 
     from .callbacks import (
         AtomicCheckpointCallback,
@@ -398,31 +473,13 @@ def train(cfg: RunConfig):
 
     args, spec, hp = cfg.args, cfg.spec, cfg.hp
     torch.set_num_threads(args["threads"])
-    _write_run_files(cfg)
     meta = _meta(cfg)
-    device = args["device"]
-    if cfg.resume_from is not None:
-        done = read_steps(cfg.resume_from)
-        seed = args["seed"] + done  # fresh windows, not a replay of the first run's
-        venv = make_vec_env(cfg, seed)
-        if hp.normalize is not None:
-            venv = VecNormalize.load(str(stats_path(cfg.resume_from)), venv)
-            venv.training = True
-        model = spec.cls.load(cfg.resume_from, env=venv, device=device)
-        set_random_seed(seed)
-    else:
-        seed = args["seed"]
-        venv = make_vec_env(cfg, seed)
-        if hp.normalize is not None:
-            venv = VecNormalize(venv, **{"gamma": hp.kwargs.get("gamma", 0.99), **hp.normalize})
-        policy = resolve_policy(spec, hp.policy)
-        model = spec.cls(
-            policy, venv, seed=seed, device=device, verbose=args["verbose"], **hp.kwargs
-        )
-        if hp.action_prior:
-            probe = EnvFactory(args["scenario"], "train", cfg.overrides)()
-            apply_action_prior(model, discrete_table(probe)[0][0], hp.action_prior)
-            probe.close()
+    model, venv = _build_model(cfg)
+    _write_run_files(cfg)
+    what = "Resuming" if cfg.resume_from else "Training"
+    print(f"{what} {spec.name} ({hp.actions} actions) on {args['scenario']} for {hp.n_timesteps} steps "
+          f"({hp.n_envs} {args['vec_env']} envs, normalize={hp.normalize is not None}, "
+          f"seed {args['seed']}) -> {cfg.run_dir}")  # fmt: skip
     formats = ["tensorboard"] + (["stdout"] if args["verbose"] else [])
     model.set_logger(configure(str(cfg.run_dir), formats))
     model.coldstart_meta = meta
@@ -531,12 +588,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"train.py: error: {one_line(e)}", file=sys.stderr)
         return 2
     args = cfg.args
-    what = "Resuming" if cfg.resume_from else "Training"
-    print(f"{what} {cfg.spec.name} on {args['scenario']} for {cfg.hp.n_timesteps} steps "
-          f"({cfg.hp.n_envs} {args['vec_env']} envs, normalize={cfg.hp.normalize is not None}, "
-          f"seed {args['seed']}) -> {cfg.run_dir}")  # fmt: skip
     t0 = time.perf_counter()
-    model, agent, interrupted = train(cfg)
+    try:
+        model, agent, interrupted = train(cfg)
+    except UsageError as e:
+        print(f"train.py: error: {one_line(e)}", file=sys.stderr)
+        return 2
     dt = time.perf_counter() - t0
     print(
         f"Trained to {model.num_timesteps} steps in {dt:.0f} s; model: {cfg.run_dir / 'model.zip'}"

@@ -113,9 +113,11 @@ def test_missing_hyperparameter_file(tmp_path):
 
 
 def test_parse_assignments():
-    assert parse_assignments(["a=1", "b=x", "c=[1, 2]", "d="], "o") == {
-        "a": 1, "b": "x", "c": [1, 2], "d": None,
+    assert parse_assignments(["a=1", "b=x", "c=[1, 2]", "d=", "e=5e-4"], "o") == {
+        "a": 1, "b": "x", "c": [1, 2], "d": None, "e": 5e-4,
     }  # fmt: skip
+    # YAML 1.1 reads 1e-4 as a string; the resolved hyperparameter is the number.
+    assert resolve("ppo", {"learning_rate": "1e-4"}).kwargs["learning_rate"] == 1e-4
     with pytest.raises(ValueError, match="KEY=VALUE"):
         parse_assignments(["novalue"], "override")
 
@@ -255,3 +257,36 @@ def test_dqn_agent_maps_composite_actions_back():
     action, _ = agent.predict(obs)
     assert env.action_space.contains(np.asarray(action))
     assert any((action == row).all() for row in table)
+
+
+def test_composite_mask_matches_the_wrapper_and_batches():
+    from agents.wrappers import composite_mask
+
+    env = DiscreteActions(make())
+    env.reset(seed=2)
+    env.step(env.names.index(f"{env.unwrapped.scenario.sim.models[1].name}:scale+4"))
+    full = env.unwrapped.action_masks()
+    single = composite_mask(env.table, full, env.unwrapped.nvec_model)
+    np.testing.assert_array_equal(single, env.action_masks())
+    batch = composite_mask(env.table, np.stack([full, full]), env.unwrapped.nvec_model)
+    assert batch.shape == (2, len(env.table)) and (batch == single).all()
+
+
+def test_maskable_ppo_on_composite_actions_maps_env_masks():
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    venv = DummyVecEnv([EnvFactory("small", "train", SHORT, discrete=True, masked=True)])
+    spec = get_algo("maskable_ppo")
+    model = spec.cls("MlpPolicy", venv, n_steps=32, batch_size=32, seed=0)
+    table = venv.envs[0].get_wrapper_attr("table")
+    agent = AgentPolicy(model, spec, table=table)
+    env = make()
+    agent.bind(env)
+    obs, _ = env.reset(seed=0)
+    for _ in range(5):
+        # The env's own MultiDiscrete mask (what agents.evaluation passes) is mapped.
+        action, _ = agent.predict(
+            obs, action_masks=env.unwrapped.action_masks(), deterministic=False
+        )
+        obs, _, _, _, info = env.step(action)
+        assert info["invalid_actions"] == 0

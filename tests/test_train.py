@@ -77,12 +77,16 @@ def num_timesteps(model_zip: Path) -> int:
         return int(json.loads(z.read("data"))["num_timesteps"])
 
 
-@pytest.mark.parametrize("algo", ["ppo", "a2c", "dqn", "maskable_ppo", "recurrent_ppo"])
-def test_smoke_every_algorithm(tmp_path, algo):
+@pytest.mark.parametrize(
+    "algo, actions",
+    [("ppo", "composite"), ("ppo", "full"), ("a2c", "composite"), ("dqn", "composite"),
+     ("maskable_ppo", "composite"), ("maskable_ppo", "full"), ("recurrent_ppo", "composite")],
+)  # fmt: skip
+def test_smoke_every_algorithm(tmp_path, algo, actions):
     n_envs = 1 if algo == "dqn" else 2
     run("--algo", algo, "--timesteps", 256, "--n-envs", n_envs, "--logdir", tmp_path, "--seed", 3,
         "--eval-freq", 128, "--eval-episodes", 1, "--checkpoint-freq", 128, "--no-final-eval",
-        *FAST, *TINY[algo])  # fmt: skip
+        "--hp", f"actions={actions}", *FAST, *TINY[algo])  # fmt: skip
     d = run_dir(tmp_path)
     assert d.name.startswith(f"coldstart_ServerlessGPU-v0__{algo}__3__")
     for name in ("model.zip", "config.yml", "args.yml", "command.txt", "vecnormalize.pkl"):
@@ -101,6 +105,7 @@ def test_smoke_every_algorithm(tmp_path, algo):
     assert "tensor:hyperparameters/text_summary" in tags
     agent = load_agent(d)
     assert agent.name == algo and type(agent.model).__name__.lower() == algo.replace("_", "")
+    assert (agent.table is not None) == (actions == "composite")
     import gymnasium as gym
 
     import envs  # noqa: F401
@@ -200,6 +205,8 @@ def test_signal_saves_a_checkpoint_and_exits_cleanly(tmp_path, sig):
         (["--resume", "/nonexistent/run"], "does not exist"),
         (["--trace", "/nonexistent/trace.csv"], "--trace"),
         (["--vec-env", "ray"], "invalid choice"),
+        (["--algo", "dqn", "--hp", "actions=full"], "needs a Discrete action space"),
+        (["--hp", "learning_rate=abc"], "learning rate"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(args, needle):
@@ -213,14 +220,20 @@ def test_bad_input_exits_2_with_one_line(args, needle):
 
 def test_trace_option_replaces_the_workload(tmp_path):
     trace = REPO / "tests" / "data" / "generic_t_model.csv"
-    # The 6-s trace is far too short for an episode: the scenario check says so in one line.
+    # The 6-s trace is too short for one 10-s step in its held-out part: one line, exit 2.
     p = run("--trace", trace, "--time-col", "t", "--model-col", "model", check=False)
+    assert p.returncode == 2 and "too short" in p.stderr and len(p.stderr.strip().splitlines()) == 1
+    # An explicit episode_s that does not fit is the scenario's error.
+    p = run("--trace", trace, "--time-col", "t", "-o", "episode_s=600", check=False)
     assert p.returncode == 2 and "episode_s" in p.stderr and len(p.stderr.strip().splitlines()) == 1
     from agents.training import prepare
 
     cfg = prepare(["--trace", "azure2019", "--logdir", str(tmp_path)])
     assert cfg.overrides["workload"] == {"kind": "trace", "path": "azure2019"}
     assert cfg.overrides["span_s"] == pytest.approx(86400.0)
+    # A trace of 1140 s (Azure 2021 sample): the 1200-s episode shrinks to whole steps that fit.
+    cfg = prepare(["--trace", str(REPO / "tests/data/azure2021_20.csv"), "--logdir", str(tmp_path)])
+    assert cfg.overrides["episode_s"] == pytest.approx(280.0)
 
 
 def test_help_lists_every_option():
