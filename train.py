@@ -2,7 +2,7 @@
 
 A thin shim over :mod:`agents.training` (rl-baselines3-zoo keeps ``train.py`` the same way)::
 
-    python train.py                      # MaskablePPO on `small`, ~10 minutes on 2 CPU cores
+    python train.py                      # MaskablePPO, 800k steps on `small`: ~8 min on 2 CPU cores
     python train.py --algo dqn --timesteps 100000
     python train.py --resume runs/<run>  # continue after Ctrl-C / SIGTERM
     python train.py --help               # every option

@@ -188,7 +188,13 @@ def test_signal_saves_a_checkpoint_and_exits_cleanly(tmp_path, sig):
     assert f"python train.py --resume {d}" in out
     n = num_timesteps(d / "model.zip")
     assert n > 0 and (d / "vecnormalize.pkl").is_file()
-    assert (d / "checkpoints" / f"model_{n}_steps.zip").is_file()
+    ckpt = d / "checkpoints" / f"model_{n}_steps.zip"
+    assert ckpt.is_file() and (d / "checkpoints" / f"vecnormalize_{n}_steps.pkl").is_file()
+    # Resuming from the checkpoint zip continues the same run folder.
+    from agents.training import prepare
+
+    cfg = prepare(["--resume", str(ckpt)])
+    assert cfg.run_dir == d and cfg.resume_from == ckpt and cfg.spec.name == "ppo"
 
 
 @pytest.mark.parametrize(
