@@ -50,8 +50,9 @@ class FastMultiCategoricalDistribution(MultiCategoricalDistribution):
 
     def entropy(self) -> th.Tensor:
         p = self.logp.exp()
-        plogp = th.where(p > 0, p * self.logp, th.zeros_like(p))
-        return -plogp.sum(dim=(-1, -2))
+        # Padded choices have p = 0 and logp = -inf: zero their logp *before* the product, so
+        # neither the value nor the gradient sees 0 * -inf (th.where would still pass NaN back).
+        return -(p * self.logp.masked_fill(p == 0, 0.0)).sum(dim=(-1, -2))
 
     def sample(self) -> th.Tensor:
         # Gumbel-max: argmax(logp + Gumbel noise) samples each categorical exactly.

@@ -22,6 +22,15 @@ def test_log_prob_entropy_mode_match_sb3():
     th.testing.assert_close(fast.mode(), ref.mode())
 
 
+def test_gradients_are_finite_with_padded_choices():
+    logits = th.randn(8, sum(DIMS), requires_grad=True)
+    fast = FastMultiCategoricalDistribution(DIMS).proba_distribution(logits)
+    actions = fast.sample()
+    loss = -(fast.log_prob(actions).mean() + 0.01 * fast.entropy().mean())
+    loss.backward()
+    assert th.isfinite(logits.grad).all()
+
+
 def test_samples_follow_the_categoricals_and_stay_in_range():
     th.manual_seed(1)
     logits = th.randn(1, sum(DIMS)).repeat(20000, 1)
