@@ -2,7 +2,7 @@
 
     python evaluate.py --scenario paper --policies baseline,pool,hierarchical
     python evaluate.py --scenario small --policies all --episodes 5 --json out.json --out plots/
-    python evaluate.py --scenario small --policies baseline --model runs/<run> --model other.zip
+    python evaluate.py --policies baseline --model runs/<run> --model other.zip  # the run's scenario
     python evaluate.py --scenario paper --policies baseline,hierarchical --trace my.csv \\
         --time-col t --model-col model
     python evaluate.py --scenario paper --policies all -o workload__time_scale=0.05
@@ -36,7 +36,12 @@ def build_parser() -> argparse.ArgumentParser:
         "identical workloads of a coldstart-gym scenario.",
     )
     a = p.add_argument
-    a("--scenario", default="paper", help="preset name or YAML path (default: paper)")
+    a(
+        "--scenario",
+        default=None,
+        help="preset name or YAML path (default: the scenario the first --model was trained on, "
+        "else paper)",
+    )
     a("--policies", default="baseline,pool,hierarchical",
       help="comma-separated policy names, or 'all' (default: baseline,pool,hierarchical)")  # fmt: skip
     a("--episodes", type=int, default=DEFAULT_EPISODES,
@@ -134,22 +139,32 @@ def run(args) -> int:
     names = parse_policies(args.policies)
     if not names and not args.model:
         raise ValueError("nothing to evaluate: give --policies and/or --model")
-    overrides = parse_overrides(args.override)
-    if args.episode_s is not None:
-        overrides["episode_s"] = args.episode_s
-    overrides = trace_overrides(args, overrides)
     policies: dict = {n: make_policy(n) for n in names}
+    agents = []
     for path in args.model:
         try:
             from agents.loading import load_agent
         except ImportError as e:
             raise ValueError(f"--model needs agents.loading.load_agent, unavailable: {e}") from None
         agent = load_agent(path)
+        agents.append(agent)
         name = str(getattr(agent, "name", None) or Path(path).stem)
         base, k = name, 2
         while name in policies:
             name, k = f"{base}-{k}", k + 1
         policies[name] = agent
+    overrides = {}
+    if args.scenario is None:
+        # Evaluate a trained agent where it was trained (scenario and its overrides), unless
+        # told otherwise; heuristics alone default to the paper's setting.
+        meta = getattr(agents[0], "meta", {}) if agents else {}
+        args.scenario = meta.get("scenario") or "paper"
+        overrides.update(meta.get("overrides") or {})
+        print(f"evaluate.py: scenario {args.scenario!r}", file=sys.stderr)
+    overrides.update(parse_overrides(args.override))
+    if args.episode_s is not None:
+        overrides["episode_s"] = args.episode_s
+    overrides = trace_overrides(args, overrides)
     results = evaluate(
         args.scenario,
         policies,
