@@ -12,6 +12,7 @@ from .scenarios import Scenario, load_scenario
 from .sim import SimError, Simulator, summary
 from .sim.config import PLACEMENT_RULES, TIERS
 from .sim.kernel import DROPPED
+from .sim.simulator import LOADING, WARM
 from .workloads import make_workload
 
 MODEL_FEATURES = (
@@ -161,6 +162,22 @@ class ServerlessGPUEnv(gym.Env):
         self._zero_delta = int(np.flatnonzero(self.deltas == 0)[0])
         self._noop = np.tile(np.array([self._zero_delta, 0, 0, 1]), self.K)
         self._max_gpu_mem = max(h.gpu_mem_gb for h in cfg.hosts)
+        self._gpu_mem = [h.gpu_mem_gb for h in cfg.hosts]
+        self._cache_capacity = sum(h.cache_gb for h in cfg.hosts)
+        # EMA weights of the 1- and 10-minute arrival rates, shape (2, 1).
+        self._ema_alpha = 1.0 - np.exp(-sc.step_s / np.array([[60.0], [600.0]]))
+        # Mask building blocks: a padding slot may only hold (no-op in every entry); the scale
+        # entry of a real model depends on (a GPU fits it, it has instances).
+        nd = len(self.deltas)
+        self._mask_absent = np.zeros(int(self.nvec_model.sum()), dtype=bool)
+        self._mask_absent[[self._zero_delta, nd, nd + self.n_place, nd + self.n_place + 2 + 1]] = (
+            True
+        )
+        self._scale_masks = {
+            (up, down): (self.deltas == 0) | ((self.deltas > 0) & up) | ((self.deltas < 0) & down)
+            for up in (False, True)
+            for down in (False, True)
+        }
         self._static = np.zeros((self.K, 2), dtype=np.float32)
         for m, spec in enumerate(cfg.models):
             self._static[m] = (spec.slo_s / 5.0, spec.size_gb / self._max_gpu_mem)
@@ -189,7 +206,7 @@ class ServerlessGPUEnv(gym.Env):
         self.t = 0
         self._req_norm = max(1.0, workload.n_requests / sc.n_steps)
         self._rates = np.zeros((3, self.M))
-        self._prev_arrived = self.sim.offsets[:-1].copy()
+        self._prev_arrived = self.sim.offsets[:-1].copy()  # absolute indices: counts by difference
         self._prev_head = self.sim.offsets[:-1].copy()
         self._prev_cost = 0.0
         self.invalid_actions = 0
@@ -282,33 +299,21 @@ class ServerlessGPUEnv(gym.Env):
     def _mask_matrix(self) -> np.ndarray:
         """Valid choices, shape ``(max_models, sum(nvec_model))``."""
         sim = self.sim
-        n = int(self.nvec_model.sum())
-        mask = np.zeros((self.K, n), dtype=bool)
+        mask = np.repeat(self._mask_absent[None], self.K, axis=0)
         nd, npl, ns = len(self.deltas), self.n_place, len(SOURCE_ACTIONS)
-        free = [len(sim.free_gpus(h)) for h in range(self.H)]
+        n_rules = len(PLACEMENT_RULES)
+        free = sim.free_gpu_counts()
         host_cache = self.scenario.sim.features.host_cache
-        for m in range(self.K):
+        mem_gb = self._gpu_mem
+        c0 = nd + npl + ns
+        for m in range(self.M):
             row = mask[m]
-            row[self._zero_delta] = True
-            row[nd] = True
-            row[nd + npl] = True
-            row[nd + npl + ns + 1] = True
-            if m >= self.M:
-                continue
             size = sim.sizes[m]
-            fits = [
-                free[h] > 0 and self.scenario.sim.hosts[h].gpu_mem_gb >= size for h in range(self.H)
-            ]
-            count = sim.instance_count(m)
-            row[:nd] = (
-                (self.deltas == 0)
-                | ((self.deltas > 0) & any(fits))
-                | ((self.deltas < 0) & (count > 0))
-            )
-            row[nd : nd + len(PLACEMENT_RULES)] = True
-            row[nd + len(PLACEMENT_RULES) : nd + npl] = fits
-            row[nd + npl : nd + npl + ns] = True
-            c0 = nd + npl + ns
+            fits = [free[h] > 0 and mem_gb[h] >= size for h in range(self.H)]
+            row[:nd] = self._scale_masks[any(fits), sim.instance_count(m) > 0]
+            row[nd : nd + n_rules] = True
+            row[nd + n_rules : nd + npl] = fits
+            row[nd + npl : c0] = True
             row[c0 : c0 + 3] = True
             row[c0 + 3] = host_cache and self._prefetch_host(m) >= 0
         return mask
@@ -324,49 +329,57 @@ class ServerlessGPUEnv(gym.Env):
     # ------------------------------------------------------------------------ observation ----
     def _observe(self) -> np.ndarray:
         sim, sc = self.sim, self.scenario
-        M, K = self.M, self.K
-        arrived_now = sim.arrived - sim.offsets[:-1]
-        new = arrived_now - (self._prev_arrived - sim.offsets[:-1])
-        self._prev_arrived = sim.arrived.copy()
-        rate = new / sc.step_s
-        for i, tau in enumerate((None, 60.0, 600.0)):
-            if tau is None:
-                self._rates[i] = rate
-            else:
-                alpha = 1.0 - math.exp(-sc.step_s / tau)
-                self._rates[i] += alpha * (rate - self._rates[i])
-        f = np.zeros((K, len(MODEL_FEATURES)), dtype=np.float32)
-        f[:M, 0] = 1.0
-        f[:M, 1:4] = np.log1p(self._rates.T)
-        mem_holders = [[m in c for c in sim.mem] for m in range(M)]
+        M, G, H = self.M, self.G, self.H
+        arrived = sim.arrived
+        rate = (arrived - self._prev_arrived) / sc.step_s
+        self._prev_arrived = arrived.copy()
+        rates = self._rates
+        rates[0] = rate
+        rates[1:] += self._ema_alpha * (rate - rates[1:])
+        free = sim.free_gpu_counts()
+        head, now, slot_free, mem = sim.head, sim.now, sim.slot_free, sim.mem
+        rows = []
         for m in range(M):
-            f[m, 4] = math.log1p(sim.queue_len(m))
-            f[m, 5] = min(sim.oldest_wait_s(m) / self._slo[m], 10.0) / 10.0
-            idle, busy, loading = sim.counts(m)
-            f[m, 6:9] = (idle / self.G, busy / self.G, loading / self.G)
-            holders = [h for h in range(self.H) if mem_holders[m][h]]
-            f[m, 9] = len(holders) / self.H
-            f[m, 10] = sum(sim.mem[h].entries[m].pinned for h in holders) / self.H
-            f[m, 11] = min(self._best_load_s(m, holders) / 60.0, 5.0)
+            q = int(arrived[m] - head[m])
+            wait = now - sim.arrivals[head[m]] if q else 0.0
+            idle = busy = loading = 0
+            for inst in sim.instances[m]:
+                if inst.state == LOADING:
+                    loading += 1
+                elif inst.state == WARM:
+                    if slot_free[m, inst.gpu] > now:
+                        busy += 1
+                    else:
+                        idle += 1
+            holders = [h for h in range(H) if m in mem[h].entries]
+            pinned = sum(mem[h].entries[m].pinned for h in holders)
+            rows.append(
+                (math.log1p(q), min(wait / self._slo[m], 10.0) / 10.0, idle / G, busy / G,
+                 loading / G, len(holders) / H, pinned / H,
+                 min(self._best_load_s(m, holders, free) / 60.0, 5.0))
+            )  # fmt: skip
+        f = np.zeros((self.K, len(MODEL_FEATURES)), dtype=np.float32)
+        f[:M, 0] = 1.0
+        f[:M, 1:4] = np.log1p(rates.T)
+        if M:
+            f[:M, 4:12] = rows
         f[:, 12:14] = self._static
-        free_gpus = sum(1 for x in sim.gpu_instance if x is None) / self.G
-        cap = sum(c.capacity_gb for c in sim.mem)
-        free_cache = (sum(c.free_gb for c in sim.mem) / cap) if cap > 0 else 0.0
-        tod = 2 * math.pi * ((self.start_s + sim.now) % 86400.0) / 86400.0
-        cl = np.array(
-            [free_gpus, free_cache, 0.5 + 0.5 * math.sin(tod), 0.5 + 0.5 * math.cos(tod),
-             self.t / sc.n_steps],
-            dtype=np.float32,
-        )  # fmt: skip
-        out = np.concatenate([f.reshape(-1), cl])
+        cap = self._cache_capacity
+        free_cache = (sum(c.free_gb for c in mem) / cap) if cap > 0 else 0.0
+        tod = 2 * math.pi * ((self.start_s + now) % 86400.0) / 86400.0
+        out = np.empty(self.observation_space.shape, dtype=np.float32)
+        n = self.K * len(MODEL_FEATURES)
+        out[:n] = f.reshape(-1)
+        out[n:] = (sum(free) / G, free_cache, 0.5 + 0.5 * math.sin(tod), 0.5 + 0.5 * math.cos(tod),
+                   self.t / sc.n_steps)  # fmt: skip
         np.minimum(out, OBS_HIGH, out=out)
         return out
 
-    def _best_load_s(self, m: int, holders: list[int]) -> float:
+    def _best_load_s(self, m: int, holders: list[int], free: list[int]) -> float:
         sim = self.sim
         feats = self.scenario.sim.features
         if feats.host_cache and holders:
-            if any(sim.free_gpus(h) for h in holders):
+            if any(free[h] for h in holders):
                 return sim.estimate_load_s(m, holders[0], "local_mem")
             if feats.remote_pool and self.H > 1:
                 other = next((h for h in range(self.H) if h not in holders), holders[0])

@@ -172,6 +172,7 @@ class Simulator:
         self.gb_pcie = 0.0
         self.egress_gb = 0.0
         self.prefetches_done = 0
+        self._est_cache: dict = {}
 
     # ====================================================================== time =============
     def run_until(self, t_end: float) -> None:
@@ -408,6 +409,15 @@ class Simulator:
     # ============================================================ control ===================
     def free_gpus(self, h: int) -> list[int]:
         return [g for g in self.gpus_of_host[h] if self.gpu_instance[g] is None]
+
+    def free_gpu_counts(self) -> list[int]:
+        """Free GPUs per host, in one pass."""
+        out = [0] * len(self.cfg.hosts)
+        hog = self.host_of_gpu
+        for g, inst in enumerate(self.gpu_instance):
+            if inst is None:
+                out[hog[g]] += 1
+        return out
 
     def choose_host(self, m: int, rule: str) -> int:
         """Host for a new instance of ``m`` under a placement rule; -1 if no GPU is free."""
@@ -648,6 +658,10 @@ class Simulator:
         remote_bw = hs.nic_gb_per_s
         if source == "remote_mem" and (r := self._remote_holder(m, h)) >= 0:
             remote_bw = min(remote_bw, self.cfg.hosts[r].nic_gb_per_s)  # the holder's NIC sends
+        key = (m, h, source, remote_bw)
+        est = self._est_cache.get(key)
+        if est is not None:
+            return est
         fetch_bw = {
             "local_mem": math.inf,
             "remote_mem": remote_bw,
@@ -657,8 +671,11 @@ class Simulator:
         times = [size / fetch_bw, size / hs.pcie_gb_per_s, size / spec.deserialize_gb_per_s]
         fixed = st.sandbox_s + st.runtime_init_s + (c.ttfb_s if source == "cloud" else 0.0)
         if st.pipelined:
-            return fixed + max(times) + (sum(times) - max(times)) / st.pipeline_chunks
-        return fixed + sum(times)
+            est = fixed + max(times) + (sum(times) - max(times)) / st.pipeline_chunks
+        else:
+            est = fixed + sum(times)
+        self._est_cache[key] = est  # the config is frozen: same inputs, same estimate
+        return est
 
     def request_counts(self) -> dict[str, int]:
         """Every arrived request is exactly one of queued, in service, completed, dropped."""
