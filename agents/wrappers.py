@@ -120,6 +120,13 @@ class DiscreteActions(gym.Wrapper):
         self.action_space = spaces.Discrete(len(self.table))
         self._nvec = env.unwrapped.nvec_model
         self.masked_to_noop = 0
+        # Flat mask column of every choice of every composite action, shape (n_actions, 4 * K):
+        # an action is valid when all its columns are (one fancy-index per step).
+        nvec = np.asarray(self._nvec, dtype=np.int64)
+        offsets = np.concatenate([[0], np.cumsum(nvec)[:-1]])
+        n, k = len(self.table), self.table.shape[1] // 4
+        block = np.arange(k, dtype=np.int64)[:, None] * int(nvec.sum()) + offsets  # (K, 4)
+        self._cols = (self.table.reshape(n, k, 4) + block).reshape(n, -1)
 
     def reset(self, **kwargs):
         self.masked_to_noop = 0
@@ -127,13 +134,15 @@ class DiscreteActions(gym.Wrapper):
 
     def action_masks(self) -> np.ndarray:
         """Boolean mask over the ``Discrete`` actions (the no-op is always valid)."""
-        return composite_mask(self.table, self.env.unwrapped.action_masks(), self._nvec)
+        ok = self.env.unwrapped.action_masks()[self._cols].all(axis=1)
+        ok[0] = True
+        return ok
 
     def step(self, action):
         i = int(np.asarray(action).reshape(()))
         if not 0 <= i < len(self.table):
             raise ValueError(f"action {i} is outside Discrete({len(self.table)})")
-        if i and not self.action_masks()[i]:
+        if i and not self.env.unwrapped.action_masks()[self._cols[i]].all():
             self.masked_to_noop += 1
             i = 0
         obs, reward, terminated, truncated, info = self.env.step(self.table[i])

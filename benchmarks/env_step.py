@@ -63,11 +63,18 @@ class StepTimer(gym.Wrapper):
         return out
 
 
-def ppo_steps_per_s(env_id: str, steps: int, policy="MlpPolicy", **kw) -> tuple[float, float]:
+def ppo_steps_per_s(
+    env_id: str, steps: int, policy="MlpPolicy", composite: bool = False, **kw
+) -> tuple[float, float]:
     """PPO training steps/s and the share of that wall time spent in ``env.step``."""
     from stable_baselines3 import PPO
 
-    env = StepTimer(gym.make(env_id, disable_env_checker=True, **kw))
+    env = gym.make(env_id, disable_env_checker=True, **kw)
+    if composite:
+        from agents.wrappers import DiscreteActions
+
+        env = DiscreteActions(env)
+    env = StepTimer(env)
     model = PPO(policy, env, n_steps=1024, batch_size=64, seed=0, device="cpu", verbose=0)
     model.learn(1024)  # warm-up: first rollout and update
     env.seconds = 0.0
@@ -99,6 +106,9 @@ def main() -> None:
     fast, fast_share = ppo_steps_per_s(
         "coldstart/ServerlessGPU-v0", n_ppo, policy=FastMultiDiscretePolicy, scenario="small"
     )
+    comp, comp_share = ppo_steps_per_s(
+        "coldstart/ServerlessGPU-v0", n_ppo, composite=True, scenario="small"
+    )
     res.update(
         ppo_steps_per_s_cartpole=round(cart, 1),
         ppo_steps_per_s_small=round(ours, 1),
@@ -108,6 +118,9 @@ def main() -> None:
         ppo_steps_per_s_small_fast_head=round(fast, 1),
         ppo_ratio_small_fast_head_over_cartpole=round(fast / cart, 3),
         env_share_of_ppo_time_small_fast_head=round(fast_share, 3),
+        ppo_steps_per_s_small_composite=round(comp, 1),
+        ppo_ratio_small_composite_over_cartpole=round(comp / cart, 3),
+        env_share_of_ppo_time_small_composite=round(comp_share, 3),
     )
     print(json.dumps(res))
 
