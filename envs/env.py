@@ -234,7 +234,7 @@ class ServerlessGPUEnv(gym.Env):
         reward, comps = self._reward()
         truncated = self.t >= self.scenario.n_steps
         obs = self._observe()
-        info = self._info()
+        info = self._info(cost_usd=self._prev_cost)  # _reward() just computed the cost
         info["reward_components"] = comps
         if truncated:
             self._final_info(info)
@@ -416,7 +416,7 @@ class ServerlessGPUEnv(gym.Env):
         return float(reward), comps
 
     # ------------------------------------------------------------------------------- info ----
-    def _info(self) -> dict:
+    def _info(self, cost_usd: float | None = None) -> dict:
         sim = self.sim
         rc = sim.request_counts()
         return {
@@ -425,7 +425,7 @@ class ServerlessGPUEnv(gym.Env):
             "requests_dropped": rc["dropped"],
             "requests_pending": rc["queued"] + rc["in_service"],
             "cold_starts": int(sum(sim.cold_starts.values())),
-            "cost_usd": float(sim.cost_usd()),
+            "cost_usd": float(sim.cost_usd() if cost_usd is None else cost_usd),
             "invalid_actions": self.invalid_actions,
             "sim_time_s": float(sim.now),
         }
