@@ -12,7 +12,6 @@ from .scenarios import Scenario, load_scenario
 from .sim import SimError, Simulator, summary
 from .sim.config import PLACEMENT_RULES, TIERS
 from .sim.kernel import DROPPED
-from .sim.simulator import LOADING, WARM
 from .workloads import make_workload
 
 MODEL_FEATURES = (
@@ -337,20 +336,11 @@ class ServerlessGPUEnv(gym.Env):
         rates[0] = rate
         rates[1:] += self._ema_alpha * (rate - rates[1:])
         free = sim.free_gpu_counts()
-        head, now, slot_free, mem = sim.head, sim.now, sim.slot_free, sim.mem
+        now, mem = sim.now, sim.mem
         rows = []
         for m in range(M):
-            q = int(arrived[m] - head[m])
-            wait = now - sim.arrivals[head[m]] if q else 0.0
-            idle = busy = loading = 0
-            for inst in sim.instances[m]:
-                if inst.state == LOADING:
-                    loading += 1
-                elif inst.state == WARM:
-                    if slot_free[m, inst.gpu] > now:
-                        busy += 1
-                    else:
-                        idle += 1
+            q, wait = sim.queue_len(m), sim.oldest_wait_s(m)
+            idle, busy, loading = sim.counts(m)
             holders = [h for h in range(H) if m in mem[h].entries]
             pinned = sum(mem[h].entries[m].pinned for h in holders)
             rows.append(
