@@ -607,11 +607,10 @@ class Simulator:
         self._release(p)
         self.prefetches.remove(p)
         self.prefetches_done += 1
-        self.gb_by_tier[p.source] += self.sizes[p.model]
-        if p.source == "cloud":
-            self.egress_gb += self.sizes[p.model]
-        if self.mem[p.host].can_fit(p.model):
-            self._mem_change(lambda: self.mem[p.host].insert(p.model, t, pinned=p.pin))
+        # Same landing as a cold start's fetch (accounting, memory copy, disk copy from cloud).
+        self._on_fetched(p.model, p.host, p.source, t)
+        if p.pin:
+            self.cache_keep(p.model, p.host, True)
 
     def _check_model(self, m: int) -> None:
         if not 0 <= m < self.M:
