@@ -285,11 +285,7 @@ class ServerlessGPUEnv(gym.Env):
         best, best_free = -1, -1.0
         for h in range(self.H):
             c = sim.mem[h]
-            if (
-                m not in c
-                and c.can_fit(m)
-                and not any(p.model == m and p.host == h for p in sim.prefetches)
-            ):
+            if m not in c and c.can_fit(m) and not sim.prefetch_pending(m, h):
                 if c.free_gb > best_free:
                     best, best_free = h, c.free_gb
         return best

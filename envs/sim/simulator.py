@@ -568,7 +568,7 @@ class Simulator:
         f = self.cfg.features
         if not f.host_cache or m in self.mem[h] or not self.mem[h].can_fit(m):
             return False
-        if any(p.model == m and p.host == h for p in self.prefetches):
+        if self.prefetch_pending(m, h):
             return False
         if source is None:
             srcs = [s for s in self.available_sources(m, h) if s != "local_mem"]
@@ -581,6 +581,10 @@ class Simulator:
         self.prefetches.append(p)
         self._run_prefetch_stage(p, self.now)
         return True
+
+    def prefetch_pending(self, m: int, h: int) -> bool:
+        """Whether a prefetch of ``m`` into host ``h``'s memory is on its way."""
+        return any(p.model == m and p.host == h for p in self.prefetches)
 
     def seed_copy(self, m: int, h: int) -> bool:
         """Place a copy of ``m`` in host ``h``'s memory now, without a transfer (initial state).
