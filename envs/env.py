@@ -11,7 +11,7 @@ from gymnasium import spaces
 from .scenarios import Scenario, load_scenario
 from .sim import SimError, Simulator, summary
 from .sim.config import PLACEMENT_RULES, TIERS
-from .sim.kernel import DROPPED
+from .step_kernel import check_action, fill_dynamic
 from .workloads import make_workload
 
 MODEL_FEATURES = (
@@ -34,6 +34,7 @@ CLUSTER_FEATURES = ("free_gpus", "free_cache", "tod_sin", "tod_cos", "episode_pr
 OBS_HIGH = 25.0  # log1p features are clipped here (a rate of e^25 req/s never occurs)
 CACHE_ACTIONS = ("release", "hold", "keep", "prefetch")
 SOURCE_ACTIONS = ("nearest", "cloud")
+_HOLD = CACHE_ACTIONS.index("hold")
 
 
 class ServerlessGPUEnv(gym.Env):
@@ -163,8 +164,8 @@ class ServerlessGPUEnv(gym.Env):
         self._max_gpu_mem = max(h.gpu_mem_gb for h in cfg.hosts)
         self._gpu_mem = [h.gpu_mem_gb for h in cfg.hosts]
         self._cache_capacity = sum(h.cache_gb for h in cfg.hosts)
-        # EMA weights of the 1- and 10-minute arrival rates, shape (2, 1).
-        self._ema_alpha = 1.0 - np.exp(-sc.step_s / np.array([[60.0], [600.0]]))
+        # EMA weights of the 1- and 10-minute arrival rates.
+        self._ema_alpha = 1.0 - np.exp(-sc.step_s / np.array([60.0, 600.0]))
         # Mask building blocks: a padding slot may only hold (no-op in every entry); the scale
         # entry of a real model depends on (a GPU fits it, it has instances).
         nd = len(self.deltas)
@@ -177,13 +178,35 @@ class ServerlessGPUEnv(gym.Env):
             for up in (False, True)
             for down in (False, True)
         }
-        self._static = np.zeros((self.K, 2), dtype=np.float32)
+        # Observation template: the constant features (present, slo, size) of every slot.
+        nf = len(MODEL_FEATURES)
+        self._obs_template = np.zeros(self.observation_space.shape, dtype=np.float32)
         for m, spec in enumerate(cfg.models):
-            self._static[m] = (spec.slo_s / 5.0, spec.size_gb / self._max_gpu_mem)
+            self._obs_template[m * nf] = 1.0
+            self._obs_template[m * nf + 12] = spec.slo_s / 5.0
+            self._obs_template[m * nf + 13] = spec.size_gb / self._max_gpu_mem
         self._slo = np.array([m.slo_s for m in cfg.models])
         self._step_cost_norm = self.G * cfg.prices.gpu_usd_per_hour * sc.step_s / 3600.0
         self._offs = [int(x) for x in np.cumsum(np.r_[0, self.nvec_model[:-1]])]
-        self._mask_cache: np.ndarray | None = None
+        # Column of choice 0 of flat action entry i inside the flat mask, and the choices that
+        # do something when valid (scale by a non-zero delta; a cache choice but "hold"):
+        # placement and source matter only with a scale-out.
+        block = int(self.nvec_model.sum())
+        self._mask_cols = (
+            np.arange(self.K, dtype=np.int64)[:, None] * block + np.asarray(self._offs)
+        ).reshape(-1)
+        active = np.zeros(block, dtype=bool)
+        active[: len(self.deltas)] = self.deltas != 0
+        c_cache = self._offs[3]
+        active[c_cache : c_cache + len(CACHE_ACTIONS)] = np.arange(len(CACHE_ACTIONS)) != _HOLD
+        self._active_cols = np.tile(active, self.K)
+        self._ok = np.zeros(4 * self.K, dtype=bool)
+        self._acting = np.zeros(self.K, dtype=bool)
+        self._totals_buf = np.zeros(5, dtype=np.int64)
+        # size_ok[m][h]: model m's weights fit host h's GPUs.
+        self._size_ok = [[g >= spec.size_gb for g in self._gpu_mem] for spec in cfg.models]
+        self._struct_version = -1
+        self._mask_rows: dict = {}  # (fits per host, has instances, can prefetch) -> mask row
         self.sim: Simulator | None = None
 
     # ------------------------------------------------------------------------------ reset ----
@@ -201,12 +224,13 @@ class ServerlessGPUEnv(gym.Env):
         for m in range(self.M):
             for c in range(sc.initial_copies):
                 self.sim.seed_copy(m, (m + c) % self.H)
-        self._mask_cache = None
+        self._struct_version = -1
         self.t = 0
         self._req_norm = max(1.0, workload.n_requests / sc.n_steps)
         self._rates = np.zeros((3, self.M))
         self._prev_arrived = self.sim.offsets[:-1].copy()  # absolute indices: counts by difference
-        self._prev_head = self.sim.offsets[:-1].copy()
+        self._prev_late = 0
+        self._prev_dropped = 0
         self._prev_cost = 0.0
         self.invalid_actions = 0
         self._totals = dict.fromkeys(("slo", "drop", "cost"), 0.0)
@@ -219,33 +243,33 @@ class ServerlessGPUEnv(gym.Env):
         a = np.asarray(action, dtype=np.int64).reshape(-1)
         if a.shape != (self.K * 4,):
             raise ValueError(f"action must have shape ({self.K * 4},), got {np.shape(action)}")
-        if np.any(a < 0) or np.any(a >= self._nvec_full):
+        self._refresh_structure()
+        ok, acting = self._ok, self._acting
+        bad = check_action(
+            a, self._nvec_full, self._mask_flat, self._mask_cols, self._active_cols, ok, acting
+        )
+        if bad < 0:
             raise ValueError(
                 f"action {a.tolist()} is outside the MultiDiscrete nvec {self.action_space.nvec.tolist()}"
             )
-        mask = self._mask_cache if self._mask_cache is not None else self._mask_matrix()
-        self._mask_cache = None
-        for m in range(self.K):
-            self._apply(m, a[4 * m : 4 * m + 4], mask[m])
+        self.invalid_actions += bad
+        if acting.any():
+            for m in np.flatnonzero(acting).tolist():
+                self._apply(m, a[4 * m : 4 * m + 4].tolist(), ok[4 * m : 4 * m + 4].tolist())
         sim = self.sim
         self.t += 1
         sim.run_until(self.t * self.scenario.step_s)
+        obs = self._observe()  # also counts the requests (self._totals_buf) for reward and info
         reward, comps = self._reward()
         truncated = self.t >= self.scenario.n_steps
-        obs = self._observe()
         info = self._info(cost_usd=self._prev_cost)  # _reward() just computed the cost
         info["reward_components"] = comps
         if truncated:
             self._final_info(info)
         return obs, reward, False, truncated, info
 
-    def _apply(self, m: int, act, valid) -> None:
-        """Carry out one model's four choices, masked ones as no-ops."""
-        offs = self._offs
-        ok = [bool(valid[offs[i] + act[i]]) for i in range(4)]
-        self.invalid_actions += 4 - sum(ok)
-        if m >= self.M:
-            return
+    def _apply(self, m: int, act: list[int], ok: list[bool]) -> None:
+        """Carry out model ``m``'s four choices; ``ok[i]``: choice ``i`` is valid (else a no-op)."""
         sim = self.sim
         cache = CACHE_ACTIONS[act[3]] if ok[3] else "hold"
         if cache == "release":
@@ -280,85 +304,99 @@ class ServerlessGPUEnv(gym.Env):
                     self.invalid_actions += 1
                     break
 
-    def _prefetch_host(self, m: int) -> int:
+    def _prefetch_host(self, m: int, room: list[float] | None = None, pending=None) -> int:
+        """Host whose memory would take a prefetched copy of ``m`` (most free memory), or -1.
+
+        ``room`` (each cache's :meth:`~envs.sim.cache.ModelCache.room_gb`) and ``pending`` (the
+        ``(model, host)`` pairs of prefetches on their way) may be passed when already known."""
         sim = self.sim
+        if pending is None:
+            pending = {(p.model, p.host) for p in sim.prefetches}
+        size = sim.sizes[m]
         best, best_free = -1, -1.0
         for h in range(self.H):
             c = sim.mem[h]
-            if m not in c and c.can_fit(m) and not sim.prefetch_pending(m, h):
+            if m in c.entries or (m, h) in pending:
+                continue
+            if size <= (c.room_gb() if room is None else room[h]) + 1e-9:  # ModelCache.can_fit
                 if c.free_gb > best_free:
                     best, best_free = h, c.free_gb
         return best
 
-    # ------------------------------------------------------------------------------ masks ----
-    def _mask_matrix(self) -> np.ndarray:
-        """Valid choices, shape ``(max_models, sum(nvec_model))``."""
+    # ---------------------------------------------------------- placement-state features ----
+    def _refresh_structure(self) -> None:
+        """Recompute the masks and the observation features that depend only on placement
+        state (instances, copies, prefetches), if the simulator changed it since last time."""
         sim = self.sim
-        mask = np.repeat(self._mask_absent[None], self.K, axis=0)
-        nd, npl, ns = len(self.deltas), self.n_place, len(SOURCE_ACTIONS)
-        n_rules = len(PLACEMENT_RULES)
+        if self._struct_version == sim.version:
+            return
+        M, H, G = self.M, self.H, self.G
         free = sim.free_gpu_counts()
+        has_free = [f > 0 for f in free]
+        entries = [c.entries for c in sim.mem]
         host_cache = self.scenario.sim.features.host_cache
-        mem_gb = self._gpu_mem
-        c0 = nd + npl + ns
-        for m in range(self.M):
-            row = mask[m]
-            size = sim.sizes[m]
-            fits = [free[h] > 0 and mem_gb[h] >= size for h in range(self.H)]
-            row[:nd] = self._scale_masks[any(fits), sim.instance_count(m) > 0]
-            row[nd : nd + n_rules] = True
-            row[nd + n_rules : nd + npl] = fits
-            row[nd + npl : c0] = True
-            row[c0 : c0 + 3] = True
-            row[c0 + 3] = host_cache and self._prefetch_host(m) >= 0
-        return mask
+        if host_cache:
+            room = [c.room_gb() for c in sim.mem]
+            pending = {(p.model, p.host) for p in sim.prefetches}
+        n_loading, n_serving = sim.n_loading.tolist(), sim.n_serving.tolist()
+        rows, feats = [], []
+        for m in range(M):
+            fits = tuple([f and ok for f, ok in zip(has_free, self._size_ok[m], strict=True)])
+            can_prefetch = host_cache and self._prefetch_host(m, room, pending) >= 0
+            key = (fits, n_loading[m] + n_serving[m] > 0, can_prefetch)
+            row = self._mask_rows.get(key)
+            if row is None:
+                row = self._mask_rows[key] = self._mask_row(*key)
+            rows.append(row)
+            holders = [h for h in range(H) if m in entries[h]]
+            pinned = sum(entries[h][m].pinned for h in holders)
+            feats.append((n_loading[m] / G, len(holders) / H, pinned / H,
+                          min(self._best_load_s(m, holders, free) / 60.0, 5.0)))  # fmt: skip
+        rows.extend([self._mask_absent] * (self.K - M))
+        self._mask_flat = np.concatenate(rows)
+        self._struct_feats = np.array(feats, dtype=np.float32).reshape(M, 4)
+        cap = self._cache_capacity
+        self._free_gpus = sum(free) / G
+        self._free_cache = (sum(c.free_gb for c in sim.mem) / cap) if cap > 0 else 0.0
+        self._struct_version = sim.version
 
+    def _mask_row(self, fits: tuple[bool, ...], has_instances: bool, can_prefetch: bool):
+        """One real model's valid choices: scale-out needs a free GPU that fits, scale-in an
+        instance; host placements need that host to fit; prefetch needs a host to take it."""
+        nd, n_rules = len(self.deltas), len(PLACEMENT_RULES)
+        row = np.ones(int(self.nvec_model.sum()), dtype=bool)
+        row[:nd] = self._scale_masks[any(fits), has_instances]
+        row[nd + n_rules : nd + self.n_place] = fits
+        row[-1] = can_prefetch
+        return row
+
+    # ------------------------------------------------------------------------------ masks ----
     def action_masks(self) -> np.ndarray:
         """Flat boolean mask over every entry's choices (MaskablePPO's MultiDiscrete layout)."""
         if self.sim is None:
             raise RuntimeError("call reset() before action_masks()")
-        if self._mask_cache is None:
-            self._mask_cache = self._mask_matrix()
-        return self._mask_cache.reshape(-1).copy()
+        self._refresh_structure()
+        return self._mask_flat.copy()
 
     # ------------------------------------------------------------------------ observation ----
     def _observe(self) -> np.ndarray:
         sim, sc = self.sim, self.scenario
-        M, G, H = self.M, self.G, self.H
-        arrived = sim.arrived
-        rate = (arrived - self._prev_arrived) / sc.step_s
-        self._prev_arrived = arrived.copy()
-        rates = self._rates
-        rates[0] = rate
-        rates[1:] += self._ema_alpha * (rate - rates[1:])
-        free = sim.free_gpu_counts()
-        now, mem = sim.now, sim.mem
-        rows = []
-        for m in range(M):
-            q, wait = sim.queue_len(m), sim.oldest_wait_s(m)
-            idle, busy, loading = sim.counts(m)
-            holders = [h for h in range(H) if m in mem[h].entries]
-            pinned = sum(mem[h].entries[m].pinned for h in holders)
-            rows.append(
-                (math.log1p(q), min(wait / self._slo[m], 10.0) / 10.0, idle / G, busy / G,
-                 loading / G, len(holders) / H, pinned / H,
-                 min(self._best_load_s(m, holders, free) / 60.0, 5.0))
-            )  # fmt: skip
-        f = np.zeros((self.K, len(MODEL_FEATURES)), dtype=np.float32)
-        f[:M, 0] = 1.0
-        f[:M, 1:4] = np.log1p(rates.T)
-        if M:
-            f[:M, 4:12] = rows
-        f[:, 12:14] = self._static
-        cap = self._cache_capacity
-        free_cache = (sum(c.free_gb for c in mem) / cap) if cap > 0 else 0.0
-        tod = 2 * math.pi * ((self.start_s + now) % 86400.0) / 86400.0
-        out = np.empty(self.observation_space.shape, dtype=np.float32)
-        n = self.K * len(MODEL_FEATURES)
-        out[:n] = f.reshape(-1)
-        out[n:] = (sum(free) / G, free_cache, 0.5 + 0.5 * math.sin(tod), 0.5 + 0.5 * math.cos(tod),
-                   self.t / sc.n_steps)  # fmt: skip
-        np.minimum(out, OBS_HIGH, out=out)
+        self._refresh_structure()
+        out = self._obs_template.copy()
+        nf = len(MODEL_FEATURES)
+        fill_dynamic(
+            out, nf, sim.now, sc.step_s, sim.arrivals, sim.offsets, sim.arrived, sim.head,
+            self._prev_arrived, self._rates, self._ema_alpha, self._slo, sim.slot_free,
+            sim.slot_on, sim.slot_batch, self.G, sim.n_serving, sim.served, sim.dropped, sim.late,
+            OBS_HIGH, self._totals_buf,
+        )  # fmt: skip
+        self._req = self._totals_buf.tolist()  # arrived, started, dropped, late, in service
+        if self.M:
+            out[: self.M * nf].reshape(self.M, nf)[:, 8:12] = self._struct_feats
+        tod = 2 * math.pi * ((self.start_s + sim.now) % 86400.0) / 86400.0
+        n = self.K * nf
+        out[n:] = (self._free_gpus, self._free_cache, 0.5 + 0.5 * math.sin(tod),
+                   0.5 + 0.5 * math.cos(tod), self.t / sc.n_steps)  # fmt: skip
         return out
 
     def _best_load_s(self, m: int, holders: list[int], free: list[int]) -> float:
@@ -378,16 +416,9 @@ class ServerlessGPUEnv(gym.Env):
     # ----------------------------------------------------------------------------- reward ----
     def _reward(self) -> tuple[float, dict]:
         sim = self.sim
-        viol = drops = 0
-        for m in range(self.M):
-            lo, hi = self._prev_head[m], sim.head[m]
-            if hi > lo:
-                st = sim.status[lo:hi]
-                lat = sim.finish_s[lo:hi] - sim.arrivals[lo:hi]
-                dropped = st == DROPPED
-                drops += int(np.count_nonzero(dropped))
-                viol += int(np.count_nonzero((lat > self._slo[m]) & ~dropped))
-        self._prev_head = sim.head.copy()
+        _, _, dropped, late, _ = self._req  # cumulative; late counted at dispatch
+        viol, drops = late - self._prev_late, dropped - self._prev_dropped
+        self._prev_late, self._prev_dropped = late, dropped
         cost = sim.cost_usd()
         comps = {
             "slo": viol / self._req_norm,
@@ -404,13 +435,13 @@ class ServerlessGPUEnv(gym.Env):
     # ------------------------------------------------------------------------------- info ----
     def _info(self, cost_usd: float | None = None) -> dict:
         sim = self.sim
-        rc = sim.request_counts()
+        arrived, started, dropped, _, in_service = self._req  # Simulator.request_counts()
         return {
-            "requests_arrived": rc["arrived"],
-            "requests_completed": rc["completed"],
-            "requests_dropped": rc["dropped"],
-            "requests_pending": rc["queued"] + rc["in_service"],
-            "cold_starts": int(sum(sim.cold_starts.values())),
+            "requests_arrived": arrived,
+            "requests_completed": started - in_service,
+            "requests_dropped": dropped,
+            "requests_pending": arrived - started - dropped + in_service,  # queued + in service
+            "cold_starts": sum(sim.cold_starts.values()),
             "cost_usd": float(sim.cost_usd() if cost_usd is None else cost_usd),
             "invalid_actions": self.invalid_actions,
             "sim_time_s": float(sim.now),

@@ -194,6 +194,10 @@ def check_step(sim: Simulator, prev: dict) -> dict:
     assert (st_[arr > now] == PENDING).all()
     for m in range(sim.M):
         assert sim.queue_len(m) >= 0
+        # late: dispatched requests whose latency exceeds the SLO, counted at dispatch.
+        lo, hi = sim.offsets[m], sim.offsets[m + 1]
+        lat = fin[lo:hi] - arr[lo:hi]
+        assert sim.late[m] == int((served[lo:hi] & (lat > sim.cfg.models[m].slo_s)).sum())
     # One live instance per GPU, fitting it, on the right host; bookkeeping consistent.
     seen = {}
     for m, insts in enumerate(sim.instances):
@@ -208,6 +212,7 @@ def check_step(sim: Simulator, prev: dict) -> dict:
         assert sim.instance_count(m) == sum(sim.counts(m))
         warm = sum(1 for i in insts if i.state == WARM)
         assert sim.n_serving[m] == warm
+        assert sim.n_loading[m] == sum(1 for i in insts if i.state == LOADING)
     for g, inst in enumerate(sim.gpu_instance):
         assert seen.get(g) is inst
     # Caches within capacity, accounting exact.

@@ -38,14 +38,18 @@ class ModelCache:
         if e is not None:
             e.last_used_s = t
 
+    def room_gb(self) -> float:
+        """Free space plus what evicting every unpinned, unread copy would free."""
+        reclaimable = sum(
+            self.sizes[m] for m, e in self.entries.items() if not e.pinned and e.readers == 0
+        )
+        return self.free_gb + reclaimable
+
     def can_fit(self, model: int) -> bool:
         """Whether ``model`` is here or could be inserted by evicting unpinned, unread copies."""
         if model in self.entries:
             return True
-        reclaimable = sum(
-            self.sizes[m] for m, e in self.entries.items() if not e.pinned and e.readers == 0
-        )
-        return self.sizes[model] <= self.free_gb + reclaimable + 1e-9
+        return self.sizes[model] <= self.room_gb() + 1e-9
 
     def insert(self, model: int, t: float, pinned: bool = False) -> list[int]:
         """Insert ``model``; returns the models evicted. Raises ``MemoryError`` if it can't fit."""

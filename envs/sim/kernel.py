@@ -19,6 +19,8 @@ Semantics, per model:
 * A request whose wait would exceed ``timeout`` is dropped at ``arrival + timeout``.
 * Cold-start wait of a request = the part of its wait before the model's current warm period
   began (``warm_since``); the rest of its wait is queueing.
+* ``late[m]`` counts the requests of model ``m`` dispatched (GPU or CPU) with an end-to-end
+  latency over the model's SLO, when they are dispatched; drops are counted in ``dropped``.
 
 Request status codes: 0 = not yet started, 1 = served on a GPU, 2 = dropped, 3 = served on CPU.
 """
@@ -55,6 +57,8 @@ def serve_segment(
     warm_since,  # float64[M] start of the model's current warm period (inf if cold)
     served,  # int64[M] (in/out) requests started
     dropped,  # int64[M] (in/out) requests dropped
+    slo,  # float64[M] latency objective, s
+    late,  # int64[M] (in/out) requests started whose latency will exceed the SLO
 ):
     M = offsets.shape[0] - 1
     S = slot_free.shape[1]
@@ -110,6 +114,8 @@ def serve_segment(
             fin = st + ex
             ws = warm_since[m]
             for k in range(h, h + b):
+                if fin - arrivals[k] > slo[m]:
+                    late[m] += 1
                 start[k] = st
                 finish[k] = fin
                 status[k] = code

@@ -134,7 +134,8 @@ class Simulator:
         # Instances.
         self.instances: list[list[Instance]] = [[] for _ in range(M)]
         self._next_iid = 0
-        self.n_serving = np.zeros(M, dtype=np.int64)
+        self.n_serving = np.zeros(M, dtype=np.int64)  # warm instances (not draining)
+        self.n_loading = np.zeros(M, dtype=np.int64)  # instances in a cold start
         self.prefetches: list[Prefetch] = []
         # Kernel state.
         arr = workload.arrivals_s
@@ -164,6 +165,8 @@ class Simulator:
         self.warm_since = np.full(M, np.inf)
         self.served = np.zeros(M, dtype=np.int64)
         self.dropped = np.zeros(M, dtype=np.int64)
+        self.slo = np.array([m.slo_s for m in config.models], dtype=np.float64)
+        self.late = np.zeros(M, dtype=np.int64)  # dispatched with latency > SLO (kernel)
         # Accounting.
         self.gpu_s_closed = 0.0
         self.cold_starts = dict.fromkeys(TIERS, 0)
@@ -173,6 +176,11 @@ class Simulator:
         self.egress_gb = 0.0
         self.prefetches_done = 0
         self._est_cache: dict = {}
+        # Bumped by every change of placement state: instances (created, warm, draining, gone),
+        # memory and disk copies (inserted, evicted, pinned, being read), prefetches. Whatever
+        # is a function of that state alone (free GPUs, copies, the best source, the env's
+        # action masks) may be cached against it.
+        self.version = 0
 
     # ====================================================================== time =============
     def run_until(self, t_end: float) -> None:
@@ -204,7 +212,7 @@ class Simulator:
             self.finish_s, self.cold_wait_s, self.status, self.slot_free, self.slot_on,
             self.slot_batch, self.slot_busy, self.G, self.exec1, self.exec_item, self.cpu_exec,
             self.max_batch, self.cfg.features.request_timeout_s, self.warm_since, self.served,
-            self.dropped,
+            self.dropped, self.slo, self.late,
         )  # fmt: skip
         self.now = t1
         self._reap(t1)
@@ -275,6 +283,8 @@ class Simulator:
     def _become_warm(self, inst: Instance, t: float) -> None:
         m = inst.model
         inst.state = WARM
+        self.n_loading[m] -= 1
+        self.version += 1
         inst.ready_s = t
         self._release(inst)
         self.slot_free[m, inst.gpu] = t
@@ -300,12 +310,14 @@ class Simulator:
         if inst.state == WARM:
             self._set_serving(m, -1, t)
         if inst.state == LOADING:
+            self.n_loading[m] -= 1
             inst.token += 1
             if inst.transfer_id >= 0:
                 self.net.cancel(self.now, inst.transfer_id)
             self._release(inst)
         self.slot_on[m, inst.gpu] = 0
         inst.state = DEAD
+        self.version += 1
         self.gpu_s_closed += max(t - inst.created_s, 0.0)
         self.gpu_instance[inst.gpu] = None
         self.instances[m].remove(inst)
@@ -318,11 +330,13 @@ class Simulator:
             if host is not None:
                 self._out_transfers[host] -= 1
         obj.locks = []
+        self.version += 1
 
     def _lock(self, obj, cache: ModelCache, model: int, host: int | None = None) -> None:
         cache.entries[model].readers += 1
         cache.touch(model, self.now)
         obj.locks.append((cache, model, host))
+        self.version += 1
         if host is not None:
             self._out_transfers[host] += 1
 
@@ -337,8 +351,10 @@ class Simulator:
             self._mem_change(lambda: self.mem[h].insert(m, t))
         if tier == "cloud" and self.cfg.hosts[h].has_disk and self.disk[h].can_fit(m):
             self.disk[h].insert(m, t)
+            self.version += 1
 
     def _mem_change(self, fn):
+        self.version += 1
         self._mem_gb_s += self._mem_used * (self.now - self._mem_t)
         self._mem_t = self.now
         out = fn()
@@ -464,6 +480,8 @@ class Simulator:
         inst = Instance(self._next_iid, m, host, g, source, self.now)
         self._next_iid += 1
         self.gpu_instance[g] = inst
+        self.n_loading[m] += 1
+        self.version += 1
         self.instances[m].append(inst)
         self.cold_starts[source] += 1
         self.cold_starts_by_model[m] += 1
@@ -517,6 +535,7 @@ class Simulator:
             else:
                 victim = min(insts, key=lambda i: (self.slot_free[m, i.gpu], i.iid))
                 victim.state = DRAINING
+                self.version += 1
                 victim.drain_s = self.now
                 self.slot_on[m, victim.gpu] = 0
                 self._set_serving(m, -1, self.now)
@@ -551,6 +570,7 @@ class Simulator:
         if e is None:
             return False
         e.pinned = keep
+        self.version += 1
         return True
 
     def cache_evict(self, m: int, h: int) -> bool:
@@ -579,6 +599,7 @@ class Simulator:
         links, cap, ttfb = self._fetch_plan(p, m, h, source)
         p.stages = [("delay", ttfb), ("transfer", (links, self.sizes[m], cap))]
         self.prefetches.append(p)
+        self.version += 1
         self._run_prefetch_stage(p, self.now)
         return True
 
@@ -610,6 +631,7 @@ class Simulator:
             p.stage_idx += 1
         self._release(p)
         self.prefetches.remove(p)
+        self.version += 1
         self.prefetches_done += 1
         # Same landing as a cold start's fetch (accounting, memory copy, disk copy from cloud).
         self._on_fetched(p.model, p.host, p.source, t)
