@@ -1,12 +1,19 @@
 """Environment speed: raw env steps/s, and SB3 PPO's training steps/s next to CartPole-v1.
 
-    python -m benchmarks.env_step            # small and azure, PPO 8192 steps each
-    python -m benchmarks.env_step --quick    # fewer steps
+    python -m benchmarks.env_step              # small and azure; PPO 8192 steps, 3 rounds
+    python -m benchmarks.env_step --quick      # fewer steps, one round
+    python -m benchmarks.env_step --rounds 5   # more rounds on a noisy machine
 
-Random (masked-valid) actions drive the raw step measurement. PPO runs with identical
+Random (masked-valid) actions on the full ``MultiDiscrete`` space drive the raw step
+measurement (time inside ``env.step`` only). PPO runs with identical
 hyperparameters (SB3 defaults except n_steps=1024, batch_size=64, one env, CPU, one torch
-thread, torch.distributions argument validation off) on ``small`` and on ``CartPole-v1`` in the same process; the ratio says whether the
-simulator or the learner bounds training. The last line is JSON.
+thread, torch.distributions argument validation off) on ``CartPole-v1`` and on ``small`` in
+the same process: on ``small`` with the composite ``Discrete`` actions train.py uses (SB3's
+own ``MlpPolicy``), and on the full ``MultiDiscrete`` space with SB3's head and with the
+project's vectorised head. The variants run interleaved, ``--rounds`` times, and the figures
+are medians over rounds (ratios are taken within a round, so a slow spell of the machine hits
+both sides); the per-round values are in the JSON too. The ratio says whether the simulator or
+the learner bounds training. The last line is JSON.
 """
 
 from __future__ import annotations
@@ -23,6 +30,8 @@ import envs  # noqa: F401  (registers the ids)
 
 
 def raw_steps_per_s(scenario: str, steps: int, seed: int = 0) -> float:
+    """Env steps per second of wall time spent inside ``env.step`` (the masked-random action
+    sampling and the resets are not timed)."""
     env = gym.make("coldstart/ServerlessGPU-v0", scenario=scenario, disable_env_checker=True)
     u = env.unwrapped
     rng = np.random.default_rng(seed)
@@ -41,12 +50,15 @@ def raw_steps_per_s(scenario: str, steps: int, seed: int = 0) -> float:
         return np.array(out)
 
     env.step(valid_action())  # compile / warm caches
-    start = time.perf_counter()
+    inside = 0.0
     for _ in range(steps):
-        _, _, term, trunc, _ = env.step(valid_action())
+        a = valid_action()
+        t = time.perf_counter()
+        _, _, term, trunc, _ = env.step(a)
+        inside += time.perf_counter() - t
         if term or trunc:
             env.reset()
-    return steps / (time.perf_counter() - start)
+    return steps / inside
 
 
 class StepTimer(gym.Wrapper):
@@ -84,44 +96,55 @@ def ppo_steps_per_s(
     return steps / wall, env.seconds / wall
 
 
+VARIANTS = {
+    # name: (env id, policy, composite actions)
+    "cartpole": ("CartPole-v1", "MlpPolicy", False),
+    "small_composite": ("coldstart/ServerlessGPU-v0", "MlpPolicy", True),
+    "small_multidiscrete_sb3_head": ("coldstart/ServerlessGPU-v0", "MlpPolicy", False),
+    "small_multidiscrete_fast_head": ("coldstart/ServerlessGPU-v0", "fast", False),
+}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--quick", action="store_true")
+    p.add_argument("--quick", action="store_true", help="fewer steps, one round")
+    p.add_argument("--rounds", type=int, default=None, help="interleaved PPO rounds (default 3)")
     a = p.parse_args()
+    rounds = a.rounds if a.rounds is not None else (1 if a.quick else 3)
+    if rounds < 1:
+        p.error(f"--rounds must be >= 1, got {rounds}")
     torch.set_num_threads(1)
     # Argument validation of torch.distributions costs more than the env step itself for a
-    # MultiDiscrete head (one Categorical per entry); train.py turns it off too. Both runs
-    # below get the same setting.
+    # MultiDiscrete head (one Categorical per entry); train.py turns it off too. Every run
+    # below gets the same setting.
     torch.distributions.Distribution.set_default_validate_args(False)
+    from agents.distributions import FastMultiDiscretePolicy
+
     n_raw = 500 if a.quick else 3000
     n_ppo = 2048 if a.quick else 8192
-    res = {
+    res: dict = {
         "env_steps_per_s_small": round(raw_steps_per_s("small", n_raw), 1),
         "env_steps_per_s_azure": round(raw_steps_per_s("azure", n_raw // 2), 1),
     }
-    cart, cart_share = ppo_steps_per_s("CartPole-v1", n_ppo)
-    ours, ours_share = ppo_steps_per_s("coldstart/ServerlessGPU-v0", n_ppo, scenario="small")
-    from agents.distributions import FastMultiDiscretePolicy
-
-    fast, fast_share = ppo_steps_per_s(
-        "coldstart/ServerlessGPU-v0", n_ppo, policy=FastMultiDiscretePolicy, scenario="small"
-    )
-    comp, comp_share = ppo_steps_per_s(
-        "coldstart/ServerlessGPU-v0", n_ppo, composite=True, scenario="small"
-    )
-    res.update(
-        ppo_steps_per_s_cartpole=round(cart, 1),
-        ppo_steps_per_s_small=round(ours, 1),
-        ppo_ratio_small_over_cartpole=round(ours / cart, 3),
-        env_share_of_ppo_time_cartpole=round(cart_share, 3),
-        env_share_of_ppo_time_small=round(ours_share, 3),
-        ppo_steps_per_s_small_fast_head=round(fast, 1),
-        ppo_ratio_small_fast_head_over_cartpole=round(fast / cart, 3),
-        env_share_of_ppo_time_small_fast_head=round(fast_share, 3),
-        ppo_steps_per_s_small_composite=round(comp, 1),
-        ppo_ratio_small_composite_over_cartpole=round(comp / cart, 3),
-        env_share_of_ppo_time_small_composite=round(comp_share, 3),
-    )
+    speed = {k: [] for k in VARIANTS}
+    share = {k: [] for k in VARIANTS}
+    for _ in range(rounds):
+        for name, (env_id, policy, composite) in VARIANTS.items():
+            kw = {} if env_id == "CartPole-v1" else {"scenario": "small"}
+            pol = FastMultiDiscretePolicy if policy == "fast" else policy
+            sps, sh = ppo_steps_per_s(env_id, n_ppo, policy=pol, composite=composite, **kw)
+            speed[name].append(sps)
+            share[name].append(sh)
+    res["rounds"] = rounds
+    res["ppo_steps"] = n_ppo
+    for name in VARIANTS:
+        res[f"ppo_steps_per_s_{name}"] = round(float(np.median(speed[name])), 1)
+        res[f"env_share_of_ppo_time_{name}"] = round(float(np.median(share[name])), 3)
+        if name != "cartpole":
+            ratios = [x / c for x, c in zip(speed[name], speed["cartpole"], strict=True)]
+            res[f"ppo_ratio_{name}_over_cartpole"] = round(float(np.median(ratios)), 3)
+            res[f"ppo_ratio_{name}_per_round"] = [round(r, 3) for r in ratios]
+    res["ppo_steps_per_s_per_round"] = {k: [round(x, 1) for x in v] for k, v in speed.items()}
     print(json.dumps(res))
 
 

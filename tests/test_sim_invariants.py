@@ -213,6 +213,7 @@ def check_step(sim: Simulator, prev: dict) -> dict:
         warm = sum(1 for i in insts if i.state == WARM)
         assert sim.n_serving[m] == warm
         assert sim.n_loading[m] == sum(1 for i in insts if i.state == LOADING)
+    assert sim.n_draining == sum(i.state == DRAINING for insts in sim.instances for i in insts)
     for g, inst in enumerate(sim.gpu_instance):
         assert seen.get(g) is inst
     # Caches within capacity, accounting exact.

@@ -136,6 +136,7 @@ class Simulator:
         self._next_iid = 0
         self.n_serving = np.zeros(M, dtype=np.int64)  # warm instances (not draining)
         self.n_loading = np.zeros(M, dtype=np.int64)  # instances in a cold start
+        self.n_draining = 0  # instances finishing their last batch
         self.prefetches: list[Prefetch] = []
         # Kernel state.
         arr = workload.arrivals_s
@@ -236,6 +237,8 @@ class Simulator:
     def _reap(self, t: float) -> None:
         """Tear down drained instances and idle instances past their keep-alive."""
         ka = self.cfg.features.keep_alive_s
+        if ka is None and not self.n_draining:
+            return  # nothing can be due
         for m, insts in enumerate(self.instances):
             if not insts:
                 continue
@@ -309,6 +312,8 @@ class Simulator:
         m = inst.model
         if inst.state == WARM:
             self._set_serving(m, -1, t)
+        if inst.state == DRAINING:
+            self.n_draining -= 1
         if inst.state == LOADING:
             self.n_loading[m] -= 1
             inst.token += 1
@@ -535,6 +540,7 @@ class Simulator:
             else:
                 victim = min(insts, key=lambda i: (self.slot_free[m, i.gpu], i.iid))
                 victim.state = DRAINING
+                self.n_draining += 1
                 self.version += 1
                 victim.drain_s = self.now
                 self.slot_on[m, victim.gpu] = 0
