@@ -12,7 +12,7 @@ from gymnasium import spaces
 from .scenarios import Scenario, load_scenario
 from .sim import SimError, Simulator, summary
 from .sim.config import PLACEMENT_RULES, TIERS
-from .step_kernel import check_action, fill_dynamic
+from .step_kernel import check_action, fill_dynamic, fill_structure
 from .workloads import make_workload
 
 MODEL_FEATURES = (
@@ -186,7 +186,6 @@ class ServerlessGPUEnv(gym.Env):
         self._noop = np.tile(np.array([self._zero_delta, 0, 0, 1]), self.K)
         self._max_gpu_mem = max(h.gpu_mem_gb for h in cfg.hosts)
         self._gpu_mem = [h.gpu_mem_gb for h in cfg.hosts]
-        self._cache_capacity = sum(h.cache_gb for h in cfg.hosts)
         # EMA weights of the 1- and 10-minute arrival rates.
         self._ema_alpha = 1.0 - np.exp(-sc.step_s / np.array([60.0, 600.0]))
         # Mask building blocks: a padding slot may only hold (no-op in every entry); the scale
@@ -226,10 +225,17 @@ class ServerlessGPUEnv(gym.Env):
         self._ok = np.zeros(4 * self.K, dtype=bool)
         self._acting = np.zeros(self.K, dtype=bool)
         self._totals_buf = np.zeros(5, dtype=np.int64)
-        # size_ok[m][h]: model m's weights fit host h's GPUs.
-        self._size_ok = [[g >= spec.size_gb for g in self._gpu_mem] for spec in cfg.models]
+        # Placement-state part (_refresh_structure): buffers, padding rows of the mask preset.
+        self._block = block
+        self._size_ok = np.array(
+            [[g >= spec.size_gb for g in self._gpu_mem] for spec in cfg.models], dtype=bool
+        ).reshape(self.M, self.H)
+        self._sizes = np.array([spec.size_gb for spec in cfg.models], dtype=np.float64)
+        self._mask_flat = np.tile(self._mask_absent, self.K)
+        self._struct_feats = np.zeros((self.M, 4), dtype=np.float32)
+        self._cluster = np.zeros(2)
+        self._tables_for: Simulator | None = None
         self._struct_version = -1
-        self._mask_rows: dict = {}  # (fits per host, has instances, can prefetch) -> mask row
         self.sim: Simulator | None = None
 
     # ------------------------------------------------------------------------------ reset ----
@@ -327,21 +333,13 @@ class ServerlessGPUEnv(gym.Env):
                     self.invalid_actions += 1
                     break
 
-    def _prefetch_host(self, m: int, room: list[float] | None = None, pending=None) -> int:
-        """Host whose memory would take a prefetched copy of ``m`` (most free memory), or -1.
-
-        ``room`` (each cache's :meth:`~envs.sim.cache.ModelCache.room_gb`) and ``pending`` (the
-        ``(model, host)`` pairs of prefetches on their way) may be passed when already known."""
+    def _prefetch_host(self, m: int) -> int:
+        """Host whose memory would take a prefetched copy of ``m`` (most free memory), or -1."""
         sim = self.sim
-        if pending is None:
-            pending = {(p.model, p.host) for p in sim.prefetches}
-        size = sim.sizes[m]
         best, best_free = -1, -1.0
         for h in range(self.H):
             c = sim.mem[h]
-            if m in c.entries or (m, h) in pending:
-                continue
-            if size <= (c.room_gb() if room is None else room[h]) + 1e-9:  # ModelCache.can_fit
+            if m not in c and c.can_fit(m) and not sim.prefetch_pending(m, h):
                 if c.free_gb > best_free:
                     best, best_free = h, c.free_gb
         return best
@@ -349,49 +347,27 @@ class ServerlessGPUEnv(gym.Env):
     # ---------------------------------------------------------- placement-state features ----
     def _refresh_structure(self) -> None:
         """Recompute the masks and the observation features that depend only on placement
-        state (instances, copies, prefetches), if the simulator changed it since last time."""
+        state (instances, copies, prefetches), if the simulator changed it since last time.
+
+        The work is :func:`envs.step_kernel.fill_structure` over the arrays the simulator
+        keeps; ``tests/test_env_fastpath.py`` checks it against a plain recomputation."""
         sim = self.sim
         if self._struct_version == sim.version:
             return
-        M, H, G = self.M, self.H, self.G
-        free = sim.free_gpu_counts()
-        has_free = [f > 0 for f in free]
-        entries = [c.entries for c in sim.mem]
-        host_cache = self.scenario.sim.features.host_cache
-        if host_cache:
-            room = [c.room_gb() for c in sim.mem]
-            pending = {(p.model, p.host) for p in sim.prefetches}
-        n_loading, n_serving = sim.n_loading.tolist(), sim.n_serving.tolist()
-        rows, feats = [], []
-        for m in range(M):
-            fits = tuple([f and ok for f, ok in zip(has_free, self._size_ok[m], strict=True)])
-            can_prefetch = host_cache and self._prefetch_host(m, room, pending) >= 0
-            key = (fits, n_loading[m] + n_serving[m] > 0, can_prefetch)
-            row = self._mask_rows.get(key)
-            if row is None:
-                row = self._mask_rows[key] = self._mask_row(*key)
-            rows.append(row)
-            holders = [h for h in range(H) if m in entries[h]]
-            pinned = sum(entries[h][m].pinned for h in holders)
-            feats.append((n_loading[m] / G, len(holders) / H, pinned / H,
-                          min(self._best_load_s(m, holders, free) / 60.0, 5.0)))  # fmt: skip
-        rows.extend([self._mask_absent] * (self.K - M))
-        self._mask_flat = np.concatenate(rows)
-        self._struct_feats = np.array(feats, dtype=np.float32).reshape(M, 4)
-        cap = self._cache_capacity
-        self._free_gpus = sum(free) / G
-        self._free_cache = (sum(c.free_gb for c in sim.mem) / cap) if cap > 0 else 0.0
+        if self._tables_for is not sim:
+            self._tables_for = sim
+            t = sim.load_time_tables()
+            self._tables = (t["local_mem"], t["remote_mem"], t["disk"], t["cloud"])
+        f = self.scenario.sim.features
+        fill_structure(
+            self._mask_flat, self._block, self._struct_feats, self._cluster, self.deltas,
+            len(PLACEMENT_RULES), sim.free_per_host, self._size_ok, sim.n_loading,
+            sim.n_serving, sim.mem_state, sim.mem_used, sim.mem_capacity, sim.disk_state,
+            sim.prefetch_count, sim._out_transfers, self._sizes, *self._tables, f.host_cache,
+            f.remote_pool, self.G,
+        )  # fmt: skip
+        self._free_gpus, self._free_cache = self._cluster.tolist()
         self._struct_version = sim.version
-
-    def _mask_row(self, fits: tuple[bool, ...], has_instances: bool, can_prefetch: bool):
-        """One real model's valid choices: scale-out needs a free GPU that fits, scale-in an
-        instance; host placements need that host to fit; prefetch needs a host to take it."""
-        nd, n_rules = len(self.deltas), len(PLACEMENT_RULES)
-        row = np.ones(int(self.nvec_model.sum()), dtype=bool)
-        row[:nd] = self._scale_masks[any(fits), has_instances]
-        row[nd + n_rules : nd + self.n_place] = fits
-        row[-1] = can_prefetch
-        return row
 
     # ------------------------------------------------------------------------------ masks ----
     def action_masks(self) -> np.ndarray:
@@ -421,20 +397,6 @@ class ServerlessGPUEnv(gym.Env):
         out[n:] = (self._free_gpus, self._free_cache, 0.5 + 0.5 * math.sin(tod),
                    0.5 + 0.5 * math.cos(tod), self.t / sc.n_steps)  # fmt: skip
         return out
-
-    def _best_load_s(self, m: int, holders: list[int], free: list[int]) -> float:
-        sim = self.sim
-        feats = self.scenario.sim.features
-        if feats.host_cache and holders:
-            if any(free[h] for h in holders):
-                return sim.estimate_load_s(m, holders[0], "local_mem")
-            if feats.remote_pool and self.H > 1:
-                other = next((h for h in range(self.H) if h not in holders), holders[0])
-                return sim.estimate_load_s(m, other, "remote_mem")
-        for h in range(self.H):
-            if feats.host_cache and m in sim.disk[h]:
-                return sim.estimate_load_s(m, h, "disk")
-        return sim.estimate_load_s(m, 0, "cloud")
 
     # ----------------------------------------------------------------------------- reward ----
     def _reward(self) -> tuple[float, dict]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 from numba import njit
 
 
@@ -114,3 +115,122 @@ def fill_dynamic(
     totals[2] = n_drop
     totals[3] = n_late
     totals[4] = n_in
+
+
+@njit(cache=True, nogil=True)
+def fill_structure(
+    mask,  # bool[K * block] (out) rows of real models overwritten; padding rows left as they are
+    block,  # choices per model slot: scale deltas, rules + hosts, 2 sources, 4 cache choices
+    feats,  # float32[M, 4] (out) loading / G, copies / H, pinned copies / H, load time / 60 s
+    cluster,  # float64[2] (out) free GPUs / G, free cache / cache capacity
+    deltas,  # int64[nd] scale deltas
+    n_rules,  # placement rules before the per-host choices
+    free,  # int64[H] free GPUs per host
+    size_ok,  # bool[M, H] the model's weights fit the host's GPUs
+    n_loading,  # int64[M]
+    n_serving,  # int64[M]
+    mem,  # int64[H, 3, M] memory caches: present, pinned, readers (envs.sim.cache.ModelCache)
+    mem_used,  # float64[H]
+    mem_cap,  # float64[H]
+    disk,  # int64[H, 3, M] disk caches
+    pending,  # int64[M, H] prefetches on their way
+    out_transfers,  # int64[H] remote-memory reads each host is serving
+    sizes,  # float64[M]
+    t_local,  # float64[M, H] Simulator.load_time_tables()
+    t_remote,  # float64[M, H, H + 1]
+    t_disk,  # float64[M, H]
+    t_cloud,  # float64[M, H]
+    host_cache,  # bool
+    remote_pool,  # bool
+    n_gpu,  # GPUs in the cluster
+):
+    """Masks and placement-state features of every real model (what ``_refresh_structure``
+    caches against ``Simulator.version``)."""
+    M = feats.shape[0]
+    H = free.shape[0]
+    nd = deltas.shape[0]
+    # Room per host: free memory plus unpinned, unread copies (ModelCache.room_gb).
+    room = np.empty(H)
+    for h in range(H):
+        r = mem_cap[h] - mem_used[h]
+        for k in range(M):
+            if mem[h, 0, k] == 1 and mem[h, 1, k] == 0 and mem[h, 2, k] == 0:
+                r += sizes[k]
+        room[h] = r
+    for m in range(M):
+        b = m * block
+        any_fit = False
+        for h in range(H):
+            fit = free[h] > 0 and size_ok[m, h]
+            mask[b + nd + n_rules + h] = fit
+            any_fit = any_fit or fit
+        has_inst = n_loading[m] + n_serving[m] > 0
+        for i in range(nd):
+            d = deltas[i]
+            mask[b + i] = d == 0 or (d > 0 and any_fit) or (d < 0 and has_inst)
+        for i in range(n_rules):
+            mask[b + nd + i] = True
+        c = b + nd + n_rules + H
+        mask[c] = True  # sources
+        mask[c + 1] = True
+        mask[c + 2] = True  # cache: release, hold, keep
+        mask[c + 3] = True
+        mask[c + 4] = True
+        can_prefetch = False
+        if host_cache:
+            for h in range(H):
+                if mem[h, 0, m] == 0 and pending[m, h] == 0 and sizes[m] <= room[h] + 1e-9:
+                    can_prefetch = True
+                    break
+        mask[c + 5] = can_prefetch
+        # Copies and the best source's uncontended load time (the env's _best_load_s).
+        n_hold = 0
+        n_pin = 0
+        first = -1
+        free_holder = False
+        other = -1
+        for h in range(H):
+            if mem[h, 0, m] == 1:
+                n_hold += 1
+                n_pin += mem[h, 1, m]
+                if first < 0:
+                    first = h
+                if free[h] > 0:
+                    free_holder = True
+            elif other < 0:
+                other = h
+        load = -1.0
+        if host_cache and n_hold > 0:
+            if free_holder:
+                load = t_local[m, first]
+            elif remote_pool and H > 1:
+                if other < 0:
+                    other = first
+                # Simulator._remote_holder: the other holder serving the fewest remote reads.
+                src = H  # none
+                for r in range(H):
+                    if r != other and mem[r, 0, m] == 1:
+                        if src == H or out_transfers[r] < out_transfers[src]:
+                            src = r
+                load = t_remote[m, other, src]
+        if load < 0.0 and host_cache:
+            for h in range(H):
+                if disk[h, 0, m] == 1:
+                    load = t_disk[m, h]
+                    break
+        if load < 0.0:
+            load = t_cloud[m, 0]
+        feats[m, 0] = n_loading[m] / n_gpu
+        feats[m, 1] = n_hold / H
+        feats[m, 2] = n_pin / H
+        feats[m, 3] = min(load / 60.0, 5.0)
+    total_free = 0
+    for h in range(H):
+        total_free += free[h]
+    cluster[0] = total_free / n_gpu
+    cap = 0.0
+    free_mem = 0.0
+    for h in range(H):
+        cap += mem_cap[h]
+        free_mem += mem_cap[h] - mem_used[h]
+    cluster[1] = free_mem / cap if cap > 0 else 0.0

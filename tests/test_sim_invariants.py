@@ -216,12 +216,24 @@ def check_step(sim: Simulator, prev: dict) -> dict:
     assert sim.n_draining == sum(i.state == DRAINING for insts in sim.instances for i in insts)
     for g, inst in enumerate(sim.gpu_instance):
         assert seen.get(g) is inst
+    for h, gpus in enumerate(sim.gpus_of_host):
+        assert sim.free_per_host[h] == sum(sim.gpu_instance[g] is None for g in gpus)
+    pending = np.zeros_like(sim.prefetch_count)
+    for p in sim.prefetches:
+        pending[p.model, p.host] += 1
+    np.testing.assert_array_equal(sim.prefetch_count, pending)
     # Caches within capacity, accounting exact.
     for caches in (sim.mem, sim.disk):
         for c in caches:
             assert c.used_gb <= c.capacity_gb + 1e-9
             assert abs(c.used_gb - sum(sim.sizes[k] for k in c.entries)) <= 1e-9
             assert all(e.readers >= 0 for e in c.entries.values())
+            # The array mirror equals the record.
+            for k in range(sim.M):
+                e = c.entries.get(k)
+                want = (0, 0, 0) if e is None else (1, int(e.pinned), e.readers)
+                assert tuple(c.state[:, k]) == want, (k, c.state[:, k], e)
+            assert c.used[0] == c.used_gb
     if not sim.cfg.features.host_cache:
         assert all(not c.entries for c in sim.mem)
     assert all(x >= 0 for x in sim._out_transfers)

@@ -475,6 +475,27 @@ def test_copy_being_read_is_not_evicted():
     assert sim.cache_evict(0, 0)
 
 
+@pytest.mark.parametrize("clone", ["pickle", "deepcopy"])
+def test_cache_arrays_stay_linked_after_pickle_and_deepcopy(clone):
+    # Compiled readers (the env's masks) read sim.mem_state; a clone's caches must write there.
+    import copy
+    import pickle
+
+    from envs.sim.cache import PINNED, PRESENT, READERS
+
+    sim = make_sim(toy_config(hosts=[host(), host()]))
+    assert sim.prefetch(0, 0, source="cloud", pin=False)
+    sim.run_until(T0)
+    twin = pickle.loads(pickle.dumps(sim)) if clone == "pickle" else copy.deepcopy(sim)
+    assert twin.mem_state[0, PRESENT, 0] == 1 and twin.mem_state[0, PINNED, 0] == 0
+    assert twin.cache_keep(0, 0)
+    twin.scale_up(0, 1, source="remote_mem")
+    assert twin.mem_state[0, PINNED, 0] == 1 and twin.mem_state[0, READERS, 0] == 1
+    assert sim.mem_state[0, PINNED, 0] == 0 and sim.mem_state[0, READERS, 0] == 0  # untouched
+    assert twin.seed_copy(0, 1)
+    assert twin.mem_used[1] == twin.mem[1].used_gb == SIZE
+
+
 def test_unusable_source_tier_is_refused():
     sim = make_sim(toy_config())
     with pytest.raises(SimError):

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
+# Rows of ModelCache.state: what compiled code (the env's masks and features) reads.
+PRESENT, PINNED, READERS = range(3)
+
 
 @dataclass
 class CacheEntry:
@@ -18,13 +23,26 @@ class ModelCache:
     Inserting makes room by evicting least recently used copies that are neither pinned nor
     being read; if that cannot free enough, the insert is refused (the model then streams
     through without staying).
+
+    ``entries`` is the record; ``state`` (``int64[3, n_models]``: present, pinned, readers) and
+    ``used`` (``float64[1]``) mirror it as arrays for compiled readers. Change pins and readers
+    through :meth:`set_pinned` and :meth:`add_reader` so that both stay equal. The simulator
+    passes views into its own cluster-wide arrays; by default the cache owns them.
     """
 
-    def __init__(self, capacity_gb: float, sizes_gb: list[float]) -> None:
+    def __init__(
+        self,
+        capacity_gb: float,
+        sizes_gb: list[float],
+        state: np.ndarray | None = None,
+        used: np.ndarray | None = None,
+    ) -> None:
         self.capacity_gb = capacity_gb
         self.sizes = sizes_gb
         self.entries: dict[int, CacheEntry] = {}
         self.used_gb = 0.0
+        self.state = np.zeros((3, len(sizes_gb)), dtype=np.int64) if state is None else state
+        self.used = np.zeros(1) if used is None else used
 
     def __contains__(self, model: int) -> bool:
         return model in self.entries
@@ -51,12 +69,27 @@ class ModelCache:
             return True
         return self.sizes[model] <= self.room_gb() + 1e-9
 
+    def set_pinned(self, model: int, pinned: bool) -> bool:
+        """Pin (never evict) or unpin ``model``'s copy; False if there is none."""
+        e = self.entries.get(model)
+        if e is None:
+            return False
+        e.pinned = bool(pinned)
+        self.state[PINNED, model] = e.pinned
+        return True
+
+    def add_reader(self, model: int, delta: int) -> None:
+        """A load starts (+1) or stops (-1) reading ``model``'s copy."""
+        e = self.entries[model]
+        e.readers += delta
+        self.state[READERS, model] = e.readers
+
     def insert(self, model: int, t: float, pinned: bool = False) -> list[int]:
         """Insert ``model``; returns the models evicted. Raises ``MemoryError`` if it can't fit."""
         if model in self.entries:
             e = self.entries[model]
             e.last_used_s = t
-            e.pinned = e.pinned or pinned
+            self.set_pinned(model, e.pinned or pinned)
             return []
         if not self.can_fit(model):
             raise MemoryError("no room")
@@ -74,7 +107,11 @@ class ModelCache:
                 self.remove(m)
                 evicted.append(m)
         self.entries[model] = CacheEntry(pinned=pinned, last_used_s=t)
+        self.state[PRESENT, model] = 1
+        self.state[PINNED, model] = bool(pinned)
+        self.state[READERS, model] = 0
         self.used_gb += size
+        self.used[0] = self.used_gb
         return evicted
 
     def remove(self, model: int) -> bool:
@@ -82,7 +119,9 @@ class ModelCache:
         if e is None or e.readers > 0:
             return False
         del self.entries[model]
+        self.state[:, model] = 0
         self.used_gb -= self.sizes[model]
         if not self.entries:
             self.used_gb = 0.0  # no float drift once empty
+        self.used[0] = self.used_gb
         return True

@@ -123,14 +123,26 @@ class Simulator:
         self.net = LinkNetwork(caps, names)
         self.events = EventQueue()
         # Caches.
-        self.mem = [ModelCache(hs.cache_gb, self.sizes) for hs in config.hosts]
-        self.disk = [
-            ModelCache(hs.disk_cache_gb if hs.has_disk else 0.0, self.sizes) for hs in config.hosts
+        # Caches, with their state mirrored in cluster-wide arrays (rows of cache.PRESENT,
+        # PINNED, READERS per host) that compiled readers take in one piece.
+        H = len(config.hosts)
+        self.mem_state = np.zeros((H, 3, M), dtype=np.int64)
+        self.mem_used = np.zeros(H)
+        self.mem_capacity = np.array([hs.cache_gb for hs in config.hosts], dtype=np.float64)
+        self.mem = [
+            ModelCache(hs.cache_gb, self.sizes, self.mem_state[h], self.mem_used[h : h + 1])
+            for h, hs in enumerate(config.hosts)
         ]
+        self.disk_state = np.zeros((H, 3, M), dtype=np.int64)
+        self.disk = [
+            ModelCache(hs.disk_cache_gb if hs.has_disk else 0.0, self.sizes, self.disk_state[h])
+            for h, hs in enumerate(config.hosts)
+        ]
+        self.free_per_host = np.array([hs.n_gpus for hs in config.hosts], dtype=np.int64)
         self._mem_gb_s = 0.0
         self._mem_used = 0.0
         self._mem_t = 0.0
-        self._out_transfers = [0] * len(config.hosts)
+        self._out_transfers = np.zeros(H, dtype=np.int64)  # remote-memory reads served
         # Instances.
         self.instances: list[list[Instance]] = [[] for _ in range(M)]
         self._next_iid = 0
@@ -138,6 +150,7 @@ class Simulator:
         self.n_loading = np.zeros(M, dtype=np.int64)  # instances in a cold start
         self.n_draining = 0  # instances finishing their last batch
         self.prefetches: list[Prefetch] = []
+        self.prefetch_count = np.zeros((M, H), dtype=np.int64)  # on their way, per (model, host)
         # Kernel state.
         arr = workload.arrivals_s
         self.offsets = np.zeros(M + 1, dtype=np.int64)
@@ -182,6 +195,18 @@ class Simulator:
         # is a function of that state alone (free GPUs, copies, the best source, the env's
         # action masks) may be cached against it.
         self.version = 0
+
+    def __setstate__(self, state: dict) -> None:
+        """Unpickling (or deep-copying) copies numpy views as separate arrays: make each cache's
+        state a view into the simulator's cluster-wide arrays again."""
+        self.__dict__.update(state)
+        for caches, arr in ((self.mem, self.mem_state), (self.disk, self.disk_state)):
+            for h, c in enumerate(caches):
+                arr[h] = c.state
+                c.state = arr[h]
+        for h, c in enumerate(self.mem):
+            self.mem_used[h] = c.used[0]
+            c.used = self.mem_used[h : h + 1]
 
     # ====================================================================== time =============
     def run_until(self, t_end: float) -> None:
@@ -325,20 +350,20 @@ class Simulator:
         self.version += 1
         self.gpu_s_closed += max(t - inst.created_s, 0.0)
         self.gpu_instance[inst.gpu] = None
+        self.free_per_host[inst.host] += 1
         self.instances[m].remove(inst)
 
     def _release(self, obj) -> None:
         for cache, model, host in obj.locks:
-            e = cache.entries.get(model)
-            if e is not None:
-                e.readers -= 1
+            if model in cache.entries:
+                cache.add_reader(model, -1)
             if host is not None:
                 self._out_transfers[host] -= 1
         obj.locks = []
         self.version += 1
 
     def _lock(self, obj, cache: ModelCache, model: int, host: int | None = None) -> None:
-        cache.entries[model].readers += 1
+        cache.add_reader(model, 1)
         cache.touch(model, self.now)
         obj.locks.append((cache, model, host))
         self.version += 1
@@ -432,13 +457,8 @@ class Simulator:
         return [g for g in self.gpus_of_host[h] if self.gpu_instance[g] is None]
 
     def free_gpu_counts(self) -> list[int]:
-        """Free GPUs per host, in one pass."""
-        out = [0] * len(self.cfg.hosts)
-        hog = self.host_of_gpu
-        for g, inst in enumerate(self.gpu_instance):
-            if inst is None:
-                out[hog[g]] += 1
-        return out
+        """Free GPUs per host."""
+        return self.free_per_host.tolist()
 
     def choose_host(self, m: int, rule: str) -> int:
         """Host for a new instance of ``m`` under a placement rule; -1 if no GPU is free."""
@@ -485,6 +505,7 @@ class Simulator:
         inst = Instance(self._next_iid, m, host, g, source, self.now)
         self._next_iid += 1
         self.gpu_instance[g] = inst
+        self.free_per_host[host] -= 1
         self.n_loading[m] += 1
         self.version += 1
         self.instances[m].append(inst)
@@ -572,10 +593,8 @@ class Simulator:
         """Pin (or unpin) model ``m``'s copy in host ``h``'s memory; False if there is none."""
         self._check_model(m)
         self._check_host(h)
-        e = self.mem[h].entries.get(m)
-        if e is None:
+        if not self.mem[h].set_pinned(m, keep):
             return False
-        e.pinned = keep
         self.version += 1
         return True
 
@@ -605,13 +624,14 @@ class Simulator:
         links, cap, ttfb = self._fetch_plan(p, m, h, source)
         p.stages = [("delay", ttfb), ("transfer", (links, self.sizes[m], cap))]
         self.prefetches.append(p)
+        self.prefetch_count[m, h] += 1
         self.version += 1
         self._run_prefetch_stage(p, self.now)
         return True
 
     def prefetch_pending(self, m: int, h: int) -> bool:
         """Whether a prefetch of ``m`` into host ``h``'s memory is on its way."""
-        return any(p.model == m and p.host == h for p in self.prefetches)
+        return bool(self.prefetch_count[m, h])
 
     def seed_copy(self, m: int, h: int) -> bool:
         """Place a copy of ``m`` in host ``h``'s memory now, without a transfer (initial state).
@@ -637,6 +657,7 @@ class Simulator:
             p.stage_idx += 1
         self._release(p)
         self.prefetches.remove(p)
+        self.prefetch_count[p.model, p.host] -= 1
         self.version += 1
         self.prefetches_done += 1
         # Same landing as a cold start's fetch (accounting, memory copy, disk copy from cloud).
@@ -683,16 +704,19 @@ class Simulator:
     def estimate_load_s(self, m: int, h: int, source: str | None = None) -> float:
         """Uncontended cold-start time of ``m`` on host ``h`` from ``source`` (default rule)."""
         source = source or self.default_source(m, h)
-        st, c, spec = self.cfg.startup, self.cfg.cloud, self.cfg.models[m]
-        hs = self.cfg.hosts[h]
-        size = self.sizes[m]
-        remote_bw = hs.nic_gb_per_s
+        remote_bw = self.cfg.hosts[h].nic_gb_per_s
         if source == "remote_mem" and (r := self._remote_holder(m, h)) >= 0:
             remote_bw = min(remote_bw, self.cfg.hosts[r].nic_gb_per_s)  # the holder's NIC sends
+        return self._estimate(m, h, source, remote_bw)
+
+    def _estimate(self, m: int, h: int, source: str, remote_bw: float) -> float:
         key = (m, h, source, remote_bw)
         est = self._est_cache.get(key)
         if est is not None:
             return est
+        st, c, spec = self.cfg.startup, self.cfg.cloud, self.cfg.models[m]
+        hs = self.cfg.hosts[h]
+        size = self.sizes[m]
         fetch_bw = {
             "local_mem": math.inf,
             "remote_mem": remote_bw,
@@ -707,6 +731,26 @@ class Simulator:
             est = fixed + sum(times)
         self._est_cache[key] = est  # the config is frozen: same inputs, same estimate
         return est
+
+    def load_time_tables(self) -> dict[str, np.ndarray]:
+        """:meth:`estimate_load_s` for every case, as arrays (for compiled readers).
+
+        ``local_mem``, ``disk``, ``cloud``: ``[m, h]``; ``remote_mem``: ``[m, h, r]`` with the
+        copy sent by host ``r``, ``r = H`` when no other host holds one."""
+        M, H = self.M, len(self.cfg.hosts)
+        nic = [hs.nic_gb_per_s for hs in self.cfg.hosts]
+        out = {k: np.zeros((M, H)) for k in ("local_mem", "disk", "cloud")}
+        out["remote_mem"] = np.zeros((M, H, H + 1))
+        for m in range(M):
+            for h in range(H):
+                for k in ("local_mem", "disk", "cloud"):
+                    out[k][m, h] = self._estimate(m, h, k, nic[h])
+                for r in range(H):
+                    out["remote_mem"][m, h, r] = self._estimate(
+                        m, h, "remote_mem", min(nic[h], nic[r])
+                    )
+                out["remote_mem"][m, h, H] = self._estimate(m, h, "remote_mem", nic[h])
+        return out
 
     def request_counts(self) -> dict[str, int]:
         """Every arrived request is exactly one of queued, in service, completed, dropped."""
