@@ -233,9 +233,10 @@ class ServerlessGPUEnv(gym.Env):
         self._sizes = np.array([spec.size_gb for spec in cfg.models], dtype=np.float64)
         self._mask_flat = np.tile(self._mask_absent, self.K)
         self._struct_feats = np.zeros((self.M, 4), dtype=np.float32)
-        self._cluster = np.zeros(2)
-        self._tables_for: Simulator | None = None
+        self._cluster = np.zeros(len(CLUSTER_FEATURES))
+        self._tables: tuple | None = None
         self._struct_version = -1
+        self._n_steps = sc.n_steps
         self.sim: Simulator | None = None
 
     # ------------------------------------------------------------------------------ reset ----
@@ -274,7 +275,7 @@ class ServerlessGPUEnv(gym.Env):
             raise ValueError(f"action must have shape ({self.K * 4},), got {np.shape(action)}")
         self._refresh_structure()
         ok, acting = self._ok, self._acting
-        bad = check_action(
+        bad, n_acting = check_action(
             a, self._nvec_full, self._mask_flat, self._mask_cols, self._active_cols, ok, acting
         )
         if bad < 0:
@@ -282,7 +283,7 @@ class ServerlessGPUEnv(gym.Env):
                 f"action {a.tolist()} is outside the MultiDiscrete nvec {self.action_space.nvec.tolist()}"
             )
         self.invalid_actions += bad
-        if acting.any():
+        if n_acting:
             for m in np.flatnonzero(acting).tolist():
                 self._apply(m, a[4 * m : 4 * m + 4].tolist(), ok[4 * m : 4 * m + 4].tolist())
         sim = self.sim
@@ -290,7 +291,7 @@ class ServerlessGPUEnv(gym.Env):
         sim.run_until(self.t * self.scenario.step_s)
         obs = self._observe()  # also counts the requests (self._totals_buf) for reward and info
         reward, comps = self._reward()
-        truncated = self.t >= self.scenario.n_steps
+        truncated = self.t >= self._n_steps
         info = self._info(cost_usd=self._prev_cost)  # _reward() just computed the cost
         info["reward_components"] = StepInfo(comps)
         if truncated:
@@ -354,8 +355,7 @@ class ServerlessGPUEnv(gym.Env):
         sim = self.sim
         if self._struct_version == sim.version:
             return
-        if self._tables_for is not sim:
-            self._tables_for = sim
+        if self._tables is None:  # a function of the (frozen) config: once per env
             t = sim.load_time_tables()
             self._tables = (t["local_mem"], t["remote_mem"], t["disk"], t["cloud"])
         f = self.scenario.sim.features
@@ -366,7 +366,6 @@ class ServerlessGPUEnv(gym.Env):
             sim.prefetch_count, sim._out_transfers, self._sizes, *self._tables, f.host_cache,
             f.remote_pool, self.G,
         )  # fmt: skip
-        self._free_gpus, self._free_cache = self._cluster.tolist()
         self._struct_version = sim.version
 
     # ------------------------------------------------------------------------------ masks ----
@@ -382,20 +381,20 @@ class ServerlessGPUEnv(gym.Env):
         sim, sc = self.sim, self.scenario
         self._refresh_structure()
         out = self._obs_template.copy()
-        nf = len(MODEL_FEATURES)
+        tod = 2 * math.pi * ((self.start_s + sim.now) % 86400.0) / 86400.0
+        cl = self._cluster  # CLUSTER_FEATURES; the first two from _refresh_structure
+        cl[2], cl[3], cl[4] = (
+            0.5 + 0.5 * math.sin(tod),
+            0.5 + 0.5 * math.cos(tod),
+            self.t / self._n_steps,
+        )
         fill_dynamic(
-            out, nf, sim.now, sc.step_s, sim.arrivals, sim.offsets, sim.arrived, sim.head,
-            self._prev_arrived, self._rates, self._ema_alpha, self._slo, sim.slot_free,
+            out, len(MODEL_FEATURES), sim.now, sc.step_s, sim.arrivals, sim.offsets, sim.arrived,
+            sim.head, self._prev_arrived, self._rates, self._ema_alpha, self._slo, sim.slot_free,
             sim.slot_on, sim.slot_batch, self.G, sim.n_serving, sim.served, sim.dropped, sim.late,
-            OBS_HIGH, self._totals_buf,
+            OBS_HIGH, self._totals_buf, self._struct_feats, cl,
         )  # fmt: skip
         self._req = self._totals_buf.tolist()  # arrived, started, dropped, late, in service
-        if self.M:
-            out[: self.M * nf].reshape(self.M, nf)[:, 8:12] = self._struct_feats
-        tod = 2 * math.pi * ((self.start_s + sim.now) % 86400.0) / 86400.0
-        n = self.K * nf
-        out[n:] = (self._free_gpus, self._free_cache, 0.5 + 0.5 * math.sin(tod),
-                   0.5 + 0.5 * math.cos(tod), self.t / sc.n_steps)  # fmt: skip
         return out
 
     # ----------------------------------------------------------------------------- reward ----

@@ -32,14 +32,15 @@ def check_action(a, nvec, mask, mask_cols, active_cols, ok, active):
         active: bool[K] (out) the slot has a valid choice that does something.
 
     Returns:
-        ``-1 - i`` if entry ``i`` is outside ``[0, nvec[i])``, else the number of invalid
-        (masked) entries.
+        ``(bad, n_active)``: ``bad`` is ``-1 - i`` if entry ``i`` is outside ``[0, nvec[i])``,
+        else the number of invalid (masked) entries; ``n_active`` counts the active slots.
     """
     n = a.shape[0]
     for i in range(n):
         if a[i] < 0 or a[i] >= nvec[i]:
-            return -1 - i
+            return -1 - i, 0
     bad = 0
+    n_active = 0
     for k in range(active.shape[0]):
         active[k] = False
     for i in range(n):
@@ -47,9 +48,10 @@ def check_action(a, nvec, mask, mask_cols, active_cols, ok, active):
         ok[i] = mask[c]
         if not mask[c]:
             bad += 1
-        elif active_cols[c]:
+        elif active_cols[c] and not active[i // 4]:
             active[i // 4] = True
-    return bad
+            n_active += 1
+    return bad, n_active
 
 
 @njit(cache=True, nogil=True)
@@ -76,9 +78,12 @@ def fill_dynamic(
     late,  # int64[M] requests started late (latency > SLO)
     high,  # clip value of every feature
     totals,  # int64[5] (out) arrived, started, dropped, late, in service: over all models
+    struct_feats,  # float32[M, 4] features 8-11 (fill_structure)
+    cluster,  # float64[5] the cluster features, written after the model slots
 ):
-    """Write features 1-7 (rates, queue, oldest wait, warm idle, warm busy) of each model, and
-    the request totals (``Simulator.request_counts`` without its numpy calls)."""
+    """Write features 1-11 of each model (rates, queue, oldest wait, warm idle, warm busy, and
+    the placement-state features given), the cluster features given, and the request totals
+    (``Simulator.request_counts`` without its numpy calls)."""
     M = arrived.shape[0]
     S = slot_free.shape[1]
     n_arr = n_srv = n_drop = n_late = n_in = 0
@@ -106,6 +111,8 @@ def fill_dynamic(
         out[b + 5] = min(wait / slo[m], 10.0) / 10.0
         out[b + 6] = (n_serving[m] - busy) / n_gpu
         out[b + 7] = busy / n_gpu
+        for i in range(4):
+            out[b + 8 + i] = struct_feats[m, i]
         n_arr += a - offsets[m]
         n_srv += served[m]
         n_drop += dropped[m]
@@ -115,6 +122,9 @@ def fill_dynamic(
     totals[2] = n_drop
     totals[3] = n_late
     totals[4] = n_in
+    n = out.shape[0] - cluster.shape[0]
+    for i in range(cluster.shape[0]):
+        out[n + i] = cluster[i]
 
 
 @njit(cache=True, nogil=True)
@@ -122,7 +132,7 @@ def fill_structure(
     mask,  # bool[K * block] (out) rows of real models overwritten; padding rows left as they are
     block,  # choices per model slot: scale deltas, rules + hosts, 2 sources, 4 cache choices
     feats,  # float32[M, 4] (out) loading / G, copies / H, pinned copies / H, load time / 60 s
-    cluster,  # float64[2] (out) free GPUs / G, free cache / cache capacity
+    cluster,  # float64[5] (out) [0] free GPUs / G, [1] free cache / cache capacity
     deltas,  # int64[nd] scale deltas
     n_rules,  # placement rules before the per-host choices
     free,  # int64[H] free GPUs per host
