@@ -465,12 +465,10 @@ class Simulator:
         if rule not in PLACEMENT_RULES:
             raise SimError(f"unknown placement rule {rule!r}; valid rules: {PLACEMENT_RULES}")
         size = self.sizes[m]
-        cands = [
-            h for h, hs in enumerate(self.cfg.hosts) if hs.gpu_mem_gb >= size and self.free_gpus(h)
-        ]
+        nfree = self.free_per_host.tolist()
+        cands = [h for h, hs in enumerate(self.cfg.hosts) if hs.gpu_mem_gb >= size and nfree[h]]
         if not cands:
             return -1
-        nfree = {h: len(self.free_gpus(h)) for h in cands}
         if rule == "pack":
             return min(cands, key=lambda h: (nfree[h], h))
         if rule == "least_loaded":
