@@ -1,6 +1,6 @@
 """Environment speed: raw env steps/s, and SB3 PPO's training steps/s next to CartPole-v1.
 
-    python -m benchmarks.env_step              # small and azure; PPO 8192 steps, 3 rounds
+    python -m benchmarks.env_step              # small and azure; PPO 3 rounds x 8192 steps
     python -m benchmarks.env_step --quick      # fewer steps, one round
     python -m benchmarks.env_step --rounds 5   # more rounds on a noisy machine
 
@@ -10,10 +10,11 @@ hyperparameters (SB3 defaults except n_steps=1024, batch_size=64, one env, CPU, 
 thread, torch.distributions argument validation off) on ``CartPole-v1`` and on ``small`` in
 the same process: on ``small`` with the composite ``Discrete`` actions train.py uses (SB3's
 own ``MlpPolicy``), and on the full ``MultiDiscrete`` space with SB3's head and with the
-project's vectorised head. The variants run interleaved, ``--rounds`` times, and the figures
-are medians over rounds (ratios are taken within a round, so a slow spell of the machine hits
-both sides); the per-round values are in the JSON too. The ratio says whether the simulator or
-the learner bounds training. The last line is JSON.
+project's vectorised head. The learners take turns, one 1024-step rollout and update each, so a
+slow spell of this machine (they last seconds and move single runs by tens of percent) hits
+every variant alike; a ratio is total CartPole time over total time of the variant, and the
+JSON also has it per round. The ratio says whether the simulator or the learner bounds
+training. The last line is JSON.
 """
 
 from __future__ import annotations
@@ -75,10 +76,9 @@ class StepTimer(gym.Wrapper):
         return out
 
 
-def ppo_steps_per_s(
-    env_id: str, steps: int, policy="MlpPolicy", composite: bool = False, **kw
-) -> tuple[float, float]:
-    """PPO training steps/s and the share of that wall time spent in ``env.step``."""
+def make_ppo(env_id: str, policy="MlpPolicy", composite: bool = False, **kw):
+    """An SB3 PPO learner (the benchmark's hyperparameters) over a step-timed env, warmed up
+    by one rollout and update. Returns ``(model, timer)``."""
     from stable_baselines3 import PPO
 
     env = gym.make(env_id, disable_env_checker=True, **kw)
@@ -87,13 +87,13 @@ def ppo_steps_per_s(
 
         env = DiscreteActions(env)
     env = StepTimer(env)
-    model = PPO(policy, env, n_steps=1024, batch_size=64, seed=0, device="cpu", verbose=0)
-    model.learn(1024)  # warm-up: first rollout and update
+    model = PPO(policy, env, n_steps=N_STEPS, batch_size=64, seed=0, device="cpu", verbose=0)
+    model.learn(N_STEPS)
     env.seconds = 0.0
-    start = time.perf_counter()
-    model.learn(steps, reset_num_timesteps=False)
-    wall = time.perf_counter() - start
-    return steps / wall, env.seconds / wall
+    return model, env
+
+
+N_STEPS = 1024  # PPO rollout length: the unit of interleaving
 
 
 VARIANTS = {
@@ -126,25 +126,34 @@ def main() -> None:
         "env_steps_per_s_small": round(raw_steps_per_s("small", n_raw), 1),
         "env_steps_per_s_azure": round(raw_steps_per_s("azure", n_raw // 2), 1),
     }
-    speed = {k: [] for k in VARIANTS}
-    share = {k: [] for k in VARIANTS}
+    # One learner per variant; then, round after round, one rollout + update of each in turn,
+    # so a slow spell of this machine (they last seconds) hits every variant alike.
+    learners = {}
+    for name, (env_id, policy, composite) in VARIANTS.items():
+        kw = {} if env_id == "CartPole-v1" else {"scenario": "small"}
+        pol = FastMultiDiscretePolicy if policy == "fast" else policy
+        learners[name] = make_ppo(env_id, policy=pol, composite=composite, **kw)
+    wall = {k: [] for k in VARIANTS}
     for _ in range(rounds):
-        for name, (env_id, policy, composite) in VARIANTS.items():
-            kw = {} if env_id == "CartPole-v1" else {"scenario": "small"}
-            pol = FastMultiDiscretePolicy if policy == "fast" else policy
-            sps, sh = ppo_steps_per_s(env_id, n_ppo, policy=pol, composite=composite, **kw)
-            speed[name].append(sps)
-            share[name].append(sh)
+        for _ in range(n_ppo // N_STEPS):
+            for name, (model, _) in learners.items():
+                t = time.perf_counter()
+                model.learn(N_STEPS, reset_num_timesteps=False)
+                wall[name].append(time.perf_counter() - t)
     res["rounds"] = rounds
-    res["ppo_steps"] = n_ppo
+    res["ppo_steps"] = rounds * (n_ppo // N_STEPS) * N_STEPS
+    per = n_ppo // N_STEPS
     for name in VARIANTS:
-        res[f"ppo_steps_per_s_{name}"] = round(float(np.median(speed[name])), 1)
-        res[f"env_share_of_ppo_time_{name}"] = round(float(np.median(share[name])), 3)
+        total = sum(wall[name])
+        res[f"ppo_steps_per_s_{name}"] = round(res["ppo_steps"] / total, 1)
+        res[f"env_share_of_ppo_time_{name}"] = round(learners[name][1].seconds / total, 3)
         if name != "cartpole":
-            ratios = [x / c for x, c in zip(speed[name], speed["cartpole"], strict=True)]
-            res[f"ppo_ratio_{name}_over_cartpole"] = round(float(np.median(ratios)), 3)
-            res[f"ppo_ratio_{name}_per_round"] = [round(r, 3) for r in ratios]
-    res["ppo_steps_per_s_per_round"] = {k: [round(x, 1) for x in v] for k, v in speed.items()}
+            res[f"ppo_ratio_{name}_over_cartpole"] = round(sum(wall["cartpole"]) / total, 3)
+            res[f"ppo_ratio_{name}_per_round"] = [
+                round(sum(wall["cartpole"][r * per : (r + 1) * per])
+                      / sum(wall[name][r * per : (r + 1) * per]), 3)
+                for r in range(rounds)
+            ]  # fmt: skip
     print(json.dumps(res))
 
 
