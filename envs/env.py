@@ -223,7 +223,7 @@ class ServerlessGPUEnv(gym.Env):
         active[c_cache : c_cache + len(CACHE_ACTIONS)] = np.arange(len(CACHE_ACTIONS)) != _HOLD
         self._active_cols = np.tile(active, self.K)
         self._ok = np.zeros(4 * self.K, dtype=bool)
-        self._acting = np.zeros(self.K, dtype=bool)
+        self._acting = np.zeros(self.K, dtype=np.int64)
         self._totals_buf = np.zeros(5, dtype=np.int64)
         # Placement-state part (_refresh_structure): buffers, padding rows of the mask preset.
         self._block = block
@@ -237,6 +237,7 @@ class ServerlessGPUEnv(gym.Env):
         self._tables: tuple | None = None
         self._struct_version = -1
         self._n_steps = sc.n_steps
+        self._weights = sc.reward
         self.sim: Simulator | None = None
 
     # ------------------------------------------------------------------------------ reset ----
@@ -284,7 +285,7 @@ class ServerlessGPUEnv(gym.Env):
             )
         self.invalid_actions += bad
         if n_acting:
-            for m in np.flatnonzero(acting).tolist():
+            for m in acting[:n_acting].tolist():
                 self._apply(m, a[4 * m : 4 * m + 4].tolist(), ok[4 * m : 4 * m + 4].tolist())
         sim = self.sim
         self.t += 1
@@ -293,7 +294,7 @@ class ServerlessGPUEnv(gym.Env):
         reward, comps = self._reward()
         truncated = self.t >= self._n_steps
         info = self._info(cost_usd=self._prev_cost)  # _reward() just computed the cost
-        info["reward_components"] = StepInfo(comps)
+        info["reward_components"] = comps
         if truncated:
             self._final_info(info)
         return obs, reward, False, truncated, info
@@ -404,17 +405,16 @@ class ServerlessGPUEnv(gym.Env):
         viol, drops = late - self._prev_late, dropped - self._prev_dropped
         self._prev_late, self._prev_dropped = late, dropped
         cost = sim.cost_usd()
-        comps = {
-            "slo": viol / self._req_norm,
-            "drop": drops / self._req_norm,
-            "cost": (cost - self._prev_cost) / self._step_cost_norm,
-        }
+        slo, drop = viol / self._req_norm, drops / self._req_norm
+        cost_c = (cost - self._prev_cost) / self._step_cost_norm
         self._prev_cost = cost
-        w = self.scenario.reward
-        reward = -(w.slo * comps["slo"] + w.drop * comps["drop"] + w.cost * comps["cost"])
-        for k, v in comps.items():
-            self._totals[k] += v
-        return float(reward), comps
+        w = self._weights
+        reward = -(w.slo * slo + w.drop * drop + w.cost * cost_c)
+        tot = self._totals
+        tot["slo"] += slo
+        tot["drop"] += drop
+        tot["cost"] += cost_c
+        return float(reward), StepInfo(slo=slo, drop=drop, cost=cost_c)
 
     # ------------------------------------------------------------------------------- info ----
     def _info(self, cost_usd: float | None = None) -> dict:

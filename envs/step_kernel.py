@@ -29,7 +29,8 @@ def check_action(a, nvec, mask, mask_cols, active_cols, ok, active):
         active_cols: bool[K * block] choices that do something (a non-zero scale delta, a
             cache choice other than ``hold``).
         ok: bool[4K] (out) each entry's choice is valid.
-        active: bool[K] (out) the slot has a valid choice that does something.
+        active: int64[K] (out) the first ``n_active`` entries: the slots (ascending) with a
+            valid choice that does something.
 
     Returns:
         ``(bad, n_active)``: ``bad`` is ``-1 - i`` if entry ``i`` is outside ``[0, nvec[i])``,
@@ -41,16 +42,16 @@ def check_action(a, nvec, mask, mask_cols, active_cols, ok, active):
             return -1 - i, 0
     bad = 0
     n_active = 0
-    for k in range(active.shape[0]):
-        active[k] = False
     for i in range(n):
         c = mask_cols[i] + a[i]
         ok[i] = mask[c]
         if not mask[c]:
             bad += 1
-        elif active_cols[c] and not active[i // 4]:
-            active[i // 4] = True
-            n_active += 1
+        elif active_cols[c]:
+            k = i // 4
+            if n_active == 0 or active[n_active - 1] != k:
+                active[n_active] = k
+                n_active += 1
     return bad, n_active
 
 

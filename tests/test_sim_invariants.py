@@ -8,6 +8,8 @@ into extra steps identical.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from conftest import time_limit
 from hypothesis import HealthCheck, given, settings
@@ -216,6 +218,8 @@ def check_step(sim: Simulator, prev: dict) -> dict:
     assert sim.n_draining == sum(i.state == DRAINING for insts in sim.instances for i in insts)
     for g, inst in enumerate(sim.gpu_instance):
         assert seen.get(g) is inst
+    live = sum(now - i.created_s for insts in sim.instances for i in insts)
+    assert math.isclose(sim.gpu_seconds(), sim.gpu_s_closed + live, rel_tol=1e-9, abs_tol=1e-6)
     for h, gpus in enumerate(sim.gpus_of_host):
         assert sim.free_per_host[h] == sum(sim.gpu_instance[g] is None for g in gpus)
     pending = np.zeros_like(sim.prefetch_count)

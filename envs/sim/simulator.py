@@ -183,6 +183,11 @@ class Simulator:
         self.late = np.zeros(M, dtype=np.int64)  # dispatched with latency > SLO (kernel)
         # Accounting.
         self.gpu_s_closed = 0.0
+        self._n_live = 0  # instances holding a GPU, and the sum of their creation times
+        self._live_created_s = 0.0
+        p = config.prices
+        self._usd_per_gpu_s = p.gpu_usd_per_hour / 3600.0
+        self._usd_per_gb_s = p.host_mem_usd_per_gb_hour / 3600.0
         self.cold_starts = dict.fromkeys(TIERS, 0)
         self.cold_starts_by_model = np.zeros(M, dtype=np.int64)
         self.gb_by_tier = dict.fromkeys(TIERS, 0.0)
@@ -349,6 +354,8 @@ class Simulator:
         inst.state = DEAD
         self.version += 1
         self.gpu_s_closed += max(t - inst.created_s, 0.0)
+        self._n_live -= 1
+        self._live_created_s = self._live_created_s - inst.created_s if self._n_live else 0.0
         self.gpu_instance[inst.gpu] = None
         self.free_per_host[inst.host] += 1
         self.instances[m].remove(inst)
@@ -503,6 +510,8 @@ class Simulator:
         inst = Instance(self._next_iid, m, host, g, source, self.now)
         self._next_iid += 1
         self.gpu_instance[g] = inst
+        self._n_live += 1
+        self._live_created_s += inst.created_s
         self.free_per_host[host] -= 1
         self.n_loading[m] += 1
         self.version += 1
@@ -765,18 +774,17 @@ class Simulator:
         }
 
     def gpu_seconds(self) -> float:
-        live = sum(self.now - i.created_s for insts in self.instances for i in insts)
-        return self.gpu_s_closed + live
+        """GPU-seconds held: closed instances, plus every live one since its creation."""
+        return self.gpu_s_closed + (self._n_live * self.now - self._live_created_s)
 
     def mem_gb_seconds(self) -> float:
         return self._mem_gb_s + self._mem_used * (self.now - self._mem_t)
 
     def cost_usd(self) -> float:
-        p = self.cfg.prices
         return (
-            self.gpu_seconds() / 3600.0 * p.gpu_usd_per_hour
-            + self.mem_gb_seconds() / 3600.0 * p.host_mem_usd_per_gb_hour
-            + self.egress_gb * p.egress_usd_per_gb
+            self.gpu_seconds() * self._usd_per_gpu_s
+            + self.mem_gb_seconds() * self._usd_per_gb_s
+            + self.egress_gb * self.cfg.prices.egress_usd_per_gb
         )
 
     def gpu_busy_seconds(self) -> float:
