@@ -82,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Train an SB3 agent on coldstart/ServerlessGPU-v0, then compare it with every "
             "reference heuristic on held-out windows. With no arguments: MaskablePPO on the "
-            "'small' scenario for 800k steps, about 8 minutes on 2 CPU cores (measured 7 min 53 s)."
+            "'small' scenario for 800k steps, about 5 minutes on 2 CPU cores (measured 4 min 39 s)."
         ),
         epilog=(
             "examples:\n"
