@@ -188,18 +188,13 @@ class ServerlessGPUEnv(gym.Env):
         self._gpu_mem = [h.gpu_mem_gb for h in cfg.hosts]
         # EMA weights of the 1- and 10-minute arrival rates.
         self._ema_alpha = 1.0 - np.exp(-sc.step_s / np.array([60.0, 600.0]))
-        # Mask building blocks: a padding slot may only hold (no-op in every entry); the scale
-        # entry of a real model depends on (a GPU fits it, it has instances).
+        # A padding slot's mask row: it may only hold (the no-op in every entry). Real models'
+        # rows come from envs.step_kernel.fill_structure.
         nd = len(self.deltas)
         self._mask_absent = np.zeros(int(self.nvec_model.sum()), dtype=bool)
         self._mask_absent[[self._zero_delta, nd, nd + self.n_place, nd + self.n_place + 2 + 1]] = (
             True
         )
-        self._scale_masks = {
-            (up, down): (self.deltas == 0) | ((self.deltas > 0) & up) | ((self.deltas < 0) & down)
-            for up in (False, True)
-            for down in (False, True)
-        }
         # Observation template: the constant features (present, slo, size) of every slot.
         nf = len(MODEL_FEATURES)
         self._obs_template = np.zeros(self.observation_space.shape, dtype=np.float32)
