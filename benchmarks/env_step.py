@@ -10,7 +10,8 @@ hyperparameters (SB3 defaults except n_steps=1024, batch_size=64, one env, CPU, 
 thread, torch.distributions argument validation off) on ``CartPole-v1`` and on ``small`` in
 the same process: on ``small`` with the composite ``Discrete`` actions train.py uses (SB3's
 own ``MlpPolicy``), and on the full ``MultiDiscrete`` space with SB3's head and with the
-project's vectorised head. The learners take turns, one 1024-step rollout and update each, so a
+project's vectorised head; and on a null env with ``small``'s composite spaces and ``info`` that
+simulates nothing (what the shapes alone cost). The learners take turns, one 1024-step rollout and update each, so a
 slow spell of this machine (they last seconds and move single runs by tens of percent) hits
 every variant alike; a ratio is total CartPole time over total time of the variant, and the
 JSON also has it per round. The ratio says whether the simulator or the learner bounds
@@ -28,6 +29,7 @@ import numpy as np
 import torch
 
 import envs  # noqa: F401  (registers the ids)
+from envs.env import StepInfo
 
 
 def raw_steps_per_s(scenario: str, steps: int, seed: int = 0) -> float:
@@ -76,16 +78,47 @@ class StepTimer(gym.Wrapper):
         return out
 
 
+NULL = "null"  # make_ppo's env id for NullEnv
+
+
+class NullEnv(gym.Env):
+    """Does nothing, with the spaces and the ``info`` of ``small`` on composite actions: what
+    PPO costs on this env's shapes alone, to tell the simulator's share of the gap from the
+    bigger observation, action head and ``info``."""
+
+    def __init__(self, template: gym.Env) -> None:
+        self.observation_space = template.observation_space
+        self.action_space = template.action_space
+        template.reset(seed=0)
+        _, _, _, _, self._info = template.step(0)
+        self._obs = np.zeros(self.observation_space.shape, dtype=np.float32)
+        self._n = template.unwrapped.scenario.n_steps
+        self._t = 0
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self._t = 0
+        return self._obs.copy(), {}
+
+    def step(self, action):
+        self._t += 1
+        return self._obs.copy(), 0.0, False, self._t >= self._n, StepInfo(self._info)
+
+
 def make_ppo(env_id: str, policy="MlpPolicy", composite: bool = False, **kw):
     """An SB3 PPO learner (the benchmark's hyperparameters) over a step-timed env, warmed up
-    by one rollout and update. Returns ``(model, timer)``."""
+    by one rollout and update. ``env_id`` ``"null"``: :class:`NullEnv` over ``small``.
+    Returns ``(model, timer)``."""
     from stable_baselines3 import PPO
 
-    env = gym.make(env_id, disable_env_checker=True, **kw)
-    if composite:
-        from agents.wrappers import DiscreteActions
+    from agents.wrappers import DiscreteActions
 
+    base_id = "coldstart/ServerlessGPU-v0" if env_id == NULL else env_id
+    env = gym.make(base_id, disable_env_checker=True, **kw)
+    if composite:
         env = DiscreteActions(env)
+    if env_id == NULL:
+        env = NullEnv(env)
     env = StepTimer(env)
     model = PPO(policy, env, n_steps=N_STEPS, batch_size=64, seed=0, device="cpu", verbose=0)
     model.learn(N_STEPS)
@@ -102,6 +135,7 @@ VARIANTS = {
     "small_composite": ("coldstart/ServerlessGPU-v0", "MlpPolicy", True),
     "small_multidiscrete_sb3_head": ("coldstart/ServerlessGPU-v0", "MlpPolicy", False),
     "small_multidiscrete_fast_head": ("coldstart/ServerlessGPU-v0", "fast", False),
+    "small_spaces_null_env": (NULL, "MlpPolicy", True),
 }
 
 
