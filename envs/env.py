@@ -219,7 +219,7 @@ class ServerlessGPUEnv(gym.Env):
         self._active_cols = np.tile(active, self.K)
         self._ok = np.zeros(4 * self.K, dtype=bool)
         self._acting = np.zeros(self.K, dtype=np.int64)
-        self._totals_buf = np.zeros(5, dtype=np.int64)
+        self._req_buf = np.zeros(5, dtype=np.int64)
         # Placement-state part (_refresh_structure): buffers, padding rows of the mask preset.
         self._block = block
         self._size_ok = np.array(
@@ -285,7 +285,7 @@ class ServerlessGPUEnv(gym.Env):
         sim = self.sim
         self.t += 1
         sim.run_until(self.t * self.scenario.step_s)
-        obs = self._observe()  # also counts the requests (self._totals_buf) for reward and info
+        obs = self._observe()  # also counts the requests (self._req_buf) for reward and info
         reward, comps = self._reward()
         truncated = self.t >= self._n_steps
         info = self._info(cost_usd=self._prev_cost)  # _reward() just computed the cost
@@ -388,9 +388,9 @@ class ServerlessGPUEnv(gym.Env):
             out, len(MODEL_FEATURES), sim.now, sc.step_s, sim.arrivals, sim.offsets, sim.arrived,
             sim.head, self._prev_arrived, self._rates, self._ema_alpha, self._slo, sim.slot_free,
             sim.slot_on, sim.slot_batch, self.G, sim.n_serving, sim.served, sim.dropped, sim.late,
-            OBS_HIGH, self._totals_buf, self._struct_feats, cl,
+            OBS_HIGH, self._req_buf, self._struct_feats, cl,
         )  # fmt: skip
-        self._req = self._totals_buf.tolist()  # arrived, started, dropped, late, in service
+        self._req = self._req_buf.tolist()  # arrived, started, dropped, late, in service
         return out
 
     # ----------------------------------------------------------------------------- reward ----

@@ -140,7 +140,7 @@ class Simulator:
         ]
         self.free_per_host = np.array([hs.n_gpus for hs in config.hosts], dtype=np.int64)
         self._mem_gb_s = 0.0
-        self._mem_used = 0.0
+        self._mem_used_total = 0.0  # sum of mem_used, kept for the GB-second integral
         self._mem_t = 0.0
         self._out_transfers = np.zeros(H, dtype=np.int64)  # remote-memory reads served
         # Instances.
@@ -392,10 +392,10 @@ class Simulator:
 
     def _mem_change(self, fn):
         self.version += 1
-        self._mem_gb_s += self._mem_used * (self.now - self._mem_t)
+        self._mem_gb_s += self._mem_used_total * (self.now - self._mem_t)
         self._mem_t = self.now
         out = fn()
-        self._mem_used = sum(c.used_gb for c in self.mem)
+        self._mem_used_total = sum(c.used_gb for c in self.mem)
         return out
 
     # ============================================================ sourcing ==================
@@ -778,7 +778,7 @@ class Simulator:
         return self.gpu_s_closed + (self._n_live * self.now - self._live_created_s)
 
     def mem_gb_seconds(self) -> float:
-        return self._mem_gb_s + self._mem_used * (self.now - self._mem_t)
+        return self._mem_gb_s + self._mem_used_total * (self.now - self._mem_t)
 
     def cost_usd(self) -> float:
         return (
