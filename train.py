@@ -1,8 +1,8 @@
-"""Train an SB3 agent on ``coldstart/ServerlessGPU-v0`` and compare it with the heuristics.
+"""Train an SB3 agent on ``coldstart/ServerlessGPU-v1`` and compare it with the heuristics.
 
 A thin shim over :mod:`agents.training` (rl-baselines3-zoo keeps ``train.py`` the same way)::
 
-    python train.py                      # MaskablePPO, 800k steps on `small`: ~8 min on 2 CPU cores
+    python train.py                      # MaskablePPO on the default scenario, then the comparison
     python train.py --algo dqn --timesteps 100000
     python train.py --resume runs/<run>  # continue after Ctrl-C / SIGTERM
     python train.py --help               # every option

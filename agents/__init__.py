@@ -3,7 +3,7 @@
 * :mod:`agents.algos`: the algorithm table (``ppo``, ``a2c``, ``dqn``, ``maskable_ppo``,
   ``recurrent_ppo``).
 * :mod:`agents.hyperparams`: rl-zoo style YAML hyperparameters (``agents/hyperparams/*.yml``).
-* :mod:`agents.wrappers`: DQN's composite ``Discrete`` actions, the latency info, the env factory.
+* :mod:`agents.wrappers`: the latency info and the env factory.
 * :mod:`agents.callbacks`: ``cluster/`` metrics, held-out evaluation against the heuristics,
   hyperparameter text, latency histogram, atomic checkpoints.
 * :mod:`agents.loading`: :func:`load_agent` (a model zip or run folder -> a policy with

@@ -4,17 +4,12 @@
 |---|---|---|---|
 | ``ppo`` | ``stable_baselines3.PPO`` | ``MlpPolicy`` | |
 | ``a2c`` | ``stable_baselines3.A2C`` | ``MlpPolicy`` | |
-| ``dqn`` | ``stable_baselines3.DQN`` | ``MlpPolicy`` | needs ``Discrete``: composite actions only |
+| ``dqn`` | ``stable_baselines3.DQN`` | ``MlpPolicy`` | needs ``Discrete``: v1's own space |
 | ``maskable_ppo`` | ``sb3_contrib.MaskablePPO`` | ``MlpPolicy`` | ``action_masks()`` through ``ActionMasker`` |
 | ``recurrent_ppo`` | ``sb3_contrib.RecurrentPPO`` | ``MlpLstmPolicy`` | |
 
-Which action space an algorithm trains on is a hyperparameter (``actions:`` in
-``agents/hyperparams/<algo>.yml``): ``composite``, the ``Discrete`` composite actions of
-:class:`agents.wrappers.DiscreteActions` (the shipped default: it learns several times faster on
-this env, see the YAML comments), or ``full``, the env's own ``MultiDiscrete``
-(``--hp actions=full``). MaskablePPO masks either: the env's ``action_masks()`` or the composite
-mask derived from it. Trained agents act on the env's ``MultiDiscrete`` either way
-(:class:`agents.loading.AgentPolicy` maps composite actions back).
+Every algorithm trains on ``coldstart/ServerlessGPU-v1``'s own ``Discrete`` space (one decision
+per model per step, see the env's docstring); MaskablePPO reads its ``action_masks()``.
 
 Example::
 
@@ -40,8 +35,7 @@ class AlgoSpec:
         name: The ``--algo`` name.
         cls: The SB3 / sb3-contrib algorithm class.
         policy: Default policy name (the YAML ``policy:`` key overrides it).
-        discrete: True if the algorithm needs a ``Discrete`` action space (``actions: full`` is
-            refused; the env is wrapped in :class:`agents.wrappers.DiscreteActions`).
+        discrete: True if the algorithm needs a ``Discrete`` action space (v1's is one).
         masked: True if ``predict``/``learn`` take ``action_masks`` (MaskablePPO).
         recurrent: True if the policy carries an LSTM state between steps.
     """
@@ -121,10 +115,11 @@ def apply_action_prior(model: BaseAlgorithm, preferred, strength: float) -> bool
 
     Args:
         model: An actor-critic model (PPO, A2C, MaskablePPO, RecurrentPPO).
-        preferred: One choice per ``MultiDiscrete`` entry (the env's no-op action).
+        preferred: The env's no-op action: its index on a ``Discrete`` space, one choice per
+            entry on a ``MultiDiscrete`` one.
         strength: Logit bonus, one number or one per entry (tiled to ``preferred``'s length);
-            zeros leave the model untouched. On a ``Discrete`` (composite) space the largest
-            bonus goes to action 0, the no-op.
+            zeros leave the model untouched. On a ``Discrete`` space the largest bonus goes to
+            the no-op.
 
     Returns:
         True if applied (False for models without an ``action_net``, e.g. DQN).
@@ -139,8 +134,8 @@ def apply_action_prior(model: BaseAlgorithm, preferred, strength: float) -> bool
     space = model.action_space
     if not bonus.any() or net is None:
         return False
-    if isinstance(space, spaces.Discrete):  # composite actions: the no-op is action 0
-        idx, bonus = th.as_tensor([0]), bonus.max(keepdims=True)
+    if isinstance(space, spaces.Discrete):  # v1: ``preferred`` is the no-op's index
+        idx, bonus = th.as_tensor(preferred[:1], dtype=th.long), bonus.max(keepdims=True)
     elif isinstance(space, spaces.MultiDiscrete):
         nvec = space.nvec.reshape(-1)
         offsets = np.concatenate([[0], np.cumsum(nvec)[:-1]])

@@ -5,7 +5,7 @@ TensorBoard keys (SB3's own ``rollout/``, ``train/``, ``time/`` are kept):
 
 | key | what |
 |---|---|
-| ``cluster/<metric>`` | mean over the training episodes finished since the last log: ``p50_latency_s``, ``p99_latency_s``, ``mean_latency_s``, ``slo_violation_rate``, ``gpu_utilization``, ``requests_dropped``, ``cost_usd`` (per episode), ``cold_starts``, ``cold_starts_<tier>``, ``invalid_actions``, ``reward_<component>``; ``cluster/episodes`` counts them |
+| ``cluster/<metric>`` | mean over the training episodes finished since the last log: drop-aware ``p50_latency_s``, ``p99_latency_s``, ``mean_latency_s`` (a dropped request counts at the timeout, as in ``evaluate.py`` and its JSON), ``slo_violation_rate``, ``drop_rate``, ``goodput_rps``, ``gpu_utilization``, ``requests_dropped``, ``cost_usd`` (per episode), ``cold_starts``, ``cold_starts_<tier>``, ``invalid_actions``, ``reward_<component>`` (dollars); ``cluster/episodes`` counts them |
 | ``cluster/latency_s`` | histogram of those episodes' request latencies |
 | ``eval/mean_reward``, ``eval/<metric>`` | the agent on held-out windows (``split="eval"``, fixed seeds) |
 | ``eval/<policy>/<metric>`` | each reference heuristic on the same windows (computed once) |
@@ -34,11 +34,12 @@ from .wrappers import ENV_ID
 
 TIERS = ("local_mem", "remote_mem", "disk", "cloud")
 EPISODE_KEYS = (
-    "p50_latency_s", "p99_latency_s", "mean_latency_s", "slo_violation_rate", "gpu_utilization",
-    "requests_dropped", "cost_usd", "cold_starts", *(f"cold_starts_{t}" for t in TIERS),
-    "invalid_actions",
+    "p50_latency_s", "p99_latency_s", "mean_latency_s", "slo_violation_rate", "drop_rate",
+    "goodput_rps", "gpu_utilization", "requests_dropped", "cost_usd", "cold_starts",
+    *(f"cold_starts_{t}" for t in TIERS), "invalid_actions",
 )  # fmt: skip
-EVAL_KEYS = ("p50_latency_s", "p99_latency_s", "slo_violation_rate", "cost_usd", "requests_dropped")
+EVAL_KEYS = ("p50_latency_s", "p99_latency_s", "slo_violation_rate", "drop_rate", "goodput_rps",
+             "cost_usd", "requests_dropped")  # fmt: skip
 NOT_SCALAR = ("stdout", "log", "json", "csv")  # formats that cannot show text or histograms
 
 

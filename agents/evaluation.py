@@ -7,12 +7,14 @@ policies (the simulator draws no randomness from the policy's actions).
 
 Aggregation over episodes (:func:`evaluate`):
 
-* latency percentiles and mean: over every completed request of every episode, pooled
-  (``envs.sim.metrics.latencies`` at episode end);
-* ``slo_violation_rate``: violations / decided requests, pooled (a dropped request is a
-  violation, as in ``envs.sim.metrics.summary``);
+* latency percentiles and mean: **drop-aware**, over every request that arrived in every
+  episode's window, pooled (``envs.sim.metrics.latencies``: a dropped request counts at the
+  request timeout, so a policy dropping more than 1% of its requests has a p99 at or above it);
+* ``slo_violation_rate`` (1 - SLO attainment), ``drop_rate``: over arrived requests, pooled;
+  ``goodput_rps``: SLO-meeting requests per second of window, pooled;
 * counts and money (``requests_*``, ``cold_starts*``, ``cost_usd``, ``gpu_seconds``,
   ``invalid_actions``): means per episode;
+* ``models``: the same request metrics per model, pooled over episodes;
 * ``episode_reward``: mean episode return (``episode_reward_std`` its standard deviation).
 
 Per-episode values are kept under ``per_episode``; the pooled latencies and the first episode's
@@ -32,14 +34,17 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 
-ENV_ID = "coldstart/ServerlessGPU-v0"
+from envs import ENV_ID
 
+DROP_FLAG = 0.01  # the table marks a policy that drops more than 1% of its requests
 METRICS = (
     "p50_latency_s",
     "p90_latency_s",
     "p99_latency_s",
     "mean_latency_s",
     "slo_violation_rate",
+    "drop_rate",
+    "goodput_rps",
     "requests_arrived",
     "requests_completed",
     "requests_dropped",
@@ -65,6 +70,7 @@ _MEAN_KEYS = (
     "cold_starts_remote_mem",
     "cold_starts_disk",
     "cold_starts_cloud",
+    "autostarts",
     "cost_usd",
     "gpu_seconds",
     "invalid_actions",
@@ -88,20 +94,6 @@ def _accepts_masks(policy) -> bool:
     return "action_masks" in params
 
 
-def _slo_counts(sim) -> tuple[int, int]:
-    """(violations, decided requests) of a finished episode."""
-    from envs.sim.kernel import DROPPED
-    from envs.sim.metrics import latencies
-
-    met = decided = 0
-    for m, spec in enumerate(sim.cfg.models):
-        lat = latencies(sim, m)
-        met += int((lat <= spec.slo_s).sum())
-        lo, hi = sim.offsets[m], sim.offsets[m + 1]
-        decided += lat.size + int((sim.status[lo:hi] == DROPPED).sum())
-    return decided - met, decided
-
-
 def _snapshot(env) -> tuple[float, float, int, int, int]:
     """(t, arrivals so far, instances, warm instances, queued) of the env's simulator now."""
     sim = env.sim
@@ -115,10 +107,20 @@ def _snapshot(env) -> tuple[float, float, int, int, int]:
     return float(sim.now), arrived, inst, warm, queue
 
 
+_EPISODE_KEYS = (
+    "p50_latency_s", "p90_latency_s", "p99_latency_s", "mean_latency_s", "slo_attainment",
+    "slo_violation_rate", "drop_rate", "goodput_rps", "requests_arrived", "requests_completed",
+    "requests_dropped", "cold_starts", "cold_starts_local_mem", "cold_starts_remote_mem",
+    "cold_starts_disk", "cold_starts_cloud", "autostarts", "cost_usd", "gpu_seconds",
+    "gpu_utilization",
+)  # fmt: skip
+
+
 def run_episode(env, policy, seed: int, record_timeline: bool = False, bar=None) -> dict:
     """One episode of ``policy`` on ``env`` (raw env) from ``env.reset(seed=seed)``.
 
-    Returns the episode's metrics, its pooled latencies under ``"_latencies"`` and, with
+    Returns the episode's metrics, its drop-aware latencies per model under
+    ``"_model_latencies"`` and, with
     ``record_timeline``, per-step arrays under ``"_timeline"``.
     """
     from envs.sim.metrics import latencies, summary
@@ -140,35 +142,25 @@ def run_episode(env, policy, seed: int, record_timeline: bool = False, bar=None)
         start = np.zeros((1,), dtype=bool)
         total += float(reward)
         done = terminated or truncated
-        if rows is not None:
-            rows.append(_snapshot(env))
-        if bar is not None:
-            bar.update(1)
+        if info.get("focus", 0) == 0:  # time advanced: one control interval
+            if rows is not None:
+                rows.append(_snapshot(env))
+            if bar is not None:
+                bar.update(1)
     sim = env.sim
-    s = summary(sim)
-    viol, decided = _slo_counts(sim)
-    ep = {k: s[k] for k in ("p50_latency_s", "p99_latency_s", "mean_latency_s") if k in s}
+    s = summary(sim, per_model=True)
+    ep = {k: s[k] for k in _EPISODE_KEYS}
     ep.update(
-        requests_arrived=s["requests_arrived"],
-        requests_completed=s["requests_completed"],
-        requests_dropped=s["requests_dropped"],
-        cold_starts=s["cold_starts"],
-        **{
-            f"cold_starts_{t}": s[f"cold_starts_{t}"]
-            for t in ("local_mem", "remote_mem", "disk", "cloud")
-        },
-        cost_usd=s["cost_usd"],
-        gpu_seconds=s["gpu_seconds"],
-        gpu_utilization=s["gpu_utilization"],
-        slo_violations=viol,
-        slo_decided=decided,
+        slo_met=round(s["slo_attainment"] * s["requests_arrived"]),
+        window_s=s["window_s"],
         episode_reward=total,
         invalid_actions=int(info.get("invalid_actions", 0)),
         start_s=float(getattr(env, "start_s", 0.0)),
         seed=int(seed),
         wall_s=time.perf_counter() - t0,
+        models=s["models"],
     )
-    ep["_latencies"] = latencies(sim)
+    ep["_model_latencies"] = [latencies(sim, m) for m in range(sim.M)]
     if rows is not None:
         a = np.array(rows, dtype=float)
         dt = np.diff(a[:, 0], prepend=a[0, 0])
@@ -183,15 +175,28 @@ def run_episode(env, policy, seed: int, record_timeline: bool = False, bar=None)
     return ep
 
 
-def _aggregate(eps: list[dict], privileged: bool) -> dict:
-    lat = np.concatenate([e["_latencies"] for e in eps]) if eps else np.zeros(0)
+def _request_stats(lat: np.ndarray, arrived: int, dropped: int, met: int, window_s: float) -> dict:
+    """Pooled drop-aware request metrics (see the module docstring)."""
     out: dict = {}
     for name, q in (("p50", 50), ("p90", 90), ("p99", 99)):
         out[f"{name}_latency_s"] = float(np.percentile(lat, q)) if lat.size else float("nan")
     out["mean_latency_s"] = float(lat.mean()) if lat.size else float("nan")
-    viol = sum(e["slo_violations"] for e in eps)
-    decided = sum(e["slo_decided"] for e in eps)
-    out["slo_violation_rate"] = viol / decided if decided else 0.0
+    out["slo_violation_rate"] = 1.0 - met / arrived if arrived else 0.0
+    out["drop_rate"] = dropped / arrived if arrived else 0.0
+    out["goodput_rps"] = met / window_s if window_s > 0 else 0.0
+    return out
+
+
+def _aggregate(eps: list[dict], privileged: bool) -> dict:
+    lat = np.concatenate([np.concatenate(e["_model_latencies"]) for e in eps])
+    window = sum(e["window_s"] for e in eps)
+    out = _request_stats(
+        lat,
+        sum(e["requests_arrived"] for e in eps),
+        sum(e["requests_dropped"] for e in eps),
+        sum(e["slo_met"] for e in eps),
+        window,
+    )
     for k in _MEAN_KEYS:
         out[k] = float(np.mean([e[k] for e in eps]))
     gpu_s = sum(e["gpu_seconds"] for e in eps)
@@ -202,7 +207,23 @@ def _aggregate(eps: list[dict], privileged: bool) -> dict:
     out["episode_reward_std"] = float(np.std(rewards))
     out["wall_s"] = float(sum(e["wall_s"] for e in eps))
     out["privileged"] = bool(privileged)
-    out["per_episode"] = [{k: v for k, v in e.items() if not k.startswith("_")} for e in eps]
+    models = {}
+    for m, name in enumerate(eps[0]["models"]):
+        rows = [e["models"][name] for e in eps]
+        met = sum(round(r["slo_attainment"] * r["requests_arrived"]) for r in rows)
+        models[name] = _request_stats(
+            np.concatenate([e["_model_latencies"][m] for e in eps]),
+            sum(r["requests_arrived"] for r in rows),
+            sum(r["requests_dropped"] for r in rows),
+            met,
+            window,
+        )
+        for k in ("requests_arrived", "requests_dropped", "cold_starts"):
+            models[name][k] = float(np.mean([r[k] for r in rows]))
+    out["models"] = models
+    out["per_episode"] = [
+        {k: v for k, v in e.items() if not k.startswith("_") and k != "models"} for e in eps
+    ]
     return out
 
 
@@ -280,7 +301,7 @@ def evaluate(
                 env.close()
             results["policies"][name] = _aggregate(eps, getattr(pol, "privileged", False))
             results["_raw"][name] = {
-                "latencies": np.concatenate([e["_latencies"] for e in eps]),
+                "latencies": np.concatenate([np.concatenate(e["_model_latencies"]) for e in eps]),
                 "timeline": eps[0].get("_timeline"),
             }
     return results
@@ -307,23 +328,26 @@ def _speedup(base: float, x: float) -> str:
 def format_table(results: dict, baseline: str | None = "baseline") -> str:
     """A Markdown table (aligned for the terminal): one row per policy.
 
-    Columns: p50, p99 and mean latency (s), SLO violation rate, dropped requests, cold starts,
-    cost ($) and episode reward (per-episode means), and, when ``baseline`` is one of the policies,
-    the p50 and p99 speedups over it (baseline latency / policy latency). Privileged policies
-    (those that read the simulator) are marked ``*``.
+    Columns: drop-aware p50, p99 and mean latency (s), the drop rate beside them, SLO
+    violation rate, dropped requests, cold starts, cost ($) and episode reward (per-episode
+    means), and, when ``baseline`` is one of the policies, the p50 and p99 speedups over it
+    (baseline latency / policy latency). A policy dropping more than 1% of its requests is
+    marked ``!``; privileged policies (those that read the simulator) ``*``.
     """
     pols = results["policies"]
     base = pols.get(baseline) if baseline else None
-    head = ["policy", "p50 s", "p99 s", "mean s", "SLO viol", "dropped", "cold starts", "cost $",
-            "reward"]  # fmt: skip
+    head = ["policy", "p50 s", "p99 s", "drop %", "mean s", "SLO viol", "dropped", "cold starts",
+            "cost $", "reward"]  # fmt: skip
     if base is not None:
         head += [f"p50 vs {baseline}", f"p99 vs {baseline}"]
     rows = []
     for name, r in pols.items():
         row = [
-            name + (" *" if r.get("privileged") else ""),
+            name + (" *" if r.get("privileged") else "")
+            + (" !" if r.get("drop_rate", 0.0) > DROP_FLAG else ""),
             _fmt_s(r["p50_latency_s"]),
             _fmt_s(r["p99_latency_s"]),
+            f"{100 * r.get('drop_rate', 0.0):.2f}%",
             _fmt_s(r["mean_latency_s"]),
             f"{100 * r['slo_violation_rate']:.1f}%",
             f"{r['requests_dropped']:.1f}",
@@ -358,10 +382,13 @@ def format_table(results: dict, baseline: str | None = "baseline") -> str:
     notes = (
         f"{results.get('scenario')} ({results.get('split')} split), {results.get('episodes')} "
         f"episode(s) of {results.get('episode_s', float('nan')):g} s from seed {results.get('seed')}; "
-        "latencies pooled over episodes, counts, cost and reward are per-episode means."
+        "latencies (drop-aware: a dropped request counts at the timeout) and rates pooled over "
+        "episodes; counts, cost and reward are per-episode means."
     )
     out.append("")
     out.append(notes)
+    if any(r.get("drop_rate", 0.0) > DROP_FLAG for r in pols.values()):
+        out.append(f"! drops more than {100 * DROP_FLAG:g}% of its requests.")
     if any(r.get("privileged") for r in pols.values()):
         out.append("* privileged: reads the simulator's state, not just the observation.")
     return "\n".join(out)

@@ -2,7 +2,7 @@
 
 ``agents/hyperparams/<algo>.yml`` maps an env id (or ``default``) to a block::
 
-    coldstart/ServerlessGPU-v0:
+    coldstart/ServerlessGPU-v1:
       n_timesteps: 200000          # zoo keys: n_timesteps, policy, n_envs, normalize
       policy: MlpPolicy
       n_envs: 4
@@ -34,10 +34,10 @@ from .algos import AlgoSpec, closest, get_algo
 HYPERPARAMS_DIR = Path(__file__).parent / "hyperparams"
 # Keys that are not constructor arguments: rl-zoo's four, and this project's ``action_prior``
 # (initial logit bonus of the env's no-op choices, see :func:`agents.algos.apply_action_prior`)
-# and ``actions`` (``full``: the env's MultiDiscrete; ``composite``: the Discrete composite
-# actions of :class:`agents.wrappers.DiscreteActions`, which DQN requires).
+# and ``actions`` (only ``native``: v1's own ``Discrete`` space, which every algorithm, DQN
+# included, trains on; v0's ``full``/``composite`` choice is gone with v0).
 ZOO_KEYS = ("n_timesteps", "policy", "n_envs", "normalize", "action_prior", "actions")
-ACTIONS = ("full", "composite")
+ACTIONS = ("native",)
 NORMALIZE_KEYS = ("norm_obs", "norm_reward", "clip_obs", "clip_reward", "epsilon", "gamma")
 # Names a zoo-style string may use (``activation_fn=nn.ReLU``, ``optimizer_class=th.optim.Adam``).
 SAFE_NAMES: dict[str, Any] = {
@@ -135,10 +135,9 @@ class Hyperparams:
         policy: Policy name.
         n_envs: Parallel envs.
         normalize: ``VecNormalize`` kwargs, or ``None`` for no normalisation.
-        actions: ``"full"`` (the env's MultiDiscrete) or ``"composite"`` (Discrete composite
-            actions, :class:`agents.wrappers.DiscreteActions`).
-        action_prior: Initial logit bonus of the no-op choice of each entry of a model's block
-            ``(scale, placement, source, cache)``; zeros = SB3's uniform start.
+        actions: ``"native"`` (the env's own ``Discrete`` space).
+        action_prior: Initial logit bonus of the env's no-op action (the largest of the four
+            numbers ``(scale, placement, source, cache)`` is used); zeros = SB3's uniform start.
         kwargs: The algorithm constructor's keyword arguments (schedules and policy_kwargs resolved).
     """
 
@@ -150,7 +149,7 @@ class Hyperparams:
     n_envs: int
     normalize: dict | None
     action_prior: tuple[float, ...] = (0.0, 0.0, 0.0, 0.0)
-    actions: str = "full"
+    actions: str = "native"
     kwargs: dict = field(default_factory=dict)
 
 
@@ -272,11 +271,9 @@ def resolve(algo: str, raw: dict, source: str = "<dict>") -> Hyperparams:
         return v
 
     prior = _prior(raw.get("action_prior", 0.0), where)
-    actions = raw.get("actions", "composite" if spec.discrete else "full")
+    actions = raw.get("actions", "native")
     if actions not in ACTIONS:
         raise ValueError(f"{where}: actions must be one of {', '.join(ACTIONS)}, got {actions!r}")
-    if spec.discrete and actions != "composite":
-        raise ValueError(f"{where}: {spec.name} needs a Discrete action space (actions: composite)")
     policy = raw.get("policy", spec.policy)
     if not isinstance(policy, str):
         raise ValueError(f"{where}: policy must be a policy name, got {policy!r}")

@@ -1,7 +1,7 @@
 """Save and load trained agents so that they act like any other policy.
 
-A saved agent is an SB3 zip whose data carries ``coldstart_meta`` (algorithm, scenario, the
-composite action table for DQN, whether observations are normalised), plus, when trained with
+A saved agent is an SB3 zip whose data carries ``coldstart_meta`` (algorithm, env id, scenario,
+number of actions, whether observations are normalised), plus, when trained with
 ``VecNormalize``, a statistics pickle beside it:
 
 | model | normalisation statistics |
@@ -11,7 +11,7 @@ composite action table for DQN, whether observations are normalised), plus, when
 
 :func:`load_agent` takes either a zip or a run folder and returns an :class:`AgentPolicy` whose
 ``predict`` takes raw env observations (it normalises them itself) and returns the env's own
-``MultiDiscrete`` actions (it maps DQN's composite actions back), so that evaluation can put a
+``Discrete`` actions, so that evaluation can put a
 trained agent in the same table as the heuristics in :mod:`baselines`.
 
 Every save here is atomic: written to a temporary file in the same folder, then ``os.replace``.
@@ -32,7 +32,6 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.vec_env import VecNormalize
 
 from .algos import ALGOS, AlgoSpec, get_algo
-from .wrappers import composite_mask
 
 META_KEY = "coldstart_meta"
 
@@ -107,7 +106,7 @@ def read_meta(model_path: str | Path) -> dict[str, Any]:
         algo = "ppo" if "clip_range" in data else "a2c"
     else:
         raise ValueError(f"{str(model_path)!r}: cannot tell which algorithm saved it")
-    return {"algo": algo, "discrete_actions": None, "normalize": False}
+    return {"algo": algo, "normalize": False}
 
 
 # ----------------------------------------------------------------------------------- saving ----
@@ -142,8 +141,8 @@ class AgentPolicy:
 
     ``predict(obs, state, episode_start, deterministic)`` like SB3's, on the raw env: the
     observation (one, shape ``(n_obs,)``, or a batch ``(n_envs, n_obs)``) is normalised with the
-    training statistics, and the action returned is the env's ``MultiDiscrete`` action, shape
-    ``(4 * max_models,)`` (or ``(n_envs, 4 * max_models)``). MaskablePPO uses the env's
+    training statistics, and the action returned is the env's ``Discrete`` action (a scalar, or
+    shape ``(n_envs,)``). MaskablePPO uses the env's
     ``action_masks()``: pass them as ``action_masks=`` or :meth:`bind` the env(s) once (as the
     heuristics of :mod:`baselines` are bound); the other algorithms ignore masks. Recurrent
     policies need the caller to pass back ``state`` and ``episode_start`` as SB3 does.
@@ -154,7 +153,6 @@ class AgentPolicy:
         algo: The algorithm's table row.
         meta: ``coldstart_meta`` (``scenario``, ``overrides``, ``env_id``... when saved by train.py).
         vecnormalize: Observation statistics, or None.
-        table: DQN's composite actions ``(n_actions, 4 * max_models)``, or None.
     """
 
     def __init__(
@@ -164,14 +162,12 @@ class AgentPolicy:
         *,
         name: str | None = None,
         vecnormalize: VecNormalize | None = None,
-        table: np.ndarray | None = None,
         meta: dict | None = None,
     ) -> None:
         self.model = model
         self.algo = algo
         self.name = name or algo.name
         self.vecnormalize = vecnormalize
-        self.table = None if table is None else np.asarray(table, dtype=np.int64)
         self.meta = dict(meta or {})
         self.privileged = False
         self.recurrent = algo.recurrent
@@ -191,11 +187,6 @@ class AgentPolicy:
 
     def reset(self) -> None:
         """Nothing to forget (recurrent state travels through ``predict``)."""
-
-    def _nvec(self) -> np.ndarray:
-        if not self._envs:
-            raise ValueError(f"{self.name}: bind(env) to map the env's action masks")
-        return self._envs[0].nvec_model
 
     def _masks(self, n: int | None) -> np.ndarray | None:
         if not self._envs:
@@ -223,17 +214,10 @@ class AgentPolicy:
             if action_masks is None:
                 action_masks = self._masks(None if obs.ndim == 1 else obs.shape[0])
             if action_masks is not None:
-                action_masks = np.asarray(action_masks, dtype=bool)
-                if self.table is not None and action_masks.shape[-1] != len(self.table):
-                    # The env's MultiDiscrete mask -> the composite actions' mask.
-                    nvec = self.meta.get("nvec_model") or self._nvec()
-                    action_masks = composite_mask(self.table, action_masks, nvec)
-                kwargs["action_masks"] = action_masks
+                kwargs["action_masks"] = np.asarray(action_masks, dtype=bool)
         action, state = self.model.predict(
             obs, state=state, episode_start=episode_start, deterministic=deterministic, **kwargs
         )
-        if self.table is not None:
-            action = self.table[np.asarray(action, dtype=np.int64)]
         return action, state
 
 
@@ -270,7 +254,4 @@ def load_agent(path: str | Path, name: str | None = None, device: str = "cpu") -
             vecnorm = pickle.load(f)
         vecnorm.training = False
         vecnorm.norm_reward = False
-    table = meta.get("discrete_actions")
-    if spec.discrete and table is None:
-        raise ValueError(f"{str(model_path)!r}: a DQN model without its composite action table")
-    return AgentPolicy(model, spec, name=name, vecnormalize=vecnorm, table=table, meta=meta)
+    return AgentPolicy(model, spec, name=name, vecnormalize=vecnorm, meta=meta)

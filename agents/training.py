@@ -28,7 +28,7 @@ import yaml
 from .algos import ALGOS, AlgoSpec, apply_action_prior, get_algo, resolve_policy
 from .hyperparams import Hyperparams, load_hyperparams, parse_assignments, resolve
 from .loading import AgentPolicy, read_meta, resolve_model_path, stats_path
-from .wrappers import ENV_ID, EnvFactory, discrete_table
+from .wrappers import ENV_ID, EnvFactory
 
 DEFAULTS: dict[str, Any] = {
     "algo": "maskable_ppo",
@@ -80,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="train.py",
         description=(
-            "Train an SB3 agent on coldstart/ServerlessGPU-v0, then compare it with every "
+            "Train an SB3 agent on coldstart/ServerlessGPU-v1, then compare it with every "
             "reference heuristic on held-out windows. With no arguments: MaskablePPO on the "
             "'small' scenario for 800k steps, about 5 minutes on 2 CPU cores (measured 4 min 39 s)."
         ),
@@ -333,9 +333,6 @@ def prepare(argv: list[str] | None) -> RunConfig:
             args["normalize"] if not hp.normalize else repr_normalize(hp.normalize)
         )
     if resume_from is not None:  # the saved model says how it acts and whether it was normalised
-        hp.actions = meta.get("actions") or (
-            "composite" if meta.get("discrete_actions") else "full"
-        )
         if not meta.get("normalize"):
             hp.normalize = None
         elif not stats_path(resume_from).is_file():
@@ -369,7 +366,6 @@ def make_vec_env(cfg: RunConfig, seed: int):
         scenario=cfg.args["scenario"],
         split="train",
         overrides=cfg.overrides,
-        discrete=cfg.hp.actions == "composite",
         masked=cfg.spec.masked,
     )
     fns = [factory] * cfg.hp.n_envs
@@ -380,8 +376,7 @@ def make_vec_env(cfg: RunConfig, seed: int):
 
 def _meta(cfg: RunConfig) -> dict:
     env = EnvFactory(cfg.args["scenario"], "train", cfg.overrides)()
-    nvec = [int(x) for x in env.unwrapped.nvec_model]
-    table = discrete_table(env)[0].tolist() if cfg.hp.actions == "composite" else None
+    n_actions = int(env.action_space.n)
     env.close()
     return {
         "algo": cfg.spec.name,
@@ -390,8 +385,7 @@ def _meta(cfg: RunConfig) -> dict:
         "overrides": cfg.overrides,
         "normalize": cfg.hp.normalize is not None,
         "actions": cfg.hp.actions,
-        "nvec_model": nvec,
-        "discrete_actions": table,
+        "n_actions": n_actions,
     }
 
 
@@ -448,7 +442,7 @@ def _build_model(cfg: RunConfig):
             )
             if any(hp.action_prior):
                 probe = EnvFactory(args["scenario"], "train", cfg.overrides)()
-                apply_action_prior(model, discrete_table(probe)[0][0], hp.action_prior)
+                apply_action_prior(model, [probe.unwrapped.layout.noop], hp.action_prior)
                 probe.close()
     except (TypeError, ValueError, AssertionError) as e:
         if venv is not None:
@@ -487,10 +481,8 @@ def train(cfg: RunConfig):
     formats = ["tensorboard"] + (["stdout"] if args["verbose"] else [])
     model.set_logger(configure(str(cfg.run_dir), formats))
     model.coldstart_meta = meta
-    table = meta["discrete_actions"]
-
     def agent_fn(m):
-        return AgentPolicy(m, spec, vecnormalize=m.get_vec_normalize_env(), table=table, meta=meta)
+        return AgentPolicy(m, spec, vecnormalize=m.get_vec_normalize_env(), meta=meta)
 
     stop = StopOnSignal()
     ckpt = AtomicCheckpointCallback(cfg.run_dir, args["checkpoint_freq"], meta, args["verbose"])

@@ -4,19 +4,24 @@ A policy is an object with SB3's ``predict(observation, state=None, episode_star
 deterministic=True) -> (action, state)``, so that SB3's ``evaluate_policy`` and the project's
 ``agents.evaluation.evaluate`` treat a heuristic exactly like a trained agent.
 
+``coldstart/ServerlessGPU-v1`` asks for one model's action per step, every model in turn within
+a control interval (see the env's docstring). A policy plans the whole interval at its first
+step (:meth:`Policy.plan`: one row of choices per model) and plays the focused model's row at
+each step, checked against the env's masks at that moment (:meth:`Policy.legalize`).
+
 What a policy may read:
 
-* the observation, decoded with the env's feature layout (:class:`ObsView`);
-* static facts of the scenario (:class:`ScenarioFacts`: action layout, GPU count, step length,
-  per-instance throughput from the model specs), taken from the env given to :meth:`Policy.bind`;
-* the env's ``action_masks()`` (the same interface sb3-contrib's MaskablePPO reads), so that every
-  action lies inside the mask: an intended choice that is masked is replaced by the nearest valid
-  one (:meth:`Policy.legalize`);
+* every model's observation row for the interval (``env.model_features(m)``: the features the
+  agent sees one model at a time), decoded with the layout (:class:`ObsView`);
+* static facts of the scenario (:class:`ScenarioFacts`), taken from the env given to
+  :meth:`Policy.bind`;
+* the env's masks (``entry_masks(m)``, the per-entry form of ``action_masks()``), so that every
+  action lies inside the mask: an intended choice that is masked is replaced by the nearest
+  valid one;
 * the simulator itself only if the policy says so with ``privileged = True`` (results label it).
 
-Policies act only through the action space. Per-env state (windows, histograms, counters) is kept
-per batch index and reset when ``episode_start`` is true, and by :meth:`Policy.bind` and
-:meth:`Policy.reset`.
+Per-env state (windows, histograms, counters) is kept per batch index and reset when
+``episode_start`` is true, and by :meth:`Policy.bind` and :meth:`Policy.reset`.
 """
 
 from __future__ import annotations
@@ -27,20 +32,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from envs.env import CACHE_ACTIONS, CLUSTER_FEATURES, MODEL_FEATURES, SOURCE_ACTIONS
-from envs.sim.config import PLACEMENT_RULES
+from envs import layout as L
+from envs.warmup import capacity_rps
+from envs.warmup import reactive_target as _reactive_counts
 
-NF = len(MODEL_FEATURES)
-_F = {name: i for i, name in enumerate(MODEL_FEATURES)}
-_C = {name: i for i, name in enumerate(CLUSTER_FEATURES)}
-
-# Choice indices inside each entry (see the env's action table).
-LOCALITY, LEAST_LOADED, PACK = (
-    PLACEMENT_RULES.index(r) for r in ("locality", "least_loaded", "pack")
+# Choice indices inside each entry (envs.layout).
+KEEP_RULE = 0
+LOCALITY, LEAST_LOADED, PACK, FASTEST = (
+    L.PLACEMENT_CHOICES.index(r) for r in ("locality", "least_loaded", "pack", "fastest")
 )
-NEAREST, CLOUD = SOURCE_ACTIONS.index("nearest"), SOURCE_ACTIONS.index("cloud")
+NEAREST, CLOUD = L.SOURCE_CHOICES.index("nearest"), L.SOURCE_CHOICES.index("cloud")
 RELEASE, HOLD, KEEP, PREFETCH = (
-    CACHE_ACTIONS.index(c) for c in ("release", "hold", "keep", "prefetch")
+    L.CACHE_CHOICES.index(c) for c in ("release", "hold", "keep", "prefetch")
 )
 
 
@@ -50,25 +53,20 @@ class ScenarioFacts:
     """Static facts of a scenario a policy may use (nothing that changes during an episode).
 
     Attributes:
-        K: Model slots (``max_models``, padding included); M: real models.
-        G: GPUs in the cluster; H: hosts; gpus_per_host: shape ``(H,)``.
-        deltas: The scale choices, shape ``(n_deltas,)``.
-        nvec: Choices per entry for one model ``[scale, placement, source, cache]``.
-        step_s: Simulated seconds per step; n_steps: steps per episode.
-        capacity_rps: Requests/s one instance serves at full batches,
-            ``max_batch / gpu_exec_s(max_batch)``, shape ``(M,)``.
-        exec1_s: GPU time of a batch of one, shape ``(M,)``.
-        max_batch: Largest batch, shape ``(M,)``.
+        M: Models; G: GPUs in the cluster; H: hosts; gpus_per_host: shape ``(H,)``.
+        layout: The action layout (:class:`envs.layout.ActionLayout`); deltas: its scale deltas.
+        step_s: Simulated seconds per control interval; n_steps: intervals per episode.
+        capacity_rps: Requests/s one instance serves at full batches, shape ``(M,)``.
+        exec1_s: GPU time of a batch of one, shape ``(M,)``; max_batch: shape ``(M,)``.
         host_cache: Whether hosts keep model copies in memory (prefetch is possible).
     """
 
-    K: int
     M: int
     G: int
     H: int
     gpus_per_host: tuple[int, ...]
+    layout: L.ActionLayout
     deltas: np.ndarray
-    nvec: np.ndarray
     step_s: float
     n_steps: int
     capacity_rps: np.ndarray
@@ -79,67 +77,58 @@ class ScenarioFacts:
     @classmethod
     def from_env(cls, env) -> ScenarioFacts:
         sc = env.scenario
-        cfg = sc.sim
+        cfg = env.cfg
         models = cfg.models
         return cls(
-            K=sc.max_models,
             M=len(models),
             G=cfg.n_gpus,
             H=len(cfg.hosts),
             gpus_per_host=tuple(h.n_gpus for h in cfg.hosts),
-            deltas=np.array(sc.scale_deltas, dtype=np.int64),
-            nvec=np.array(
-                [
-                    len(sc.scale_deltas),
-                    len(PLACEMENT_RULES) + len(cfg.hosts),
-                    len(SOURCE_ACTIONS),
-                    len(CACHE_ACTIONS),
-                ],
-                dtype=np.int64,
-            ),
+            layout=env.layout,
+            deltas=env.layout.deltas,
             step_s=float(sc.step_s),
             n_steps=sc.n_steps,
-            capacity_rps=np.array([m.max_batch / m.gpu_exec_s(m.max_batch) for m in models]),
+            capacity_rps=capacity_rps(models),
             exec1_s=np.array([m.gpu_exec_s(1) for m in models]),
             max_batch=np.array([m.max_batch for m in models], dtype=np.int64),
             host_cache=bool(cfg.features.host_cache),
         )
 
     @property
-    def offsets(self) -> np.ndarray:
-        """Start of each entry's choices in one model's mask row, shape ``(4,)``."""
-        return np.r_[0, np.cumsum(self.nvec[:-1])]
-
-    @property
     def zero_delta(self) -> int:
-        return int(np.flatnonzero(self.deltas == 0)[0])
+        return self.layout.zero_delta
 
 
 # ======================================================================= observation ==========
 class ObsView:
-    """One observation decoded into counts and rates (real models only, arrays of shape ``(M,)``).
+    """Every model's observation row for the interval, decoded into counts and rates.
 
-    Rates are ``expm1`` of the log1p features (requests/s); instance counts are the features times
-    the GPU count, host counts times the host count, both rounded to integers.
+    Arrays have shape ``(M,)``. Rates are ``expm1`` of the log1p features (requests/s); instance
+    counts are the features times the GPU count, host counts times the host count, rounded.
+
+    Args:
+        facts: The scenario's facts.
+        rows: ``(M, len(MODEL_FEATURES))`` model features; cluster: the cluster features.
     """
 
-    def __init__(self, facts: ScenarioFacts, obs: np.ndarray) -> None:
-        K, M = facts.K, facts.M
-        obs = np.asarray(obs, dtype=np.float64)
-        f = obs[: K * NF].reshape(K, NF)[:M]
-        c = obs[K * NF :]
-        self.rate_step = np.expm1(f[:, _F["rate_step"]])
-        self.rate_1min = np.expm1(f[:, _F["rate_1min"]])
-        self.rate_10min = np.expm1(f[:, _F["rate_10min"]])
-        self.queue = np.rint(np.expm1(f[:, _F["queue"]])).astype(np.int64)
-        self.idle = np.rint(f[:, _F["warm_idle"]] * facts.G).astype(np.int64)
-        self.busy = np.rint(f[:, _F["warm_busy"]] * facts.G).astype(np.int64)
-        self.loading = np.rint(f[:, _F["loading"]] * facts.G).astype(np.int64)
-        self.copies = np.rint(f[:, _F["mem_copies"]] * facts.H).astype(np.int64)
-        self.pinned = np.rint(f[:, _F["pinned_copies"]] * facts.H).astype(np.int64)
-        self.load_time_s = f[:, _F["load_time"]] * 60.0
-        self.free_gpus = int(round(float(c[_C["free_gpus"]]) * facts.G))
-        self.progress = float(c[_C["episode_progress"]])
+    def __init__(self, facts: ScenarioFacts, rows: np.ndarray, cluster: np.ndarray) -> None:
+        f = np.asarray(rows, dtype=np.float64)
+        F = L.F
+        self.rate_step = np.expm1(f[:, F["rate_step"]])
+        self.rate_1min = np.expm1(f[:, F["rate_1min"]])
+        self.rate_10min = np.expm1(f[:, F["rate_10min"]])
+        self.queue = np.rint(np.expm1(f[:, F["queue"]])).astype(np.int64)
+        self.idle = np.rint(f[:, F["warm_idle"]] * facts.G).astype(np.int64)
+        self.busy = np.rint(f[:, F["warm_busy"]] * facts.G).astype(np.int64)
+        self.loading = np.rint(f[:, F["loading"]] * facts.G).astype(np.int64)
+        self.copies = np.rint(f[:, F["mem_copies"]] * facts.H).astype(np.int64)
+        self.pinned = np.rint(f[:, F["pinned_copies"]] * facts.H).astype(np.int64)
+        self.load_time_s = f[:, F["load_time"]] * 60.0
+        self.since_last_s = np.expm1(f[:, F["since_last"]])
+        c = np.asarray(cluster, dtype=np.float64)
+        n_m = len(L.MODEL_FEATURES)
+        self.free_gpus = int(round(float(c[L.C["free_gpus"] - n_m]) * facts.G))
+        self.progress = float(c[L.C["episode_progress"] - n_m])
 
     @property
     def instances(self) -> np.ndarray:
@@ -159,15 +148,12 @@ class ObsView:
 
 # ==================================================================== shared helpers ==========
 def reactive_target(view: ObsView, facts: ScenarioFacts, headroom: float = 1.0) -> np.ndarray:
-    """Instances needed for the recent demand: ``ceil((rate_step + queue / step_s) / capacity)``.
-
-    ``rate_step`` is the arrival rate of the last step and ``queue / step_s`` the rate that clears
-    the backlog within one step; ``capacity`` is one instance's full-batch throughput divided by
-    ``headroom``. Zero demand (no arrival in the last step, empty queue) gives 0 instances.
-    """
-    demand = view.rate_step + view.queue / facts.step_s
-    need = np.ceil(demand * headroom / facts.capacity_rps - 1e-9)
-    return np.clip(need, 0, facts.G).astype(np.int64)
+    """Instances needed for the recent demand (:func:`envs.warmup.reactive_target`, the one
+    definition the warm-up's reference policy uses too) from an observation."""
+    return _reactive_counts(
+        view.rate_step, view.queue, float(facts.step_s), facts.capacity_rps, facts.G,
+        float(headroom),
+    )
 
 
 def nearest_delta(diff: int, deltas: np.ndarray, valid: np.ndarray | None = None) -> int:
@@ -188,7 +174,7 @@ def _as_env_list(env) -> list:
         envs = [env]
     out = [getattr(e, "unwrapped", e) for e in envs]
     for e in out:
-        if not (hasattr(e, "scenario") and hasattr(e, "action_masks")):
+        if not (hasattr(e, "scenario") and hasattr(e, "model_features")):
             raise TypeError(
                 f"bind() needs a coldstart ServerlessGPUEnv (or a sequence / DummyVecEnv of them), "
                 f"got {type(e).__name__}"
@@ -198,11 +184,11 @@ def _as_env_list(env) -> list:
 
 # ============================================================================ policy ==========
 class Policy:
-    """Base class: SB3's ``predict`` over :meth:`act`, with per-env state and mask legalisation.
+    """Base class: SB3's ``predict`` over :meth:`plan`, with per-env state and legalisation.
 
-    Subclasses implement :meth:`act` (one env's observation -> a ``(K, 4)`` choice matrix) and,
-    if stateful, :meth:`new_state`. ``name`` is the registry name; ``privileged`` says whether
-    the policy reads the simulator (``self.sim(i)``).
+    Subclasses implement :meth:`plan` (the interval's choices, one row per model) and, if
+    stateful, :meth:`new_state`; or override :meth:`choose` to act per step. ``name`` is the
+    registry name; ``privileged`` says whether the policy reads the simulator (``self.sim(i)``).
 
     Args:
         env: Optional env to :meth:`bind` right away.
@@ -225,8 +211,8 @@ class Policy:
         facts = ScenarioFacts.from_env(envs[0])
         for e in envs[1:]:
             other = ScenarioFacts.from_env(e)
-            if other.K != facts.K or not np.array_equal(other.nvec, facts.nvec):
-                raise ValueError("bind(): all envs of a batch must share the action layout")
+            if other.M != facts.M or not np.array_equal(other.deltas, facts.deltas):
+                raise ValueError("bind(): all envs of a batch must share the scenario's layout")
         self._envs = envs
         self.facts = facts
         self.on_bind()
@@ -258,13 +244,15 @@ class Policy:
 
     # --------------------------------------------------------------------- acting -----------
     def predict(self, observation, state=None, episode_start=None, deterministic: bool = True):
-        """SB3's signature: a single observation ``(n_obs,)`` or a batch ``(n_envs, n_obs)``."""
+        """SB3's signature: a single observation ``(n_obs,)`` or a batch ``(n_envs, n_obs)``.
+
+        The observation itself is not decoded (the env's ``model_features`` give every model's
+        row at once); its batch size says how many bound envs act."""
         if self.facts is None:
             raise RuntimeError(f"{self.name}: call bind(env) before predict()")
         obs = np.asarray(observation)
         single = obs.ndim == 1
-        batch = obs.reshape(1, -1) if single else obs
-        n = batch.shape[0]
+        n = 1 if single else obs.shape[0]
         if n > len(self._envs):
             raise ValueError(
                 f"{self.name}: a batch of {n} observations but {len(self._envs)} bound env(s); "
@@ -273,63 +261,56 @@ class Policy:
         starts = np.zeros(n, dtype=bool)
         if episode_start is not None:
             starts[:] = np.broadcast_to(np.asarray(episode_start, dtype=bool).reshape(-1), (n,))
-        out = np.empty((n, 4 * self.facts.K), dtype=np.int64)
+        out = np.empty(n, dtype=np.int64)
         for i in range(n):
             if starts[i]:
                 self._state.pop(i, None)
             st = self._state.get(i)
             if st is None:
                 st = self._state[i] = {"t": 0, **self.new_state()}
-            mask = self.mask(i)
-            choice = self.act(i, ObsView(self.facts, batch[i]), mask, st)
-            out[i] = self.legalize(choice, mask).reshape(-1)
-            st["t"] += 1
+            env = self._envs[i]
+            if env.focus == 0 or "plan" not in st:
+                if "plan" in st:
+                    st["t"] += 1
+                view = self.view(i)
+                masks = [env.entry_masks(m) for m in range(self.facts.M)]
+                st["plan"] = np.asarray(self.plan(i, view, masks, st), dtype=np.int64)
+            out[i] = self.choose(i, env.focus, st)
         return (out[0] if single else out), state
 
-    def mask(self, i: int) -> np.ndarray:
-        """Valid choices of batch index ``i``, shape ``(K, sum(nvec))``."""
-        return np.asarray(self._envs[i].action_masks(), dtype=bool).reshape(self.facts.K, -1)
+    def view(self, i: int) -> ObsView:
+        """Every model's observation row of batch index ``i`` now."""
+        env = self._envs[i]
+        rows = np.stack([env.model_features(m) for m in range(self.facts.M)])
+        cluster = env._observe()[len(L.MODEL_FEATURES) :]
+        return ObsView(self.facts, rows, cluster)
 
-    def act(self, i: int, view: ObsView, mask: np.ndarray, st: dict) -> np.ndarray:
-        """Choices ``[scale index, placement, source, cache]`` per model slot, shape ``(K, 4)``."""
+    def plan(self, i: int, view: ObsView, masks: list, st: dict) -> np.ndarray:
+        """Choices ``[scale, placement, source, cache]`` (indices into the layout's entries)
+        per model, shape ``(M, 4)``; ``masks[m]`` is ``env.entry_masks(m)``."""
         raise NotImplementedError
 
+    def choose(self, i: int, m: int, st: dict) -> int:
+        """The action for model ``m`` now: its planned row, legalised against the current masks."""
+        scale_ok, cache_ok = self._envs[i].entry_masks(m)
+        row = self.legalize(st["plan"][m], scale_ok, cache_ok)
+        return self.facts.layout.encode(*row)
+
     def noop(self) -> np.ndarray:
-        """Hold everything: shape ``(K, 4)``."""
-        a = np.zeros((self.facts.K, 4), dtype=np.int64)
-        a[:, 0] = self.facts.zero_delta
-        a[:, 3] = HOLD
-        return a
+        """Hold everything: shape ``(M, 4)``."""
+        return np.tile(np.asarray(self.facts.layout.decode(self.facts.layout.noop)), (self.facts.M, 1))
 
-    def legalize(self, choice: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        """Replace masked choices by the nearest valid ones.
-
-        scale: the valid delta nearest to the intended one (0 is always valid); placement: an
-        explicit host without a free GPU falls back to ``locality``; cache: ``prefetch`` falls
-        back to ``keep``, anything else to ``hold``; padding slots get the no-op.
-        """
+    def legalize(self, choice, scale_ok: np.ndarray, cache_ok: np.ndarray) -> list[int]:
+        """Replace masked choices by the nearest valid ones: scale the valid delta nearest to
+        the intended one (0 is always valid); cache ``prefetch`` falls back to ``keep``,
+        anything else to ``hold`` (placement and source are always valid)."""
+        s, p, src, c = (int(x) for x in choice)
         f = self.facts
-        off = f.offsets
-        out = np.array(choice, dtype=np.int64).reshape(f.K, 4)
-        for m in range(f.K):
-            row = mask[m]
-            for e in range(4):
-                seg = row[off[e] : off[e] + f.nvec[e]]
-                c = int(out[m, e])
-                if 0 <= c < f.nvec[e] and seg[c]:
-                    continue
-                if e == 0:
-                    want = int(f.deltas[c]) if 0 <= c < f.nvec[0] else 0
-                    out[m, e] = nearest_delta(want, f.deltas, seg)
-                else:
-                    pref = {
-                        1: (LOCALITY,),
-                        2: (NEAREST,),
-                        3: (KEEP, HOLD) if c == PREFETCH else (HOLD,),
-                    }[e]
-                    valid = [p for p in pref if seg[p]] or list(np.flatnonzero(seg))
-                    out[m, e] = int(valid[0])
-        return out
+        if not scale_ok[s]:
+            s = nearest_delta(int(f.deltas[s]), f.deltas, scale_ok)
+        if not cache_ok[c]:
+            c = KEEP if c == PREFETCH and cache_ok[KEEP] else HOLD
+        return [s, p, src, c]
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, privileged={self.privileged})"
@@ -341,7 +322,7 @@ class DataPath:
     """Where new instances go, which tier they load from, and what the memory pool keeps.
 
     Attributes:
-        placement: ``LOCALITY``, ``LEAST_LOADED`` or ``PACK``.
+        placement: ``LOCALITY``, ``LEAST_LOADED``, ``PACK`` or ``FASTEST``.
         source: ``NEAREST`` (the scenario's sourcing rule: local memory, remote memory, disk,
             cloud) or ``CLOUD``.
         cache: ``"release"`` (unpin and evict unused copies every step), ``"hold"`` (leave the
@@ -379,9 +360,10 @@ def get_datapath(datapath: str | DataPath) -> DataPath:
 class ScalingPolicy(Policy):
     """A policy that sets a target instance count per model and a :class:`DataPath`.
 
-    Subclasses implement :meth:`targets`; this class turns targets into scale deltas (the nearest
-    available delta to ``target - instances``) and applies the data path, tracking prefetches in
-    flight so that a ``"warm"`` pool asks for one copy at a time.
+    Subclasses implement :meth:`targets`; this class plans scale deltas (the nearest available
+    delta to ``target - instances``) and the data path (the placement and source become the
+    model's standing rules, which the platform's own cold starts follow too), tracking prefetches
+    in flight so that a ``"warm"`` pool asks for one copy at a time.
 
     Args:
         datapath: A name of :data:`DATAPATHS` or a :class:`DataPath`.
@@ -398,25 +380,21 @@ class ScalingPolicy(Policy):
         """Wanted instances (warm + loading) per real model, shape ``(M,)``."""
         raise NotImplementedError
 
-    def act(self, i, view, mask, st):
+    def plan(self, i, view, masks, st):
         f, dp = self.facts, self.datapath
         out = self.noop()
         target = np.asarray(self.targets(i, view, st), dtype=np.int64)
-        off = f.offsets
         cur = view.instances
         for m in range(f.M):
             diff = int(target[m] - cur[m])
             if diff < 0 and not self.scale_in:
                 diff = 0
-            out[m, 0] = nearest_delta(diff, f.deltas, mask[m, : f.nvec[0]])
+            scale_ok, cache_ok = masks[m]
+            out[m, 0] = nearest_delta(diff, f.deltas, scale_ok)
             out[m, 1] = dp.placement
             out[m, 2] = dp.source
-            out[m, 3] = self._cache_choice(m, view, mask[m, off[3] :], st)
-        self.place(i, view, mask, st, out)
+            out[m, 3] = self._cache_choice(m, view, cache_ok, st)
         return out
-
-    def place(self, i, view, mask, st, out) -> None:
-        """Hook: adjust placement (and scale) choices in ``out`` in place."""
 
     def _cache_choice(self, m: int, view: ObsView, cache_mask: np.ndarray, st: dict) -> int:
         dp = self.datapath

@@ -1,12 +1,8 @@
-"""ServerlessLLM's startup-time-optimised placement (privileged: reads the simulator)."""
+"""ServerlessLLM's startup-time-optimised placement."""
 
 from __future__ import annotations
 
-import numpy as np
-
-from envs.sim.simulator import LOADING
-
-from .base import ObsView, ScalingPolicy, reactive_target
+from .base import FASTEST, ObsView, ScalingPolicy, get_datapath, reactive_target
 
 
 class ServerlessLLM(ScalingPolicy):
@@ -15,12 +11,10 @@ class ServerlessLLM(ScalingPolicy):
     Source: Fu et al., "ServerlessLLM: Low-Latency Serverless Inference for Large Language
     Models" (OSDI 2024): the scheduler estimates, per server, the time to load the model from the
     fastest tier holding it plus the wait behind the loads already queued on that server, and
-    picks the minimum. Here: for each model needing instances, every host with a free GPU that
-    fits it is scored ``sim.estimate_load_s(m, h)`` (uncontended load from the host's best tier
-    under the scenario's sourcing rule) + the remaining estimated time of the cold starts in
-    progress on that host; the best host gets as many of the new instances as it has free GPUs
-    (the next step places the rest). Privileged: it reads the simulator (load estimates, the
-    cold starts in progress); it acts only through explicit-host placement choices.
+    picks the minimum. That is the simulator's ``fastest`` placement rule
+    (``Simulator.loading_wait_s`` + ``estimate_load_s``), which this policy sets as every model's
+    standing rule, so the platform's own cold starts follow it too. (In v0 it read the simulator
+    and named hosts; v1 offers the rule to every policy, so it is no longer privileged.)
 
     Scaling is the reactive rule of :mod:`baselines.reactive` and the data path that of
     ``hierarchical`` (nearest tier, a warm pinned copy of every model in some host's memory,
@@ -34,49 +28,11 @@ class ServerlessLLM(ScalingPolicy):
     """
 
     name = "serverlessllm"
-    privileged = True
 
     def __init__(self, env=None, datapath="hierarchical", headroom: float = 1.0) -> None:
         self.headroom = float(headroom)
-        super().__init__(env, datapath=datapath)
+        dp = get_datapath(datapath)
+        super().__init__(env, datapath=type(dp)(FASTEST, dp.source, dp.cache, dp.copies))
 
     def targets(self, i: int, view: ObsView, st: dict):
         return reactive_target(view, self.facts, self.headroom)
-
-    def queue_wait_s(self, sim, h: int) -> float:
-        """Estimated remaining time of the cold starts in progress on host ``h``."""
-        wait = 0.0
-        for insts in sim.instances:
-            for inst in insts:
-                if inst.state == LOADING and inst.host == h:
-                    total = sim.estimate_load_s(inst.model, h, inst.source)
-                    wait += max(0.0, inst.created_s + total - sim.now)
-        return wait
-
-    def place(self, i, view, mask, st, out) -> None:
-        f = self.facts
-        sim = self.sim(i)
-        n_rules = f.nvec[1] - f.H
-        free = np.array([len(sim.free_gpus(h)) for h in range(f.H)])
-        queued = np.array([self.queue_wait_s(sim, h) for h in range(f.H)])
-        p0 = f.offsets[1]
-        for m in range(f.M):
-            delta = int(f.deltas[out[m, 0]])
-            if delta <= 0:
-                continue
-            hosts = [h for h in range(f.H) if mask[m, p0 + n_rules + h] and free[h] > 0]
-            if not hosts:
-                out[m, 0] = f.zero_delta
-                continue
-            load = {h: sim.estimate_load_s(m, h) for h in hosts}
-            h = min(hosts, key=lambda x: (load[x] + queued[x], -free[x], x))
-            # The largest available delta that fits this host's free GPUs; if none does (odd
-            # scale_deltas), keep the intended one: the env starts what fits.
-            n = min(delta, int(free[h]))
-            pos = [k for k in range(len(f.deltas)) if 0 < f.deltas[k] <= n and mask[m, k]]
-            if pos:
-                out[m, 0] = max(pos, key=lambda k: f.deltas[k])
-            n = min(int(f.deltas[out[m, 0]]), int(free[h]))
-            out[m, 1] = n_rules + h
-            free[h] -= n
-            queued[h] += n * load[h]

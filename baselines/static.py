@@ -78,14 +78,15 @@ class Overprovision(ScalingPolicy):
 
 
 class RandomPolicy(Policy):
-    """Masked random: every entry samples uniformly among its valid choices.
+    """Masked random: each step samples uniformly among the valid actions of the focused model.
 
     ``deterministic`` is ignored (the policy is random by definition); the stream is the
     policy's own, seeded once at construction, so two policies built with the same seed and fed
     the same observations act alike.
 
     Source: the usual sanity floor of RL benchmarks (SB3's and Gymnasium's random agents), made
-    mask-aware like sb3-contrib's MaskablePPO action sampling.
+    mask-aware like sb3-contrib's MaskablePPO action sampling (which is what an untrained
+    MaskablePPO does).
 
     Args:
         seed: Seed of the policy's own random stream (never the env's).
@@ -98,12 +99,9 @@ class RandomPolicy(Policy):
         self.rng = np.random.default_rng(seed)
         super().__init__(env)
 
-    def act(self, i, view, mask, st):
-        f = self.facts
-        off = f.offsets
-        out = np.empty((f.K, 4), dtype=np.int64)
-        for m in range(f.K):
-            for e in range(4):
-                valid = np.flatnonzero(mask[m, off[e] : off[e] + f.nvec[e]])
-                out[m, e] = valid[self.rng.integers(len(valid))]
-        return out
+    def plan(self, i, view, masks, st):
+        return self.noop()
+
+    def choose(self, i, m, st):
+        valid = np.flatnonzero(self.env(i).action_masks())
+        return int(valid[self.rng.integers(len(valid))])

@@ -1,21 +1,18 @@
-"""Environment speed: raw env steps/s, and SB3 PPO's training steps/s next to CartPole-v1.
+"""Environment speed: raw env steps/s, and stock SB3 PPO's training steps/s next to CartPole-v1.
 
-    python -m benchmarks.env_step              # small and azure; PPO 3 rounds x 8192 steps
+    python -m benchmarks.env_step              # 3 interleaved rounds x 8192 PPO steps
     python -m benchmarks.env_step --quick      # fewer steps, one round
     python -m benchmarks.env_step --rounds 5   # more rounds on a noisy machine
 
-Random (masked-valid) actions on the full ``MultiDiscrete`` space drive the raw step
-measurement (time inside ``env.step`` only). PPO runs with identical
-hyperparameters (SB3 defaults except n_steps=1024, batch_size=64, one env, CPU, one torch
-thread, torch.distributions argument validation off) on ``CartPole-v1`` and on ``small`` in
-the same process: on ``small`` with the composite ``Discrete`` actions train.py uses (SB3's
-own ``MlpPolicy``), and on the full ``MultiDiscrete`` space with SB3's head and with the
-project's vectorised head; and on a null env with ``small``'s composite spaces and ``info`` that
-simulates nothing (what the shapes alone cost). The learners take turns, one 1024-step rollout and update each, so a
-slow spell of this machine (they last seconds and move single runs by tens of percent) hits
-every variant alike; a ratio is total CartPole time over total time of the variant, and the
-JSON also has it per round. The ratio says whether the simulator or the learner bounds
-training. The last line is JSON.
+Raw speed: masked-random actions on ``coldstart/ServerlessGPU-v1`` (time inside ``env.step``
+only) for ``small``, ``paper`` and ``azure``. PPO: stock SB3 ``PPO("MlpPolicy", env)`` (and
+sb3-contrib's ``MaskablePPO`` with the env's ``action_masks()``) with identical hyperparameters
+on ``CartPole-v1`` and on v1 (2 ``DummyVecEnv`` envs, n_steps 256, batch 64, 4 epochs, CPU, one
+torch thread: the settings the env issue measured), and on a null env with v1's spaces and
+``info`` that simulates nothing (what the shapes alone cost). The learners take turns, one
+rollout and update each, so a slow spell of this machine (they last seconds and move single
+runs by tens of percent) hits every variant alike; a ratio is total CartPole time over total time
+of the variant, also given per round. The last line is JSON.
 """
 
 from __future__ import annotations
@@ -29,33 +26,23 @@ import numpy as np
 import torch
 
 import envs  # noqa: F401  (registers the ids)
+from envs import ENV_ID
 from envs.env import StepInfo
+
+N_ENVS, N_STEPS, BATCH, EPOCHS = 2, 256, 64, 4
+ROLLOUT = N_ENVS * N_STEPS  # PPO steps per learn() call: the unit of interleaving
 
 
 def raw_steps_per_s(scenario: str, steps: int, seed: int = 0) -> float:
-    """Env steps per second of wall time spent inside ``env.step`` (the masked-random action
+    """Env steps per second of wall time inside ``env.step`` (masked-random actions; the
     sampling and the resets are not timed)."""
-    env = gym.make("coldstart/ServerlessGPU-v0", scenario=scenario, disable_env_checker=True)
+    env = gym.make(ENV_ID, scenario=scenario, disable_env_checker=True)
     u = env.unwrapped
     rng = np.random.default_rng(seed)
     env.reset(seed=seed)
-    nvec = u.nvec_model
-
-    def valid_action():
-        mask = u.action_masks().reshape(u.K, -1)
-        out = []
-        for m in range(u.K):
-            off = 0
-            for n in nvec:
-                choices = np.flatnonzero(mask[m, off : off + n])
-                out.append(rng.choice(choices))
-                off += n
-        return np.array(out)
-
-    env.step(valid_action())  # compile / warm caches
     inside = 0.0
     for _ in range(steps):
-        a = valid_action()
+        a = int(rng.choice(np.flatnonzero(u.action_masks())))
         t = time.perf_counter()
         _, _, term, trunc, _ = env.step(a)
         inside += time.perf_counter() - t
@@ -77,22 +64,22 @@ class StepTimer(gym.Wrapper):
         self.seconds += time.perf_counter() - t
         return out
 
-
-NULL = "null"  # make_ppo's env id for NullEnv
+    def action_masks(self):
+        return self.env.unwrapped.action_masks()
 
 
 class NullEnv(gym.Env):
-    """Does nothing, with the spaces and the ``info`` of ``small`` on composite actions: what
-    PPO costs on this env's shapes alone, to tell the simulator's share of the gap from the
-    bigger observation, action head and ``info``."""
+    """Does nothing, with v1's spaces and ``info`` on ``small``."""
 
-    def __init__(self, template: gym.Env) -> None:
+    def __init__(self) -> None:
+        template = gym.make(ENV_ID, scenario="small", disable_env_checker=True)
         self.observation_space = template.observation_space
         self.action_space = template.action_space
         template.reset(seed=0)
         _, _, _, _, self._info = template.step(0)
+        self._mask = np.ones(self.action_space.n, dtype=bool)
         self._obs = np.zeros(self.observation_space.shape, dtype=np.float32)
-        self._n = template.unwrapped.scenario.n_steps
+        self._n = template.unwrapped.scenario.n_steps * template.unwrapped.M
         self._t = 0
 
     def reset(self, *, seed=None, options=None):
@@ -104,39 +91,46 @@ class NullEnv(gym.Env):
         self._t += 1
         return self._obs.copy(), 0.0, False, self._t >= self._n, StepInfo(self._info)
 
-
-def make_ppo(env_id: str, policy="MlpPolicy", composite: bool = False, **kw):
-    """An SB3 PPO learner (the benchmark's hyperparameters) over a step-timed env, warmed up
-    by one rollout and update. ``env_id`` ``"null"``: :class:`NullEnv` over ``small``.
-    Returns ``(model, timer)``."""
-    from stable_baselines3 import PPO
-
-    from agents.wrappers import DiscreteActions
-
-    base_id = "coldstart/ServerlessGPU-v0" if env_id == NULL else env_id
-    env = gym.make(base_id, disable_env_checker=True, **kw)
-    if composite:
-        env = DiscreteActions(env)
-    if env_id == NULL:
-        env = NullEnv(env)
-    env = StepTimer(env)
-    model = PPO(policy, env, n_steps=N_STEPS, batch_size=64, seed=0, device="cpu", verbose=0)
-    model.learn(N_STEPS)
-    env.seconds = 0.0
-    return model, env
-
-
-N_STEPS = 1024  # PPO rollout length: the unit of interleaving
+    def action_masks(self):
+        return self._mask
 
 
 VARIANTS = {
-    # name: (env id, policy, composite actions)
-    "cartpole": ("CartPole-v1", "MlpPolicy", False),
-    "small_composite": ("coldstart/ServerlessGPU-v0", "MlpPolicy", True),
-    "small_multidiscrete_sb3_head": ("coldstart/ServerlessGPU-v0", "MlpPolicy", False),
-    "small_multidiscrete_fast_head": ("coldstart/ServerlessGPU-v0", "fast", False),
-    "small_spaces_null_env": (NULL, "MlpPolicy", True),
+    # name: (env, scenario, algorithm)
+    "cartpole": ("CartPole-v1", None, "ppo"),
+    "small_ppo": (ENV_ID, "small", "ppo"),
+    "small_maskable_ppo": (ENV_ID, "small", "maskable_ppo"),
+    "paper_ppo": (ENV_ID, "paper", "ppo"),
+    "null_env_ppo": ("null", None, "ppo"),
 }
+
+
+def make_learner(env_id: str, scenario: str | None, algo: str):
+    """A learner with the benchmark's hyperparameters over step-timed envs, warmed up by one
+    rollout and update. Returns ``(model, timers)``."""
+    from sb3_contrib import MaskablePPO
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    timers = []
+
+    def make():
+        if env_id == "null":
+            env = NullEnv()
+        else:
+            kw = {"scenario": scenario} if scenario else {}
+            env = gym.make(env_id, disable_env_checker=True, **kw)
+        timers.append(StepTimer(env))
+        return timers[-1]
+
+    venv = DummyVecEnv([make] * N_ENVS)
+    cls = MaskablePPO if algo == "maskable_ppo" else PPO
+    model = cls("MlpPolicy", venv, n_steps=N_STEPS, batch_size=BATCH, n_epochs=EPOCHS, seed=0,
+                device="cpu", verbose=0)  # fmt: skip
+    model.learn(ROLLOUT)
+    for t in timers:
+        t.seconds = 0.0
+    return model, timers
 
 
 def main() -> None:
@@ -148,39 +142,30 @@ def main() -> None:
     if rounds < 1:
         p.error(f"--rounds must be >= 1, got {rounds}")
     torch.set_num_threads(1)
-    # Argument validation of torch.distributions costs more than the env step itself for a
-    # MultiDiscrete head (one Categorical per entry); train.py turns it off too. Every run
-    # below gets the same setting.
-    torch.distributions.Distribution.set_default_validate_args(False)
-    from agents.distributions import FastMultiDiscretePolicy
-
-    n_raw = 500 if a.quick else 3000
+    torch.distributions.Distribution.set_default_validate_args(False)  # as train.py does
+    n_raw = 1000 if a.quick else 5000
     n_ppo = 2048 if a.quick else 8192
     res: dict = {
-        "env_steps_per_s_small": round(raw_steps_per_s("small", n_raw), 1),
-        "env_steps_per_s_azure": round(raw_steps_per_s("azure", n_raw // 2), 1),
+        f"env_steps_per_s_{sc}": round(raw_steps_per_s(sc, n_raw), 1)
+        for sc in ("small", "paper", "azure")
     }
-    # One learner per variant; then, round after round, one rollout + update of each in turn,
-    # so a slow spell of this machine (they last seconds) hits every variant alike.
-    learners = {}
-    for name, (env_id, policy, composite) in VARIANTS.items():
-        kw = {} if env_id == "CartPole-v1" else {"scenario": "small"}
-        pol = FastMultiDiscretePolicy if policy == "fast" else policy
-        learners[name] = make_ppo(env_id, policy=pol, composite=composite, **kw)
+    learners = {name: make_learner(*v) for name, v in VARIANTS.items()}
     wall = {k: [] for k in VARIANTS}
+    per = n_ppo // ROLLOUT
     for _ in range(rounds):
-        for _ in range(n_ppo // N_STEPS):
+        for _ in range(per):
             for name, (model, _) in learners.items():
                 t = time.perf_counter()
-                model.learn(N_STEPS, reset_num_timesteps=False)
+                model.learn(ROLLOUT, reset_num_timesteps=False)
                 wall[name].append(time.perf_counter() - t)
     res["rounds"] = rounds
-    res["ppo_steps"] = rounds * (n_ppo // N_STEPS) * N_STEPS
-    per = n_ppo // N_STEPS
+    res["ppo_steps"] = rounds * per * ROLLOUT
+    res["settings"] = {"n_envs": N_ENVS, "n_steps": N_STEPS, "batch_size": BATCH, "n_epochs": EPOCHS}
     for name in VARIANTS:
         total = sum(wall[name])
         res[f"ppo_steps_per_s_{name}"] = round(res["ppo_steps"] / total, 1)
-        res[f"env_share_of_ppo_time_{name}"] = round(learners[name][1].seconds / total, 3)
+        env_s = sum(t.seconds for t in learners[name][1])
+        res[f"env_share_of_ppo_time_{name}"] = round(env_s / total, 3)
         if name != "cartpole":
             res[f"ppo_ratio_{name}_over_cartpole"] = round(sum(wall["cartpole"]) / total, 3)
             res[f"ppo_ratio_{name}_per_round"] = [

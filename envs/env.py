@@ -1,51 +1,34 @@
-"""The Gymnasium environment over the cold-start simulator."""
+"""The Gymnasium environment over the cold-start simulator: ``coldstart/ServerlessGPU-v1``."""
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from . import layout as L
 from .scenarios import Scenario, load_scenario
-from .sim import SimError, Simulator, summary
+from .sim import Simulator, summary
 from .sim.config import PLACEMENT_RULES, TIERS
-from .step_kernel import check_action, fill_dynamic, fill_structure
+from .stats import ModelStats
+from .step_kernel import window_counts
+from .warmup import WarmupPolicy
 from .workloads import make_workload
 
-MODEL_FEATURES = (
-    "present",  # 1 for a real model, 0 for padding
-    "rate_step",  # log1p(arrivals/s over the last step)
-    "rate_1min",  # log1p(EMA of arrivals/s, 1-minute time constant)
-    "rate_10min",  # log1p(EMA of arrivals/s, 10-minute time constant)
-    "queue",  # log1p(requests waiting)
-    "oldest_wait",  # oldest waiting request's wait / SLO, clipped to [0, 10], / 10
-    "warm_idle",  # warm idle instances / GPUs in the cluster
-    "warm_busy",  # warm busy instances / GPUs
-    "loading",  # instances in a cold start / GPUs
-    "mem_copies",  # hosts holding the model in memory / hosts
-    "pinned_copies",  # of those, pinned by the policy / hosts
-    "load_time",  # uncontended cold-start time from the best source now / 60 s, clipped to 5
-    "slo",  # SLO / 5 s
-    "size",  # weights size / largest GPU memory
-)
-CLUSTER_FEATURES = ("free_gpus", "free_cache", "tod_sin", "tod_cos", "episode_progress")
-OBS_HIGH = 25.0  # log1p features are clipped here (a rate of e^25 req/s never occurs)
-CACHE_ACTIONS = ("release", "hold", "keep", "prefetch")
-SOURCE_ACTIONS = ("nearest", "cloud")
-_HOLD = CACHE_ACTIONS.index("hold")
 _SCALARS = (int, float, bool, str, type(None))
+_HOLD, _RELEASE = L.CACHE_CHOICES.index("hold"), L.CACHE_CHOICES.index("release")
+_KEEP, _PREFETCH = L.CACHE_CHOICES.index("keep"), L.CACHE_CHOICES.index("prefetch")
 
 
 class StepInfo(dict):
     """The ``info`` dict of a step: a plain ``dict`` whose deep copy is cheap.
 
-    SB3's ``DummyVecEnv`` deep-copies every step's ``info``; ``copy.deepcopy`` visits each
-    number through its dispatch table, which cost more than a third of CartPole's whole step.
-    Numbers and strings are immutable, so sharing them is what a deep copy does anyway; any
-    other value (nested dicts, the arrays wrappers add on the last step) is deep-copied.
+    SB3's ``DummyVecEnv`` deep-copies every step's ``info``; numbers and strings are immutable,
+    so sharing them is what a deep copy does anyway; any other value is deep-copied.
     """
 
     __slots__ = ()
@@ -61,92 +44,118 @@ class StepInfo(dict):
 
 
 class ServerlessGPUEnv(gym.Env):
-    """Autoscaling, placement and caching of DL models on a GPU cluster with cold starts.
+    """Autoscaling, placement, sourcing and caching of DL models on a GPU cluster with cold starts.
 
     ## Description
     A serverless inference platform serves a catalog of models on a cluster of GPU hosts (see
-    :mod:`envs.sim`). Requests for a model with no warm instance wait for a cold start: sandbox
-    start, runtime initialisation, then the weights are fetched from the nearest tier holding
-    them (the host's own memory, another host's memory through the remote memory pool, the
-    local disk, or cloud storage) over shared links, copied to the GPU and deserialised. The
-    agent decides every control interval, per model, how many instances to run, where new ones
-    go, which tier they load from, and which models stay in the memory pool. One step covers
-    ``scenario.step_s`` simulated seconds (10 s by default: the scale of Knative's 6 s panic
-    window and well below cold-start times of 5-150 s, so a step can react to a burst).
+    :mod:`envs.sim`). A cold start runs a sandbox start, runtime initialisation, then fetches the
+    weights from the nearest tier holding them (the host's own memory, another host's memory
+    through the remote memory pool, the local disk, or cloud storage) over shared links, copies
+    them to the GPU and deserialises them. The platform behaves as real ones do:
+
+    * **No policy can refuse to serve.** A request for a model with no warm or loading instance
+      makes the platform start one at once (Knative's activator, AWS Lambda's on-demand start),
+      placed and sourced by the model's standing rules; with no free GPU it retries whenever
+      one frees up. Requests drop only by timeout (``features.request_timeout_s``).
+    * **The policy decides what platforms let an autoscaler decide:** pre-warming and extra
+      replicas (scale-out), scale-in and so keep-alive (an instance lives until scaled in, or
+      ``features.keep_alive_s``), where new instances go (a placement rule, which the platform's
+      own cold starts follow too), which tier they load from (nearest copy or cloud), and what
+      the memory pool holds (pin, release, prefetch copies).
+
+    Decisions are made one model at a time (as Decima picks one node at a time): each control
+    interval of ``scenario.step_s`` simulated seconds (10 s by default: Knative's 6 s panic
+    window's scale, well below cold starts of 5-150 s) has one step per model, in catalog order;
+    the observation shows the focused model. Simulated time advances after the last model's step.
+    One policy is shared across models, and the spaces do not depend on the number of models.
 
     ## Action Space
-    ``MultiDiscrete`` with 4 entries per model slot (``max_models`` slots, padding included),
-    model-major: ``[scale, placement, source, cache] * max_models``.
+    ``Discrete(n)``: one index over the product of four entries (layout: :mod:`envs.layout`),
+    ``n = len(scale_deltas) * 5 * 3 * 4`` (360 with the default deltas).
 
     | entry | choices | effect |
     |---|---|---|
-    | scale | ``scale_deltas`` (default -4, -1, 0, +1, +2, +4) | change the instance count (scale-in removes idle, then loading, then drains busy instances) |
-    | placement | ``locality``, ``least_loaded``, ``pack``, then one per host | where this step's new instances go |
-    | source | ``nearest``, ``cloud`` | tier new instances load from: the sourcing rule's nearest copy, or cloud storage |
+    | scale | ``scale_deltas`` (default -4, -1, 0, +1, +2, +4) | change the instance count (scale-in removes idle, then loading, then drains busy instances); scale-out that finds fewer free GPUs than asked starts what fits |
+    | placement | ``keep``, ``locality``, ``least_loaded``, ``pack``, ``fastest`` | the model's standing placement rule, for this step's scale-out and the platform's cold starts |
+    | source | ``keep``, ``nearest``, ``cloud`` | the standing source rule: the sourcing rule's nearest copy, or cloud storage |
     | cache | ``release``, ``hold``, ``keep``, ``prefetch`` | unpin and drop unused memory copies; nothing; pin copies; pin and copy into one more host's memory |
 
-    ``action_masks()`` returns the valid choices (booleans, concatenated per entry) for
-    sb3-contrib's MaskablePPO. A masked choice is a no-op for that entry, counted in
-    ``info["invalid_actions"]``. Scale-out that finds fewer free GPUs than asked starts what fits.
+    ``action_masks()`` gives the valid actions (booleans) for sb3-contrib's MaskablePPO: scale-in
+    needs an instance, scale-out a free GPU the model fits, prefetch a host with room and no copy.
+    A masked action is carried out as the no-op (``layout.noop``) and counted in
+    ``info["invalid_actions"]``. An action outside the space (or not an integer) raises
+    ``ValueError``.
 
     ## Observation Space
-    ``Box(0, 25, (max_models * 14 + 5,), float32)``: 14 features per model slot (zeros for
-    padding) followed by 5 cluster features.
+    ``Box(0, 25, (29,), float32)``: ``layout.MODEL_FEATURES`` of the focused model, then
+    ``layout.CLUSTER_FEATURES``.
 
     | feature | meaning |
     |---|---|
-    | present | 1 for a real model, 0 for padding (the mask) |
-    | rate_step, rate_1min, rate_10min | log1p of the arrival rate (req/s): last step, EMAs with 1 and 10 minute time constants |
-    | queue | log1p(waiting requests) |
-    | oldest_wait | oldest waiting request's wait / SLO, clipped to 10, / 10 |
+    | rate_step, rate_1min, rate_10min | log1p of the arrival rate (req/s): last interval, EMAs with 1 and 10 minute time constants |
+    | queue, oldest_wait | log1p(waiting requests); oldest waiting request's wait / SLO, clipped to 10, / 10 |
     | warm_idle, warm_busy, loading | instances in each state / GPUs in the cluster |
     | mem_copies, pinned_copies | hosts holding the model in memory (pinned) / hosts |
-    | load_time | uncontended cold-start time from the best source now / 60 s (clipped to 5) |
+    | load_time | ``Simulator.best_load_s``: uncontended cold start from the tier the sourcing rule picks, / 60 s (clipped to 5) |
     | slo, size | SLO / 5 s; weights / largest GPU memory |
+    | since_last | log1p(seconds since the model's last request) |
+    | idle_p5, idle_p99, idle_count | the model's idle-time histogram (what ``histogram`` uses): log1p of its 5th and 99th percentiles (s), log1p(idle times recorded) |
+    | rule_locality ... rule_fastest, rule_cloud | the standing placement rule (one-hot) and source rule |
     | free_gpus, free_cache | cluster-wide fractions |
-    | tod_sin, tod_cos | time of day of the workload window (shifted to [0, 1]) |
-    | episode_progress | elapsed fraction of the episode |
+    | tod_sin, tod_cos, episode_progress | time of day (shifted to [0, 1]); elapsed fraction of the episode |
+    | focus | the focused model's index / models |
 
     ## Rewards
-    ``reward = -sum_k weight_k * component_k``, weights from ``scenario.reward``; the components
-    are in ``info["reward_components"]`` every step (as penalties, >= 0).
+    Money (:class:`envs.scenarios.RewardPrices`), paid on the step that advances time, 0 on the
+    others: ``reward = -scale * (cost + late + drop)`` with, over the interval,
 
-    | component | default weight | per step |
-    |---|---|---|
-    | slo | 1.0 | requests dispatched this step whose latency exceeds their SLO / mean requests per step of the episode |
-    | drop | 1.0 | requests dropped this step (timeout) / mean requests per step |
-    | cost | 0.5 | dollars spent this step (GPU-seconds, pool memory, egress) / price of every GPU for one step |
+    | component | dollars |
+    |---|---|
+    | cost | GPU-seconds held (loading included) x GPU price, pool memory GB-seconds x memory price, egress (``scenario.prices``) |
+    | late | ``late_usd_per_s`` ($0.001) x seconds past the SLO, summed over the requests dispatched late |
+    | drop | ``drop_usd`` ($0.10) x requests dropped (timeout) |
 
-    The defaults make a step where every request misses its SLO cost about -1, and holding
-    every GPU for a step -0.5, so keeping the whole cluster warm is never free but a policy that
-    lets cold starts hit users pays more. Violations are counted when a request is dispatched.
+    ``scale`` (100) reports the reward in cents. Serving a request late always scores better
+    than letting it drop, and scaling in a model with queued requests only delays the platform's
+    restart of it. Components (dollars) are in ``info["reward_components"]`` every step.
 
     ## Starting State
-    No instance is running and no disk holds a model. Host memories hold
-    ``scenario.initial_copies`` copies of each model (model ``m``'s copies on hosts ``m, m+1, ...``
-    modulo the host count, where they fit): 0 is an empty pool, 1 a pool warmed up by earlier
-    traffic. The workload window is
-    drawn from ``np_random``: a start time in the training part of the scenario's span (or the
-    held-out part with ``split="eval"``), and its arrivals.
+    The part of the workload before the window (up to ``scenario.warmup_s``, 1800 s) is played
+    under the documented reference policy :class:`envs.warmup.WarmupPolicy` (reactive scaling
+    with a 600 s keep-alive, LRU memory copies); it is not counted in reward or metrics. Before
+    it, host memories hold ``scenario.initial_copies`` copies of each model. ``warmup_s: 0``
+    starts from an empty cluster. The window's start is drawn from ``np_random`` in the training
+    part of the scenario's span (or the held-out part with ``split="eval"``).
 
     ## Episode End
-    Truncation after ``scenario.episode_s`` simulated seconds (``n_steps`` steps); never
-    termination.
+    Truncation after ``scenario.episode_s`` simulated seconds (``n_steps`` intervals of
+    ``n_models`` steps each); never termination.
 
     ## Information
-    Every step: cumulative ``requests_arrived``, ``requests_completed``, ``requests_dropped``,
-    ``requests_pending`` (queued + in service), ``cold_starts``, ``cost_usd``,
-    ``invalid_actions``, and ``reward_components``. On the final step also ``p50_latency_s``,
-    ``p99_latency_s``, ``mean_latency_s``, ``slo_violation_rate``, ``gpu_utilization``,
-    ``cold_starts_<tier>`` for each tier, and ``episode_metrics`` (the full summary dict).
+    Every step: ``requests_arrived``, ``requests_completed``, ``requests_dropped``,
+    ``requests_pending`` (queued + in service) over the requests that arrived in the window
+    (refreshed when time advances), ``cold_starts``, ``cost_usd``, ``invalid_actions``,
+    ``sim_time_s``, ``focus`` and ``reward_components``. On the final step also the episode's
+    drop-aware metrics (:mod:`envs.sim.metrics`: a dropped request counts at the timeout):
+    ``p50_latency_s``, ``p99_latency_s``, ``mean_latency_s``, ``slo_violation_rate``,
+    ``drop_rate``, ``goodput_rps``, ``gpu_utilization``, ``cold_starts_<tier>``, and
+    ``episode_metrics`` (the full summary, with ``"models"``: per-model metrics).
 
     ## Arguments
-    ``gym.make("coldstart/ServerlessGPU-v0", scenario="small", split="train", **overrides)``;
+    ``gym.make("coldstart/ServerlessGPU-v1", scenario="small", split="train", **overrides)``;
     ``scenario`` is a preset name (``envs.list_presets()``) or a YAML path; overrides replace
-    scenario keys (``episode_s=600``, ``features__keep_alive_s=600``, ``reward__cost=0.2``).
+    scenario keys (``episode_s=600``, ``warmup_s=0``, ``reward__drop_usd=0.05``).
 
     ## Version History
-    * v0: initial version.
+    * v1: platform semantics (the platform starts an instance for a request with none, so no
+      policy can refuse to serve); a reward in money that grades lateness and prices a drop
+      above the longest possible lateness (v0 charged a late and a dropped request alike, and a trained agent learned to drop sparse models' requests);
+      drop-aware metrics (v0's percentiles left drops out); episodes start after a warm-up
+      (v0 started from an empty cluster, so every policy dropped the first minutes' requests);
+      a ``Discrete`` action per model with placement and source rules (v0's 16-72 entry
+      ``MultiDiscrete`` trained stock SB3 PPO at 0.24x CartPole's speed, and its composite
+      wrapper hid placement); observation with the idle-time statistics and standing rules.
+    * v0: initial version (retired: its layouts would have been a second definition of each).
     """
 
     metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}
@@ -167,72 +176,36 @@ class ServerlessGPUEnv(gym.Env):
         self.render_mode = render_mode
         self.split = split
         self.generator = make_workload(sc.workload)
-        cfg = sc.sim
+        feats = dataclasses.replace(sc.sim.features, autostart=True)  # v1: the platform's activator
+        self.cfg = cfg = dataclasses.replace(sc.sim, features=feats)
         self.M = len(cfg.models)
-        self.K = sc.max_models
         self.H = len(cfg.hosts)
         self.G = cfg.n_gpus
-        self.deltas = np.array(sc.scale_deltas, dtype=np.int64)
-        self.n_place = len(PLACEMENT_RULES) + self.H
-        self.nvec_model = np.array(
-            [len(self.deltas), self.n_place, len(SOURCE_ACTIONS), len(CACHE_ACTIONS)],
-            dtype=np.int64,
-        )
-        self._nvec_full = np.tile(self.nvec_model, self.K)
-        self.action_space = spaces.MultiDiscrete(self._nvec_full)
-        n_obs = self.K * len(MODEL_FEATURES) + len(CLUSTER_FEATURES)
-        self.observation_space = spaces.Box(0.0, OBS_HIGH, shape=(n_obs,), dtype=np.float32)
-        self._zero_delta = int(np.flatnonzero(self.deltas == 0)[0])
-        self._noop = np.tile(np.array([self._zero_delta, 0, 0, 1]), self.K)
-        self._max_gpu_mem = max(h.gpu_mem_gb for h in cfg.hosts)
-        self._gpu_mem = [h.gpu_mem_gb for h in cfg.hosts]
-        # EMA weights of the 1- and 10-minute arrival rates.
-        self._ema_alpha = 1.0 - np.exp(-sc.step_s / np.array([60.0, 600.0]))
-        # A padding slot's mask row: it may only hold (the no-op in every entry). Real models'
-        # rows come from envs.step_kernel.fill_structure.
-        nd = len(self.deltas)
-        self._mask_absent = np.zeros(int(self.nvec_model.sum()), dtype=bool)
-        self._mask_absent[[self._zero_delta, nd, nd + self.n_place, nd + self.n_place + 2 + 1]] = (
-            True
-        )
-        # Observation template: the constant features (present, slo, size) of every slot.
-        nf = len(MODEL_FEATURES)
-        self._obs_template = np.zeros(self.observation_space.shape, dtype=np.float32)
-        for m, spec in enumerate(cfg.models):
-            self._obs_template[m * nf] = 1.0
-            self._obs_template[m * nf + 12] = spec.slo_s / 5.0
-            self._obs_template[m * nf + 13] = spec.size_gb / self._max_gpu_mem
-        self._slo = np.array([m.slo_s for m in cfg.models])
-        self._step_cost_norm = self.G * cfg.prices.gpu_usd_per_hour * sc.step_s / 3600.0
-        self._offs = [int(x) for x in np.cumsum(np.r_[0, self.nvec_model[:-1]])]
-        # Column of choice 0 of flat action entry i inside the flat mask, and the choices that
-        # do something when valid (scale by a non-zero delta; a cache choice but "hold"):
-        # placement and source matter only with a scale-out.
-        block = int(self.nvec_model.sum())
-        self._mask_cols = (
-            np.arange(self.K, dtype=np.int64)[:, None] * block + np.asarray(self._offs)
-        ).reshape(-1)
-        active = np.zeros(block, dtype=bool)
-        active[: len(self.deltas)] = self.deltas != 0
-        c_cache = self._offs[3]
-        active[c_cache : c_cache + len(CACHE_ACTIONS)] = np.arange(len(CACHE_ACTIONS)) != _HOLD
-        self._active_cols = np.tile(active, self.K)
-        self._ok = np.zeros(4 * self.K, dtype=bool)
-        self._acting = np.zeros(self.K, dtype=np.int64)
-        self._req_buf = np.zeros(5, dtype=np.int64)
-        # Placement-state part (_refresh_structure): buffers, padding rows of the mask preset.
-        self._block = block
+        self.layout = L.ActionLayout(sc.scale_deltas)
+        self.action_space = spaces.Discrete(self.layout.n)
+        self.observation_space = spaces.Box(0.0, L.OBS_HIGH, shape=(L.N_OBS,), dtype=np.float32)
         self._size_ok = np.array(
-            [[g >= spec.size_gb for g in self._gpu_mem] for spec in cfg.models], dtype=bool
-        ).reshape(self.M, self.H)
-        self._sizes = np.array([spec.size_gb for spec in cfg.models], dtype=np.float64)
-        self._mask_flat = np.tile(self._mask_absent, self.K)
-        self._struct_feats = np.zeros((self.M, 4), dtype=np.float32)
-        self._cluster = np.zeros(len(CLUSTER_FEATURES))
-        self._tables: tuple | None = None
-        self._struct_version = -1
+            [[h.gpu_mem_gb >= m.size_gb for h in cfg.hosts] for m in cfg.models], dtype=bool
+        )
+        max_mem = max(h.gpu_mem_gb for h in cfg.hosts)
+        self._const = [(m.slo_s / 5.0, m.size_gb / max_mem) for m in cfg.models]
+        self._slo = np.array([m.slo_s for m in cfg.models])
+        self._cache_cap = sum(h.cache_gb for h in cfg.hosts)
         self._n_steps = sc.n_steps
-        self._weights = sc.reward
+        self._prices = sc.reward
+        # Masks by (has an instance, a free GPU fits, prefetch possible): 8 patterns, each as
+        # (joint mask, scale entry mask, cache entry mask).
+        d = self.layout.deltas
+        self._masks = {}
+        for inst in (False, True):
+            for fit in (False, True):
+                for pre in (False, True):
+                    scale_ok = (d == 0) | ((d > 0) & fit) | ((d < 0) & inst)
+                    cache_ok = np.array([True, True, True, pre])
+                    joint = self.layout.joint_mask(scale_ok, cache_ok)
+                    self._masks[inst, fit, pre] = (joint, scale_ok, cache_ok)
+        self._struct: dict[int, tuple] = {}  # per model, valid while sim.version is unchanged
+        self._struct_version = -1
         self.sim: Simulator | None = None
 
     # ------------------------------------------------------------------------------ reset ----
@@ -244,91 +217,101 @@ class ServerlessGPUEnv(gym.Env):
             self.start_s = float(options["start_s"])
         else:
             self.start_s = float(np.floor(self.np_random.uniform(lo, hi) / 60.0) * 60.0)
+        # The warm-up is the part of the span just before the window (shorter at its start).
+        self.warmup_s = float(min(sc.warmup_s, self.start_s))
         wl_rng, sim_rng = self.np_random.spawn(2)
-        workload = self.generator(wl_rng, self.M, sc.episode_s, self.start_s)
-        self.sim = Simulator(sc.sim, workload, sim_rng)
+        workload = self.generator(
+            wl_rng, self.M, self.warmup_s + sc.episode_s, self.start_s - self.warmup_s
+        )
+        self.sim = sim = Simulator(self.cfg, workload, sim_rng)
         for m in range(self.M):
             for c in range(sc.initial_copies):
-                self.sim.seed_copy(m, (m + c) % self.H)
-        self._struct_version = -1
+                sim.seed_copy(m, (m + c) % self.H)
+        self.stats = ModelStats(sim, sc.step_s)
+        if self.warmup_s > 0:
+            ref = WarmupPolicy(sim, sc.step_s)
+            for k in range(1, math.ceil(self.warmup_s / sc.step_s - 1e-9) + 1):
+                ref.act(self.stats.last_arrivals)
+                self._advance(min(k * sc.step_s, self.warmup_s))
+        sim.open_window()
         self.t = 0
-        self._req_norm = max(1.0, workload.n_requests / sc.n_steps)
-        self._rates = np.zeros((3, self.M))
-        self._prev_arrived = self.sim.offsets[:-1].copy()  # absolute indices: counts by difference
-        self._prev_late = 0
-        self._prev_dropped = 0
-        self._prev_cost = 0.0
+        self.focus = 0
         self.invalid_actions = 0
-        self._totals = dict.fromkeys(("slo", "drop", "cost"), 0.0)
+        self._prev_late = float(sim.late_s.sum())
+        self._prev_dropped = int(sim.dropped.sum())
+        self._prev_cost = sim.cost_usd()
+        self._totals = dict.fromkeys(("cost", "late", "drop"), 0.0)
+        self._counts = np.zeros(4, dtype=np.int64)
+        self._last_comps = StepInfo(cost=0.0, late=0.0, drop=0.0)
         return self._observe(), self._info()
+
+    def _advance(self, t_end: float) -> None:
+        self.sim.run_until(t_end)
+        self.stats.update(self.sim)
 
     # ------------------------------------------------------------------------------- step ----
     def step(self, action):
         if self.sim is None:
             raise RuntimeError("call reset() before step()")
-        a = np.asarray(action, dtype=np.int64).reshape(-1)
-        if a.shape != (self.K * 4,):
-            raise ValueError(f"action must have shape ({self.K * 4},), got {np.shape(action)}")
-        self._refresh_structure()
-        ok, acting = self._ok, self._acting
-        bad, n_acting = check_action(
-            a, self._nvec_full, self._mask_flat, self._mask_cols, self._active_cols, ok, acting
-        )
-        if bad < 0:
-            raise ValueError(
-                f"action {a.tolist()} is outside the MultiDiscrete nvec {self.action_space.nvec.tolist()}"
-            )
-        self.invalid_actions += bad
-        if n_acting:
-            for m in acting[:n_acting].tolist():
-                self._apply(m, a[4 * m : 4 * m + 4].tolist(), ok[4 * m : 4 * m + 4].tolist())
-        sim = self.sim
-        self.t += 1
-        sim.run_until(self.t * self.scenario.step_s)
-        obs = self._observe()  # also counts the requests (self._req_buf) for reward and info
-        reward, comps = self._reward()
+        a = self._check_action(action)
+        m = self.focus
+        if not self._mask(m)[a]:
+            self.invalid_actions += 1
+            a = self.layout.noop
+        if a != self.layout.noop:
+            self._apply(m, a)
+        self.focus += 1
+        reward = 0.0
+        if self.focus == self.M:
+            self.focus = 0
+            self.t += 1
+            self._advance(self.warmup_s + self.t * self.scenario.step_s)
+            reward = self._reward()
         truncated = self.t >= self._n_steps
-        info = self._info(cost_usd=self._prev_cost)  # _reward() just computed the cost
-        info["reward_components"] = comps
+        info = self._info()
         if truncated:
             self._final_info(info)
-        return obs, reward, False, truncated, info
+        return self._observe(), reward, False, truncated, info
 
-    def _apply(self, m: int, act: list[int], ok: list[bool]) -> None:
-        """Carry out model ``m``'s four choices; ``ok[i]``: choice ``i`` is valid (else a no-op)."""
+    def _check_action(self, action) -> int:
+        arr = np.asarray(action)
+        if arr.size != 1 or arr.dtype.kind not in "iuf":
+            raise ValueError(
+                f"action must be one integer in [0, {self.layout.n - 1}], got {action!r} "
+                f"(shape {arr.shape})"
+            )
+        x = arr.reshape(()).item()
+        if x != int(x) or not 0 <= x < self.layout.n:
+            raise ValueError(f"action must be an integer in [0, {self.layout.n - 1}], got {x!r}")
+        return int(x)
+
+    def _apply(self, m: int, a: int) -> None:
+        """Carry out a valid action ``a`` for model ``m``."""
         sim = self.sim
-        cache = CACHE_ACTIONS[act[3]] if ok[3] else "hold"
-        if cache == "release":
+        s, p, src, c = self.layout.decode(a)
+        if p:
+            sim.set_rules(m, placement=L.PLACEMENT_CHOICES[p])
+        if src:
+            sim.set_rules(m, source=None if L.SOURCE_CHOICES[src] == "nearest" else "cloud")
+        if c == _RELEASE:
             for h in range(self.H):
                 sim.cache_keep(m, h, False)
                 sim.cache_evict(m, h)
-        elif cache in ("keep", "prefetch"):
+        elif c in (_KEEP, _PREFETCH):
             for h in sim.hosts_with_copy(m):
                 sim.cache_keep(m, h, True)
-            if cache == "prefetch":
+            if c == _PREFETCH:
                 h = self._prefetch_host(m)
                 if h >= 0:
                     sim.prefetch(m, h)
-        delta = int(self.deltas[act[0]]) if ok[0] else 0
+        delta = int(self.layout.deltas[s])
         if delta < 0:
             sim.scale_down(m, -delta)
-        elif delta > 0:
-            place = act[1] if ok[1] else 0
-            source = "cloud" if (ok[2] and act[2] == 1) else None
-            for _ in range(delta):
-                if place < len(PLACEMENT_RULES):
-                    h = sim.choose_host(m, PLACEMENT_RULES[place])
-                else:
-                    h = place - len(PLACEMENT_RULES)
-                    if not sim.free_gpus(h):
-                        h = -1
-                if h < 0:
-                    break
-                try:
-                    sim.scale_up(m, h, source)
-                except SimError:  # pragma: no cover - masks rule these out
-                    self.invalid_actions += 1
-                    break
+        for _ in range(max(delta, 0)):
+            h = sim.choose_host(m, sim.rule_placement[m])
+            if h < 0:
+                break
+            sim.scale_up(m, h, sim.rule_source[m])
 
     def _prefetch_host(self, m: int) -> int:
         """Host whose memory would take a prefetched copy of ``m`` (most free memory), or -1."""
@@ -341,120 +324,154 @@ class ServerlessGPUEnv(gym.Env):
                     best, best_free = h, c.free_gb
         return best
 
-    # ---------------------------------------------------------- placement-state features ----
-    def _refresh_structure(self) -> None:
-        """Recompute the masks and the observation features that depend only on placement
-        state (instances, copies, prefetches), if the simulator changed it since last time.
-
-        The work is :func:`envs.step_kernel.fill_structure` over the arrays the simulator
-        keeps; ``tests/test_env_fastpath.py`` checks it against a plain recomputation."""
-        sim = self.sim
-        if self._struct_version == sim.version:
-            return
-        if self._tables is None:  # a function of the (frozen) config: once per env
-            t = sim.load_time_tables()
-            self._tables = (t["local_mem"], t["remote_mem"], t["disk"], t["cloud"])
-        f = self.scenario.sim.features
-        fill_structure(
-            self._mask_flat, self._block, self._struct_feats, self._cluster, self.deltas,
-            len(PLACEMENT_RULES), sim.free_per_host, self._size_ok, sim.n_loading,
-            sim.n_serving, sim.mem_state, sim.mem_used, sim.mem_capacity, sim.disk_state,
-            sim.prefetch_count, sim._out_transfers, self._sizes, *self._tables, f.host_cache,
-            f.remote_pool, self.G,
-        )  # fmt: skip
-        self._struct_version = sim.version
-
     # ------------------------------------------------------------------------------ masks ----
+    def _structure(self, m: int) -> tuple:
+        """What depends on placement state only, cached against ``Simulator.version``: the mask
+        pattern, then loading / G, copies / H, pinned copies / H and the load-time feature."""
+        sim = self.sim
+        if sim.version != self._struct_version:
+            self._struct.clear()
+            self._struct_version = sim.version
+        out = self._struct.get(m)
+        if out is None:
+            inst = bool(sim.n_serving[m] + sim.n_loading[m])
+            fit = bool(((sim.free_per_host > 0) & self._size_ok[m]).any())
+            pre = self.cfg.features.host_cache and self._prefetch_host(m) >= 0
+            held = sim.mem_state[:, :2, m].sum(axis=0)
+            out = self._struct[m] = (
+                self._masks[inst, fit, pre],
+                float(sim.n_loading[m]) / self.G,
+                float(held[0]) / self.H,
+                float(held[1]) / self.H,
+                min(sim.best_load_s(m) / 60.0, 5.0),
+            )
+        return out
+
+    def _mask(self, m: int) -> np.ndarray:
+        return self._structure(m)[0][0]
+
     def action_masks(self) -> np.ndarray:
-        """Flat boolean mask over every entry's choices (MaskablePPO's MultiDiscrete layout)."""
+        """Valid actions for the focused model, shape ``(n,)`` (MaskablePPO's layout)."""
         if self.sim is None:
             raise RuntimeError("call reset() before action_masks()")
-        self._refresh_structure()
-        return self._mask_flat.copy()
+        return self._mask(self.focus).copy()
+
+    def entry_masks(self, m: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(scale_ok, cache_ok)`` of model ``m`` now: the per-entry masks behind the joint one
+        (placement and source choices are always valid). Read-only arrays."""
+        _, scale_ok, cache_ok = self._structure(m)[0]
+        return scale_ok, cache_ok
 
     # ------------------------------------------------------------------------ observation ----
+    def model_features(self, m: int) -> np.ndarray:
+        """``layout.MODEL_FEATURES`` of model ``m`` now, float32 ``(n_model_features,)``."""
+        sim, st = self.sim, self.stats
+        hi = L.OBS_HIGH
+        r = st.rates[:, m].tolist()
+        idle, busy, _ = sim.counts(m)
+        _, loading, copies, pinned, load_time = self._structure(m)
+        slo, size = self._const[m]
+        p5, p99, n_idle = st.idle_features[m].tolist()
+        f = {
+            "rate_step": min(math.log1p(r[0]), hi),
+            "rate_1min": min(math.log1p(r[1]), hi),
+            "rate_10min": min(math.log1p(r[2]), hi),
+            "queue": min(math.log1p(sim.queue_len(m)), hi),
+            "oldest_wait": min(sim.oldest_wait_s(m) / self._slo[m], 10.0) / 10.0,
+            "warm_idle": idle / self.G,
+            "warm_busy": busy / self.G,
+            "loading": loading,
+            "mem_copies": copies,
+            "pinned_copies": pinned,
+            "load_time": load_time,
+            "slo": slo,
+            "size": size,
+            "since_last": min(math.log1p(st.since_last(sim, m)), hi),
+            "idle_p5": p5,
+            "idle_p99": p99,
+            "idle_count": n_idle,
+            **{f"rule_{x}": float(sim.rule_placement[m] == x) for x in PLACEMENT_RULES},
+            "rule_cloud": float(sim.rule_source[m] == "cloud"),
+        }
+        return np.array([f[k] for k in L.MODEL_FEATURES], dtype=np.float32)
+
     def _observe(self) -> np.ndarray:
-        sim, sc = self.sim, self.scenario
-        self._refresh_structure()
-        out = self._obs_template.copy()
-        tod = 2 * math.pi * ((self.start_s + sim.now) % 86400.0) / 86400.0
-        cl = self._cluster  # CLUSTER_FEATURES; the first two from _refresh_structure
-        cl[2], cl[3], cl[4] = (
+        sim = self.sim
+        obs = np.empty(L.N_OBS, dtype=np.float32)
+        nf = len(L.MODEL_FEATURES)
+        obs[:nf] = self.model_features(self.focus)
+        tod = 2 * math.pi * ((self.start_s + sim.now - self.warmup_s) % 86400.0) / 86400.0
+        free_mem = self._cache_cap - float(sim.mem_used.sum())
+        obs[nf:] = (
+            sim.free_per_host.sum() / self.G,
+            free_mem / self._cache_cap if self._cache_cap > 0 else 0.0,
             0.5 + 0.5 * math.sin(tod),
             0.5 + 0.5 * math.cos(tod),
             self.t / self._n_steps,
+            self.focus / self.M,
         )
-        fill_dynamic(
-            out, len(MODEL_FEATURES), sim.now, sc.step_s, sim.arrivals, sim.offsets, sim.arrived,
-            sim.head, self._prev_arrived, self._rates, self._ema_alpha, self._slo, sim.slot_free,
-            sim.slot_on, sim.slot_batch, self.G, sim.n_serving, sim.served, sim.dropped, sim.late,
-            OBS_HIGH, self._req_buf, self._struct_feats, cl,
-        )  # fmt: skip
-        self._req = self._req_buf.tolist()  # arrived, started, dropped, late, in service
-        return out
+        return obs
 
     # ----------------------------------------------------------------------------- reward ----
-    def _reward(self) -> tuple[float, dict]:
-        sim = self.sim
-        _, _, dropped, late, _ = self._req  # cumulative; late counted at dispatch
-        viol, drops = late - self._prev_late, dropped - self._prev_dropped
-        self._prev_late, self._prev_dropped = late, dropped
-        cost = sim.cost_usd()
-        slo, drop = viol / self._req_norm, drops / self._req_norm
-        cost_c = (cost - self._prev_cost) / self._step_cost_norm
-        self._prev_cost = cost
-        w = self._weights
-        reward = -(w.slo * slo + w.drop * drop + w.cost * cost_c)
-        tot = self._totals
-        tot["slo"] += slo
-        tot["drop"] += drop
-        tot["cost"] += cost_c
-        return float(reward), StepInfo(slo=slo, drop=drop, cost=cost_c)
+    def _reward(self) -> float:
+        sim, p = self.sim, self._prices
+        late, dropped, cost = float(sim.late_s.sum()), int(sim.dropped.sum()), sim.cost_usd()
+        comps = StepInfo(
+            cost=cost - self._prev_cost,
+            late=p.late_usd_per_s * (late - self._prev_late),
+            drop=p.drop_usd * (dropped - self._prev_dropped),
+        )
+        self._prev_late, self._prev_dropped, self._prev_cost = late, dropped, cost
+        for k, v in comps.items():
+            self._totals[k] += v
+        self._last_comps = comps
+        window_counts(sim.status, sim.finish_s, sim.window_first, sim.arrived, sim.now, self._counts)
+        return -p.scale * (comps["cost"] + comps["late"] + comps["drop"])
 
     # ------------------------------------------------------------------------------- info ----
-    def _info(self, cost_usd: float | None = None) -> dict:
+    def _info(self) -> dict:
         sim = self.sim
-        arrived, started, dropped, _, in_service = self._req  # Simulator.request_counts()
+        arrived, completed, dropped, pending = self._counts.tolist()
         return StepInfo(
-            {
-                "requests_arrived": arrived,
-                "requests_completed": started - in_service,
-                "requests_dropped": dropped,
-                "requests_pending": arrived - started - dropped + in_service,  # queued + in service
-                "cold_starts": sum(sim.cold_starts.values()),
-                "cost_usd": float(sim.cost_usd() if cost_usd is None else cost_usd),
-                "invalid_actions": self.invalid_actions,
-                "sim_time_s": float(sim.now),
-            }
+            requests_arrived=arrived,
+            requests_completed=completed,
+            requests_dropped=dropped,
+            requests_pending=pending,
+            cold_starts=sum(sim.cold_starts.values()) - self._base_cold(),
+            cost_usd=float(sim.cost_usd() - sim.window_base["cost_usd"]),
+            invalid_actions=self.invalid_actions,
+            sim_time_s=float(sim.now - self.warmup_s),
+            focus=self.focus,
+            reward_components=StepInfo(self._last_comps if self.focus == 0 else _ZERO_COMPS),
         )
 
+    def _base_cold(self) -> int:
+        return sum(self.sim.window_base["cold_starts"].values())
+
     def _final_info(self, info: dict) -> None:
-        s = summary(self.sim)
-        for k in (
-            "p50_latency_s",
-            "p99_latency_s",
-            "mean_latency_s",
-            "slo_violation_rate",
-            "gpu_utilization",
-        ):
+        s = summary(self.sim, per_model=True)
+        for k in ("p50_latency_s", "p99_latency_s", "mean_latency_s", "slo_violation_rate",
+                  "drop_rate", "goodput_rps", "gpu_utilization"):  # fmt: skip
             info[k] = s[k]
         for tier in TIERS:
             info[f"cold_starts_{tier}"] = s[f"cold_starts_{tier}"]
         info["episode_metrics"] = s
         info["episode_reward_components"] = dict(self._totals)
 
+    # ----------------------------------------------------------------------------- render ----
     def render(self):
         if self.render_mode is None or self.sim is None:
             return None
         if self.render_mode == "rgb_array":
             return self._render_rgb()
         sim = self.sim
-        lines = [f"t={sim.now:.0f}s  cost=${sim.cost_usd():.3f}  {sim.request_counts()}"]
-        for m, spec in enumerate(self.scenario.sim.models):
+        lines = [f"t={sim.now - self.warmup_s:.0f}s  cost=${sim.cost_usd():.3f}  focus={self.focus}"]
+        for m, spec in enumerate(self.cfg.models):
             idle, busy, loading = sim.counts(m)
             lines.append(
                 f"  {spec.name:>18}: queue={sim.queue_len(m):4d} warm={idle + busy} busy={busy} "
-                f"loading={loading} copies={len(sim.hosts_with_copy(m))}"
+                f"loading={loading} copies={len(sim.hosts_with_copy(m))} "
+                f"rules={sim.rule_placement[m]}/{sim.rule_source[m] or 'nearest'}"
             )
         return "\n".join(lines)
 
@@ -480,3 +497,7 @@ class ServerlessGPUEnv(gym.Env):
             n = int(min(256, 32 * math.log1p(sim.queue_len(m))))
             img[y + 4 : y + 12, :n] = palette[m % 10].astype(np.uint8)
         return img
+
+
+_ZERO_COMPS = StepInfo(cost=0.0, late=0.0, drop=0.0)
+assert PLACEMENT_RULES == L.PLACEMENT_CHOICES[1:]

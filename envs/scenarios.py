@@ -20,16 +20,18 @@ YAML layout (all keys optional except ``models`` and ``workload``)::
     step_s: 10        # simulated seconds per env step (control interval)
     span_s: 86400     # time span episodes are drawn from (trace length for traces)
     held_out_fraction: 0.25   # the last fraction of span_s is kept for evaluation
-    max_models: 4     # observation/action padding
+    max_models: 4     # v0's padding; v1's spaces do not depend on the number of models
     scale_deltas: [-4, -1, 0, 1, 2, 4]
-    reward: {slo: 1.0, drop: 1.0, cost: 0.5}
+    reward: {late_usd_per_s: 0.001, drop_usd: 0.10, scale: 100}  # RewardPrices
     initial_copies: 0 # memory copies of each model present at reset (a warmed-up pool)
+    warmup_s: 1800    # played before each episode's window under the reference policy
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,23 +53,39 @@ PRESET_DIR = Path(__file__).parent / "presets"
 
 
 @dataclass(frozen=True)
-class RewardWeights:
-    """Weights of the reward components (see the env's docstring for the components).
+class RewardPrices:
+    """The reward's exchange rates: what lateness and a dropped request cost, in dollars.
 
-    Each component is normalised so that it is about 1 per step in a bad step: ``slo`` and
-    ``drop`` count requests per the scenario's mean requests per step, ``cost`` is dollars per
-    the price of holding every GPU of the cluster for one step.
+    ``reward = -scale * (dollars spent + late_usd_per_s * seconds late + drop_usd * drops)`` per
+    control interval, "seconds late" summed over the requests dispatched past their SLO
+    (latency - SLO): a request served 20 s late by a cold start costs 20x one 1 s late (see the
+    env's docstring). GPU-hours and pool memory are priced by the scenario's ``prices`` section
+    (calibration.md); these are the operator's:
+
+    * ``late_usd_per_s``: $0.001 per second past the SLO. Reasoning (the request value is an
+      assumption; calibration.md has none): Amazon's often-quoted finding that every 100 ms of
+      latency cost 1% of sales (G. Linden, 2006) prices latency at 10% of a request's value per
+      second; with a request worth $0.01, that is $0.001 per second.
+    * ``drop_usd``: $0.10 per dropped request (assumption): the request's value plus a
+      lost-customer cost (10x the value). It exceeds the lateness of the longest possible wait
+      (``request_timeout_s`` x ``late_usd_per_s`` = $0.06 at the 60 s default), so serving a
+      request late always scores better than letting it drop, and a saving of GPU time pays for
+      a drop only if it is worth more than $0.10.
+    * ``scale``: 100 reports the reward in cents, so a step's reward is of order 1 for the
+      learners (it changes no ranking).
     """
 
-    slo: float = 1.0
-    drop: float = 1.0
-    cost: float = 0.5
+    late_usd_per_s: float = 0.001
+    drop_usd: float = 0.10
+    scale: float = 100.0
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
-            if not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0:
-                raise ConfigError(f"RewardWeights.{f.name} must be a number >= 0, got {v!r}")
+            ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            if not ok or v < 0 or (f.name == "scale" and v == 0):
+                want = "a finite number > 0" if f.name == "scale" else "a finite number >= 0"
+                raise ConfigError(f"reward.{f.name} must be {want}, got {v!r}")
 
 
 @dataclass(frozen=True)
@@ -84,8 +102,11 @@ class Scenario:
     held_out_fraction: float = 0.25
     max_models: int = 4
     scale_deltas: tuple[int, ...] = (-4, -1, 0, 1, 2, 4)
-    reward: RewardWeights = field(default_factory=RewardWeights)
+    reward: RewardPrices = field(default_factory=RewardPrices)
     initial_copies: int = 0
+    # Assumption: 30 minutes, 3x the 600 s keep-alive of the warm-up's reference policy (AWS
+    # Lambda's), so instances, pool copies and idle-time statistics reflect recent demand.
+    warmup_s: float = 1800.0
 
     def __post_init__(self) -> None:
         def bad(name, expected):
@@ -93,6 +114,9 @@ class Scenario:
                 f"scenario {self.name!r}: {name} must be {expected}, got {getattr(self, name)!r}"
             )
 
+        w = self.warmup_s
+        if not isinstance(w, (int, float)) or isinstance(w, bool) or not 0 <= w < math.inf:
+            bad("warmup_s", "a finite number >= 0 (0: episodes start from an empty cluster)")
         for f in ("episode_s", "step_s", "span_s"):
             v = getattr(self, f)
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not v > 0:
@@ -142,7 +166,7 @@ _SPEC_SECTIONS = {
 }
 _TOP_KEYS = {
     "description", "hosts", "models", "workload", "episode_s", "step_s", "span_s",
-    "held_out_fraction", "max_models", "scale_deltas", "reward", "initial_copies",
+    "held_out_fraction", "max_models", "scale_deltas", "reward", "initial_copies", "warmup_s",
     *_SPEC_SECTIONS,
 }  # fmt: skip
 
@@ -189,7 +213,7 @@ def scenario_from_dict(data: dict, name: str = "custom", overrides: dict | None 
     """Build a validated :class:`Scenario` from a YAML-like dict plus keyword overrides.
 
     Overrides take top-level keys (``episode_s=600``) or section keys with a double underscore
-    (``features__keep_alive_s=600``, ``reward__cost=0.1``, ``workload__rate_rps=2``).
+    (``features__keep_alive_s=600``, ``reward__drop_usd=0.05``, ``workload__rate_rps=2``).
     """
     data = dict(data)
     for key, value in (overrides or {}).items():
@@ -250,12 +274,13 @@ def scenario_from_dict(data: dict, name: str = "custom", overrides: dict | None 
             "held_out_fraction",
             "max_models",
             "initial_copies",
+            "warmup_s",
         )
         if k in data
     }
     if "scale_deltas" in data:
         top["scale_deltas"] = tuple(data["scale_deltas"])
-    reward = _build(RewardWeights, data.get("reward") or {}, f"{where}: reward")
+    reward = _build(RewardPrices, data.get("reward") or {}, f"{where}: reward")
     sc = Scenario(
         name=name,
         description=str(data.get("description", "")),

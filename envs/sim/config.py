@@ -17,7 +17,11 @@ TIERS = ("local_mem", "remote_mem", "disk", "cloud")
 no load and is not a source tier."""
 
 SOURCING_RULES = ("hierarchical", "cloud")
-PLACEMENT_RULES = ("locality", "least_loaded", "pack")
+# locality: the host whose nearest copy is the best tier (locality-aware autoscaling, San Juan &
+# Wong 2023); least_loaded: most free GPUs; pack: fewest free GPUs; fastest: least estimated time
+# to serve, the uncontended load plus the loads already in progress there (ServerlessLLM's
+# startup-time-optimised placement, Fu et al. OSDI 2024).
+PLACEMENT_RULES = ("locality", "least_loaded", "pack", "fastest")
 
 
 class ConfigError(ValueError):
@@ -203,6 +207,12 @@ class FeatureSpec:
             policy scales in.
         cpu_fallback: Serve requests on the host CPU while a model has no warm GPU instance.
         cpu_workers: CPU fallback workers per model.
+        autostart: The platform starts an instance as soon as a request arrives for a model
+            with none (warm, loading or draining): Knative's activator, AWS Lambda's on-demand
+            start. The new instance goes where the model's placement rule says and loads from
+            its source rule (``Simulator.set_rules``); with no free GPU that fits, the platform
+            tries again whenever a GPU frees up. Off, a model with no instance queues until the
+            policy scales it out (the simulator's own tests use that).
     """
 
     host_cache: bool = True
@@ -214,9 +224,10 @@ class FeatureSpec:
     keep_alive_s: float | None = None
     cpu_fallback: bool = False
     cpu_workers: int = 1
+    autostart: bool = False
 
     def __post_init__(self) -> None:
-        for f in ("host_cache", "remote_pool", "cpu_fallback"):
+        for f in ("host_cache", "remote_pool", "cpu_fallback", "autostart"):
             _check(self, f, isinstance(getattr(self, f), bool), "a bool")
         _check(self, "sourcing", self.sourcing in SOURCING_RULES, f"one of {SOURCING_RULES}")
         _check(

@@ -20,7 +20,8 @@ Semantics, per model:
 * Cold-start wait of a request = the part of its wait before the model's current warm period
   began (``warm_since``); the rest of its wait is queueing.
 * ``late[m]`` counts the requests of model ``m`` dispatched (GPU or CPU) with an end-to-end
-  latency over the model's SLO, when they are dispatched; drops are counted in ``dropped``.
+  latency over the model's SLO, when they are dispatched, and ``late_s[m]`` sums by how much
+  (latency - SLO); drops are counted in ``dropped``.
 
 Request status codes: 0 = not yet started, 1 = served on a GPU, 2 = dropped, 3 = served on CPU.
 """
@@ -59,6 +60,7 @@ def serve_segment(
     dropped,  # int64[M] (in/out) requests dropped
     slo,  # float64[M] latency objective, s
     late,  # int64[M] (in/out) requests started whose latency will exceed the SLO
+    late_s,  # float64[M] (in/out) their total lateness: latency - SLO, summed, s
 ):
     M = offsets.shape[0] - 1
     S = slot_free.shape[1]
@@ -116,6 +118,7 @@ def serve_segment(
             for k in range(h, h + b):
                 if fin - arrivals[k] > slo[m]:
                     late[m] += 1
+                    late_s[m] += fin - arrivals[k] - slo[m]
                 start[k] = st
                 finish[k] = fin
                 status[k] = code
@@ -138,3 +141,25 @@ def serve_segment(
             dropped[m] += 1
             h += 1
         head[m] = h
+
+
+@njit(cache=True, nogil=True)
+def next_cold_arrival(arrivals, offsets, arrived, n_serving, n_loading):
+    """Arrival time of the next request (not yet arrived) of any model with no warm or loading
+    instance: where the platform's activator must act (``FeatureSpec.autostart``); inf if none."""
+    best = np.inf
+    for m in range(offsets.shape[0] - 1):
+        if n_serving[m] + n_loading[m] == 0 and arrived[m] < offsets[m + 1]:
+            t = arrivals[arrived[m]]
+            if t < best:
+                best = t
+    return best
+
+
+@njit(cache=True, nogil=True)
+def cold_with_queue(n_serving, n_loading, head, arrived):
+    """Whether any model has queued requests and no warm or loading instance."""
+    for m in range(head.shape[0]):
+        if n_serving[m] + n_loading[m] == 0 and head[m] < arrived[m]:
+            return True
+    return False

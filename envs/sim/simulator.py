@@ -181,6 +181,7 @@ class Simulator:
         self.dropped = np.zeros(M, dtype=np.int64)
         self.slo = np.array([m.slo_s for m in config.models], dtype=np.float64)
         self.late = np.zeros(M, dtype=np.int64)  # dispatched with latency > SLO (kernel)
+        self.late_s = np.zeros(M)  # their lateness (latency - SLO), summed
         # Accounting.
         self.gpu_s_closed = 0.0
         self._n_live = 0  # instances holding a GPU, and the sum of their creation times
@@ -195,6 +196,12 @@ class Simulator:
         self.egress_gb = 0.0
         self.prefetches_done = 0
         self._est_cache: dict = {}
+        # Per-model standing rules for the platform's own cold starts (FeatureSpec.autostart):
+        # a placement rule, and a source (None: the sourcing rule's nearest copy; "cloud").
+        self.rule_placement = [f.default_placement] * M
+        self.rule_source: list[str | None] = [None] * M
+        self.autostarts = 0  # instances the platform started on demand
+        self.open_window()
         # Bumped by every change of placement state: instances (created, warm, draining, gone),
         # memory and disk copies (inserted, evicted, pinned, being read), prefetches. Whatever
         # is a function of that state alone (free GPUs, copies, the best source, the env's
@@ -219,10 +226,17 @@ class Simulator:
         if not t_end >= self.now:
             raise ValueError(f"run_until({t_end}) is in the past: now = {self.now}")
         ka = self.cfg.features.keep_alive_s
+        auto = self.cfg.features.autostart
         while True:
+            if auto:
+                self._autostart()
             t_ev = min(self.events.peek_time(), self.net.next_completion())
             if ka is not None:
                 t_ev = min(t_ev, self._next_expiry(ka))
+            if auto:  # the platform acts on the next request of a model with no instance
+                t_ev = min(t_ev, kernel.next_cold_arrival(
+                    self.arrivals, self.offsets, self.arrived, self.n_serving, self.n_loading
+                ))  # fmt: skip
             t_seg = min(t_ev, t_end)
             if t_seg > self.now:
                 self._serve(t_seg)
@@ -243,10 +257,43 @@ class Simulator:
             self.finish_s, self.cold_wait_s, self.status, self.slot_free, self.slot_on,
             self.slot_batch, self.slot_busy, self.G, self.exec1, self.exec_item, self.cpu_exec,
             self.max_batch, self.cfg.features.request_timeout_s, self.warm_since, self.served,
-            self.dropped, self.slo, self.late,
+            self.dropped, self.slo, self.late, self.late_s,
         )  # fmt: skip
         self.now = t1
         self._reap(t1)
+
+    def _autostart(self) -> None:
+        """The platform's activator: a model with queued requests and no warm or loading
+        instance gets one now, placed and sourced by its standing rules (:meth:`set_rules`).
+        Without a free GPU that fits, nothing starts; the next call (every event) tries again."""
+        if not kernel.cold_with_queue(self.n_serving, self.n_loading, self.head, self.arrived):
+            return
+        cold = (self.n_serving + self.n_loading == 0) & (self.head < self.arrived)
+        for m in np.flatnonzero(cold).tolist():
+            h = self.choose_host(m, self.rule_placement[m])
+            if h >= 0:
+                self.scale_up(m, h, self.rule_source[m])
+                self.autostarts += 1
+
+    def set_rules(self, m: int, placement: str | None = None, source: str | None = "keep") -> None:
+        """Standing rules of model ``m`` for the platform's own cold starts (autostart).
+
+        Args:
+            placement: A placement rule (``PLACEMENT_RULES``); ``None`` leaves it.
+            source: ``None`` (the sourcing rule's nearest copy) or ``"cloud"``; ``"keep"``
+                leaves it.
+        """
+        self._check_model(m)
+        if placement is not None and placement != self.rule_placement[m]:
+            if placement not in PLACEMENT_RULES:
+                raise SimError(f"unknown placement rule {placement!r}; valid: {PLACEMENT_RULES}")
+            self.rule_placement[m] = placement
+            self.version += 1
+        if source != "keep" and source != self.rule_source[m]:
+            if source not in (None, "cloud"):
+                raise SimError(f"source rule must be None (nearest) or 'cloud', got {source!r}")
+            self.rule_source[m] = source
+            self.version += 1
 
     def _next_expiry(self, ka: float) -> float:
         best = math.inf
@@ -480,6 +527,11 @@ class Simulator:
             return min(cands, key=lambda h: (nfree[h], h))
         if rule == "least_loaded":
             return min(cands, key=lambda h: (-nfree[h], h))
+        if rule == "fastest":
+            return min(
+                cands,
+                key=lambda h: (self.estimate_load_s(m, h) + self.loading_wait_s(h), -nfree[h], h),
+            )
 
         def tier_rank(h):
             src = (
@@ -490,6 +542,26 @@ class Simulator:
             return TIERS.index(src)
 
         return min(cands, key=lambda h: (tier_rank(h), -nfree[h], h))
+
+    def loading_wait_s(self, h: int) -> float:
+        """Estimated remaining time of the cold starts in progress on host ``h`` (uncontended)."""
+        wait = 0.0
+        for insts in self.instances:
+            for inst in insts:
+                if inst.state == LOADING and inst.host == h:
+                    total = self.estimate_load_s(inst.model, h, inst.source)
+                    wait += max(0.0, inst.created_s + total - self.now)
+        return wait
+
+    def best_load_s(self, m: int) -> float:
+        """Uncontended cold-start time of ``m`` where the ``locality`` rule would put it now
+        (the configured sourcing rule's tier on that host); with no free GPU that fits, the best
+        over every host that fits. The env's ``load_time`` feature."""
+        h = self.choose_host(m, "locality")
+        if h >= 0:
+            return self.estimate_load_s(m, h)
+        fits = [h for h, hs in enumerate(self.cfg.hosts) if hs.gpu_mem_gb >= self.sizes[m]]
+        return min((self.estimate_load_s(m, h) for h in fits), default=math.inf)
 
     def scale_up(self, m: int, host: int | None = None, source: str | None = None) -> Instance:
         """Start a cold start of model ``m`` on ``host`` (or the default placement rule's host)."""
@@ -771,6 +843,24 @@ class Simulator:
             "in_service": in_service,
             "completed": served - in_service,
             "dropped": dropped,
+        }
+
+    def open_window(self) -> None:
+        """Start the measured window now: :func:`envs.sim.metrics.summary` covers the requests
+        that arrive after this instant and the costs, cold starts and bytes from here on (an
+        episode's warm-up before it is state, not score). Called at construction (window = all)."""
+        self.window_s = self.now
+        self.window_first = self.arrived.copy()  # per model: first request of the window
+        self.window_base = {
+            "cold_starts": dict(self.cold_starts),
+            "cold_starts_by_model": self.cold_starts_by_model.copy(),
+            "gb_by_tier": dict(self.gb_by_tier),
+            "gb_pcie": self.gb_pcie,
+            "gpu_seconds": self.gpu_seconds(),
+            "gpu_busy_seconds": self.gpu_busy_seconds(),
+            "cost_usd": self.cost_usd(),
+            "autostarts": self.autostarts,
+            "prefetches_done": self.prefetches_done,
         }
 
     def gpu_seconds(self) -> float:
