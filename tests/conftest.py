@@ -144,3 +144,26 @@ def make_sim(cfg: SimConfig, *arrivals, duration=1000.0, seed=0) -> Simulator:
 
 def exec_s(batch: int = 1) -> float:
     return (BATCH1_MS + (batch - 1) * PER_ITEM_MS) / 1000.0
+
+
+# ------------------------------------------------------------------ env (v1) helpers ----
+def valid_random_action(env, rng: np.random.Generator) -> int:
+    """A uniformly random action among the focused model's valid ones (``action_masks()``)."""
+    return int(rng.choice(np.flatnonzero(env.action_masks())))
+
+
+def run_env(env, seed: int, act=None, action_seed: int = 0):
+    """One episode of ``env`` from ``reset(seed=seed)``; ``act(env, rng)`` picks each action
+    (default: masked uniform random). Returns (observations, rewards, infos)."""
+    act = act or valid_random_action
+    rng = np.random.default_rng(action_seed)
+    obs, _ = env.reset(seed=seed)
+    trace, rewards, infos = [obs], [], []
+    done = False
+    while not done:
+        obs, r, term, trunc, info = env.step(act(env, rng))
+        trace.append(obs)
+        rewards.append(r)
+        infos.append(info)
+        done = term or trunc
+    return np.array(trace), np.array(rewards), infos

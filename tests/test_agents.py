@@ -13,7 +13,7 @@ import envs  # noqa: F401  (registers the ids)
 from agents.algos import ALGOS, get_algo, resolve_policy
 from agents.hyperparams import load_hyperparams, parse_assignments, resolve, safe_eval
 from agents.loading import AgentPolicy, load_agent, read_meta, save_agent, stats_path
-from agents.wrappers import ENV_ID, DiscreteActions, EnvFactory, EpisodeLatencies
+from agents.wrappers import ENV_ID, EnvFactory, EpisodeLatencies
 
 SHORT = {"episode_s": 200}
 
@@ -95,7 +95,7 @@ def test_env_block_wins_over_default(tmp_path):
         ("default:\n  policy_kwargs: \"exec('x')\"\n", "policy_kwargs"),
         ("default:\n  n_envs: 0\n", "n_envs must be an integer"),
         ("default:\n  normalize: {norm_ob: true}\n", "Did you mean 'norm_obs'"),
-        ("other-env:\n  n_steps: 8\n", "no 'coldstart/ServerlessGPU-v0' or 'default' block"),
+        ("other-env:\n  n_steps: 8\n", "no 'coldstart/ServerlessGPU-v1' or 'default' block"),
         ("default: [1, 2\n", "not valid YAML"),
     ],
 )
@@ -129,34 +129,12 @@ def test_resolve_rejects_bad_normalize():
 
 
 # -------------------------------------------------------------------------------- wrappers ----
-def test_discrete_actions_table_and_masking():
-    env = DiscreteActions(make())
-    base = env.unwrapped
-    # noop + per model (5 non-zero deltas + 3 cache actions) on 3 models
-    assert env.action_space.n == 1 + base.M * (len(base.deltas) - 1 + 3) == 25
-    assert env.names[0] == "noop" and env.names[1].endswith(":scale-4")
-    obs, _ = env.reset(seed=0)
-    mask = env.action_masks()
-    assert mask.dtype == bool and mask.shape == (25,) and mask[0]
-    # With no instance at the start, scale-in is masked and maps to the no-op.
-    scale_in = env.names.index(f"{base.scenario.sim.models[0].name}:scale-1")
-    assert not mask[scale_in]
-    _, _, _, _, info = env.step(scale_in)
-    assert info["masked_to_noop"] == 1 and info["invalid_actions"] == 0
-    # Every table row is a valid MultiDiscrete action of the base env.
-    for row in env.table:
-        assert base.action_space.contains(row)
-    scale_up = env.names.index(f"{base.scenario.sim.models[0].name}:scale+1")
-    env.step(scale_up)
-    assert sum(base.sim.counts(0)) == 1
-
-
 def test_episode_latencies_on_final_step_only():
     env = EpisodeLatencies(make(), max_values=50)
     env.reset(seed=1)
     done, info, n = False, {}, 0
     while not done:
-        _, _, term, trunc, info = env.step(env.unwrapped._noop)
+        _, _, term, trunc, info = env.step(env.unwrapped.layout.noop)
         done = term or trunc
         n += 1
         if not done:
@@ -166,10 +144,11 @@ def test_episode_latencies_on_final_step_only():
 
 
 def test_env_factory_pickles_and_masks():
-    f = EnvFactory("small", "train", SHORT, discrete=False, masked=True)
+    f = EnvFactory("small", "train", SHORT, masked=True)
     env = pickle.loads(pickle.dumps(f))()
     env.reset(seed=0)
-    assert env.action_masks().shape == (int(env.unwrapped.nvec_model.sum()) * env.unwrapped.K,)
+    assert env.action_masks().shape == (env.unwrapped.layout.n,) == (env.action_space.n,)
+    np.testing.assert_array_equal(env.action_masks(), env.unwrapped.action_masks())
 
 
 # ------------------------------------------------------------------ maskable PPO and loading ----
@@ -189,19 +168,17 @@ def maskable(tmp_path_factory):
 def test_maskable_ppo_never_takes_a_masked_action(maskable):
     model, _, path = maskable
     agent = load_agent(path)
-    env = make(split="eval")
+    env = make(split="eval", warmup_s=0)  # an empty start: scale-in is masked at first
     agent.bind(env)
-    nvec = env.unwrapped.nvec_model
-    offs = np.concatenate([[0], np.cumsum(nvec)[:-1]])
+    u = env.unwrapped
     for seed in range(2):
         obs, _ = env.reset(seed=seed)
         done, n_masked_somewhere = False, 0
         while not done:
-            mask = env.unwrapped.action_masks().reshape(env.unwrapped.K, -1)
+            mask = u.action_masks()
             n_masked_somewhere += int((~mask).any())
             action, _ = agent.predict(obs, deterministic=False)
-            for m, a in enumerate(np.asarray(action).reshape(-1, 4)):
-                assert mask[m, offs + a].all(), f"masked choice {a} for slot {m}"
+            assert mask[int(action)], f"masked action {u.layout.name(int(action))}"
             obs, _, term, trunc, info = env.step(action)
             done = term or trunc
         assert info["invalid_actions"] == 0
@@ -217,9 +194,10 @@ def test_load_agent_restores_algorithm_and_normalisation(maskable, tmp_path):
     obs = make().reset(seed=0)[0]
     np.testing.assert_allclose(agent.normalize(obs), venv.normalize_obs(obs), rtol=1e-6)
     batch = np.stack([obs, obs])
-    masks = np.ones((2, int(venv.action_space.nvec.sum())), dtype=bool)
+    masks = np.zeros((2, venv.action_space.n), dtype=bool)
+    masks[:, 5] = True  # one valid action: MaskablePPO must take it
     action, _ = agent.predict(batch, action_masks=masks)
-    assert action.shape == (2, len(venv.action_space.nvec))
+    assert action.shape == (2,) and (action == 5).all()
     # Without the meta (a zip saved elsewhere), the algorithm is told from the policy class.
     model.coldstart_meta = None
     bare = save_agent(model, tmp_path / "bare.zip", None)
@@ -244,49 +222,33 @@ def test_load_agent_bad_paths_raise_one_line_value_errors(maskable, tmp_path, ki
     assert "\n" not in str(e.value)
 
 
-def test_dqn_agent_maps_composite_actions_back():
+def test_dqn_acts_on_the_native_discrete_space():
+    # v1: DQN needs no wrapper (v0 mapped a composite table back to MultiDiscrete actions).
     from stable_baselines3.common.vec_env import DummyVecEnv
 
-    f = EnvFactory("small", "train", SHORT, discrete=True)
-    venv = DummyVecEnv([f])
+    venv = DummyVecEnv([EnvFactory("small", "train", SHORT)])
+    assert isinstance(venv.action_space, gym.spaces.Discrete)
     model = get_algo("dqn").cls("MlpPolicy", venv, learning_starts=0, seed=0)
-    table = venv.envs[0].get_wrapper_attr("table")
-    agent = AgentPolicy(model, get_algo("dqn"), table=table)
+    agent = AgentPolicy(model, get_algo("dqn"))
     env = make()
     obs, _ = env.reset(seed=0)
-    action, _ = agent.predict(obs)
-    assert env.action_space.contains(np.asarray(action))
-    assert any((action == row).all() for row in table)
+    for _ in range(4):
+        action, _ = agent.predict(obs)
+        assert env.action_space.contains(int(action))
+        obs, *_ = env.step(action)
 
 
-def test_composite_mask_matches_the_wrapper_and_batches():
-    from agents.wrappers import composite_mask
-
-    env = DiscreteActions(make())
-    env.reset(seed=2)
-    env.step(env.names.index(f"{env.unwrapped.scenario.sim.models[1].name}:scale+4"))
-    full = env.unwrapped.action_masks()
-    single = composite_mask(env.table, full, env.unwrapped.nvec_model)
-    np.testing.assert_array_equal(single, env.action_masks())
-    batch = composite_mask(env.table, np.stack([full, full]), env.unwrapped.nvec_model)
-    assert batch.shape == (2, len(env.table)) and (batch == single).all()
-
-
-def test_maskable_ppo_on_composite_actions_maps_env_masks():
+def test_action_prior_favours_the_noop_on_the_discrete_space():
     from stable_baselines3.common.vec_env import DummyVecEnv
 
-    venv = DummyVecEnv([EnvFactory("small", "train", SHORT, discrete=True, masked=True)])
-    spec = get_algo("maskable_ppo")
-    model = spec.cls("MlpPolicy", venv, n_steps=32, batch_size=32, seed=0)
-    table = venv.envs[0].get_wrapper_attr("table")
-    agent = AgentPolicy(model, spec, table=table)
-    env = make()
-    agent.bind(env)
-    obs, _ = env.reset(seed=0)
-    for _ in range(5):
-        # The env's own MultiDiscrete mask (what agents.evaluation passes) is mapped.
-        action, _ = agent.predict(
-            obs, action_masks=env.unwrapped.action_masks(), deterministic=False
-        )
-        obs, _, _, _, info = env.step(action)
-        assert info["invalid_actions"] == 0
+    from agents.algos import apply_action_prior
+
+    venv = DummyVecEnv([EnvFactory("small", "train", SHORT)])
+    model = get_algo("ppo").cls("MlpPolicy", venv, n_steps=16, batch_size=16, seed=0)
+    noop = venv.envs[0].unwrapped.layout.noop
+    before = model.policy.action_net.bias.detach().clone()
+    assert apply_action_prior(model, noop, 2.0)
+    diff = model.policy.action_net.bias.detach() - before
+    assert diff[noop].item() == pytest.approx(2.0)
+    assert np.count_nonzero(diff.numpy()) == 1
+    assert not apply_action_prior(model, noop, 0.0)

@@ -11,9 +11,9 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 
 import envs  # noqa: F401
 from baselines import POLICIES, HybridHistogram, Overprovision, make_policy
-from baselines.base import HOLD, KEEP, LOCALITY, PREFETCH, nearest_delta
+from baselines.base import CLOUD, FASTEST, HOLD, KEEP, LOCALITY, PREFETCH, nearest_delta
 
-ENV_ID = "coldstart/ServerlessGPU-v0"
+ENV_ID = envs.ENV_ID
 NAMES = list(POLICIES)
 
 
@@ -22,13 +22,10 @@ def make_env(scenario="small", **overrides):
 
 
 def assert_in_mask(u, action):
-    mask = u.action_masks().reshape(u.K, -1)
-    off = np.r_[0, np.cumsum(u.nvec_model[:-1])]
-    a = np.asarray(action).reshape(u.K, 4)
-    for m in range(u.K):
-        for e in range(4):
-            assert 0 <= a[m, e] < u.nvec_model[e]
-            assert mask[m, off[e] + a[m, e]], f"slot {m} entry {e} choice {a[m, e]} is masked"
+    """v1: one Discrete action for the focused model, which must be valid in its mask now."""
+    a = int(np.asarray(action).reshape(()))
+    assert 0 <= a < u.layout.n
+    assert u.action_masks()[a], f"model {u.focus}: action {u.layout.name(a)} is masked"
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -37,26 +34,30 @@ def test_actions_inside_mask_over_an_episode(name):
     u = env.unwrapped
     pol = make_policy(name, env=env)
     obs, _ = env.reset(seed=1)
-    done, start, info = False, True, {}
+    done, start, info, n = False, True, {}, 0
     while not done:
         action, _ = pol.predict(obs, episode_start=start)
         start = False
-        assert action.shape == env.action_space.shape
-        assert_in_mask(u, action)
+        assert np.shape(action) == env.action_space.shape == ()
+        assert_in_mask(u, action)  # every step, every model in turn
         obs, _, term, trunc, info = env.step(action)
         done = term or trunc
+        n += 1
+    assert n == u.scenario.n_steps * u.M
     assert info["invalid_actions"] == 0
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_one_step_on_paper_inside_mask(name):
+def test_two_intervals_on_paper_inside_mask(name):
     env = make_env("paper", episode_s=60)
+    u = env.unwrapped
     pol = make_policy(name, env=env)
     obs, _ = env.reset(seed=0)
-    for _ in range(2):
+    for _ in range(2 * u.M):
         action, _ = pol.predict(obs)
-        assert_in_mask(env.unwrapped, action)
-        obs, *_ = env.step(action)
+        assert_in_mask(u, action)
+        obs, _, _, _, info = env.step(action)
+    assert info["invalid_actions"] == 0
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -73,41 +74,43 @@ def test_batch_predict_matches_shapes_and_single_envs():
     obs = venv.reset()
     pol = make_policy("hierarchical").bind(venv)
     a, _ = pol.predict(obs, episode_start=np.ones(2, dtype=bool))
-    assert a.shape == (2, venv.action_space.shape[0])
+    assert a.shape == (2,)
     for i, e in enumerate(venv.envs):
         assert_in_mask(e.unwrapped, a[i])
     single = make_policy("hierarchical", env=venv.envs[0])
     a0, _ = single.predict(obs[0], episode_start=True)
-    assert a0.shape == (venv.action_space.shape[0],)
-    np.testing.assert_array_equal(a0, a[0])
+    assert np.shape(a0) == ()
+    assert a0 == a[0]
+    with pytest.raises(ValueError, match="bound env"):
+        single.predict(obs)
 
 
 def test_episode_start_resets_per_env_state():
     env = make_env(episode_s=120)
+    u = env.unwrapped
     pol = make_policy("keepalive", env=env)
     obs, _ = env.reset(seed=0)
-    for _ in range(3):
-        pol.predict(obs)
-    assert pol._state[0]["t"] == 3 and len(pol._state[0]["window"]) == 3
+    for _ in range(3 * u.M):  # three control intervals: one plan per interval, not per step
+        a, _ = pol.predict(obs)
+        obs, *_ = env.step(a)
+    pol.predict(obs)  # the fourth interval's plan
+    assert pol._state[0]["t"] == 3 and len(pol._state[0]["window"]) == 4
     pol.predict(obs, episode_start=True)
-    assert pol._state[0]["t"] == 1 and len(pol._state[0]["window"]) == 1
+    assert pol._state[0]["t"] == 0 and len(pol._state[0]["window"]) == 1
     pol.reset()
     assert pol._state == {}
 
 
 class NoSimProxy:
-    """An env that exposes the scenario and masks but refuses to show its simulator."""
+    """An env that exposes everything but refuses to show its simulator."""
 
     def __init__(self, env):
-        self._env = env.unwrapped
-        self.scenario = self._env.scenario
+        object.__setattr__(self, "_env", env.unwrapped)
 
-    def action_masks(self):
-        return self._env.action_masks()
-
-    @property
-    def sim(self):
-        raise AssertionError("an observation-only policy read the simulator")
+    def __getattr__(self, name):
+        if name == "sim":
+            raise AssertionError("an observation-only policy read the simulator")
+        return getattr(self._env, name)
 
 
 @pytest.mark.parametrize("name", [n for n in NAMES if not POLICIES[n].privileged])
@@ -115,13 +118,19 @@ def test_observation_only_policies_never_read_the_simulator(name):
     env = make_env(episode_s=120)
     pol = make_policy(name, env=NoSimProxy(env))
     obs, _ = env.reset(seed=0)
-    for t in range(12):
+    for t in range(12 * env.unwrapped.M):
         action, _ = pol.predict(obs, episode_start=t == 0)
         obs, *_ = env.step(action)
 
 
-def test_only_serverlessllm_is_privileged_and_others_cannot_read_the_sim():
-    assert [n for n in NAMES if POLICIES[n].privileged] == ["serverlessllm"]
+def test_no_policy_is_privileged_and_none_can_read_the_sim():
+    # v1 offers ServerlessLLM's startup-time placement as the "fastest" rule to every policy,
+    # so serverlessllm no longer reads the simulator (it was the one privileged policy in v0).
+    assert [n for n in NAMES if POLICIES[n].privileged] == []
+    pol = make_policy("serverlessllm", env=make_env())
+    assert pol.datapath.placement == FASTEST
+    with pytest.raises(RuntimeError, match="not privileged"):
+        pol.sim(0)
     pol = make_policy("baseline", env=make_env())
     with pytest.raises(RuntimeError, match="not privileged"):
         pol.sim(0)
@@ -134,7 +143,7 @@ def test_unknown_policy_lists_names_and_suggests_the_closest():
     with pytest.raises(ValueError, match="policy 'keepalive'"):
         make_policy("keepalive", keep_alive=3)  # misspelt parameter
     with pytest.raises(RuntimeError, match="bind"):
-        make_policy("baseline").predict(np.zeros(61, dtype=np.float32))
+        make_policy("baseline").predict(np.zeros(28, dtype=np.float32))
 
 
 def test_nearest_delta_and_legalize():
@@ -148,17 +157,18 @@ def test_nearest_delta_and_legalize():
     env.reset(seed=0)
     pol = make_policy("baseline", env=env)
     f = pol.facts
-    mask = pol.mask(0).copy()
-    c0 = f.offsets[3]
-    mask[0, c0 + PREFETCH] = False  # prefetch impossible
-    mask[0, f.offsets[1] + 3] = False  # host 0 full
-    mask[0, f.offsets[0] : f.offsets[0] + f.nvec[0]] = deltas <= 0  # no scale-out
-    choice = pol.noop()
-    choice[0] = [np.flatnonzero(deltas == 2)[0], 3, 0, PREFETCH]
-    choice[3, 3] = PREFETCH  # a padding slot
-    out = pol.legalize(choice, mask)
-    assert list(out[0]) == [f.zero_delta, LOCALITY, 0, KEEP]
-    assert out[3, 3] == HOLD
+    cache_ok = np.array([True, True, True, False])  # prefetch impossible
+    two = int(np.flatnonzero(deltas == 2)[0])
+    # Placement and source are always valid and kept; scale-out masked -> nearest valid (0).
+    assert pol.legalize([two, LOCALITY, CLOUD, PREFETCH], deltas <= 0, cache_ok) == [
+        f.zero_delta, LOCALITY, CLOUD, KEEP,
+    ]  # fmt: skip
+    no_keep = np.array([True, True, False, False])
+    assert pol.legalize([two, 0, 0, PREFETCH], np.ones(6, dtype=bool), no_keep)[3] == HOLD
+    assert pol.legalize([two, 0, 0, KEEP], np.ones(6, dtype=bool), no_keep) == [two, 0, 0, HOLD]
+    noop = pol.noop()
+    assert noop.shape == (f.M, 4)
+    assert all(f.layout.encode(*row) == f.layout.noop for row in noop)
 
 
 def test_histogram_windows_known_answers():

@@ -20,7 +20,7 @@ def test_sim_throughput_replays_a_window_reproducibly():
 
 def test_env_step_raw_rate_and_ppo_learner():
     assert env_step.raw_steps_per_s("small", 20) > 0
-    model, timer = env_step.make_ppo("coldstart/ServerlessGPU-v0", composite=True, scenario="small")
+    model, timer = env_step.make_ppo("coldstart/ServerlessGPU-v1", composite=True, scenario="small")
     assert model.num_timesteps == env_step.N_STEPS  # the warm-up rollout ran
     assert timer.seconds == 0.0  # reset after the warm-up, so the benchmark times only its turns
     model.learn(env_step.N_STEPS, reset_num_timesteps=False)

@@ -53,7 +53,7 @@ def test_policy_trains_with_ppo_on_the_env():
     import envs  # noqa: F401
     from agents.distributions import FastMultiDiscretePolicy
 
-    env = gym.make("coldstart/ServerlessGPU-v0", scenario="small", episode_s=120)
+    env = gym.make("coldstart/ServerlessGPU-v1", scenario="small", episode_s=120)
     model = PPO(FastMultiDiscretePolicy, env, n_steps=64, batch_size=32, n_epochs=1, seed=0)
     model.learn(128)
     obs, _ = env.reset(seed=0)

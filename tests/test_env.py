@@ -1,4 +1,8 @@
-"""The Gymnasium environment: checkers, determinism, masks, info, reward, vectorisation."""
+"""The Gymnasium environment (v1): checkers, determinism, masks, bad actions, info, vectorisation.
+
+Incentives, platform semantics, warm-up and the fast path have their own files
+(test_reward.py, test_platform.py, test_env_v1.py, test_env_fastpath.py).
+"""
 
 from __future__ import annotations
 
@@ -11,197 +15,238 @@ from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import envs
-from envs.env import CACHE_ACTIONS, CLUSTER_FEATURES, MODEL_FEATURES, ServerlessGPUEnv
+from envs import layout as L
+from envs.env import ServerlessGPUEnv
 from envs.scenarios import ConfigError
+from tests.conftest import run_env, valid_random_action
 
 FAST = {"episode_s": 120}
+PRESETS = sorted(envs.list_presets())
 
 
-def valid_random_action(env: ServerlessGPUEnv, rng: np.random.Generator) -> np.ndarray:
-    mask = env.action_masks().reshape(env.K, -1)
-    out = []
-    for m in range(env.K):
-        off = 0
-        for n in env.nvec_model:
-            out.append(rng.choice(np.flatnonzero(mask[m, off : off + n])))
-            off += n
-    return np.array(out)
+def scale_action(env: ServerlessGPUEnv, delta: int) -> int:
+    """The action that scales by ``delta`` and changes nothing else."""
+    s = int(np.flatnonzero(env.layout.deltas == delta)[0])
+    return env.layout.encode(s, 0, 0, L.CACHE_CHOICES.index("hold"))
 
 
-def rollout(env: ServerlessGPUEnv, seed: int, steps: int | None = None, action_seed: int = 0):
-    rng = np.random.default_rng(action_seed)
-    obs, info = env.reset(seed=seed)
-    trace = [obs]
-    rewards, infos = [], []
-    n = steps or env.scenario.n_steps
-    for _ in range(n):
-        obs, r, term, trunc, info = env.step(valid_random_action(env, rng))
-        trace.append(obs)
-        rewards.append(r)
-        infos.append(info)
-        if term or trunc:
-            break
-    return np.array(trace), np.array(rewards), infos
-
-
-@pytest.mark.parametrize("env_id", envs.ENV_IDS)
-@pytest.mark.parametrize("scenario", ["small", "paper", "azure"])
-def test_checkers_pass_for_every_id_and_preset(env_id, scenario):
-    env = gym.make(env_id, scenario=scenario, episode_s=60, disable_env_checker=True)
+@pytest.mark.parametrize("scenario", PRESETS)
+def test_checkers_pass_on_every_preset(scenario):
+    assert envs.ENV_IDS == ("coldstart/ServerlessGPU-v1",)
+    env = gym.make(envs.ENV_ID, scenario=scenario, episode_s=60, disable_env_checker=True)
     gym_check_env(env.unwrapped, skip_render_check=True)
     sb3_check_env(env.unwrapped, warn=False)
 
 
+@pytest.mark.parametrize("scenario", PRESETS)
+def test_spaces_do_not_depend_on_the_number_of_models(scenario):
+    env = ServerlessGPUEnv(scenario, episode_s=60)
+    assert env.action_space == gym.spaces.Discrete(env.layout.n)
+    assert env.layout.n == len(env.scenario.scale_deltas) * 5 * 3 * 4
+    assert env.observation_space.shape == (L.N_OBS,)
+    assert L.N_OBS == len(L.MODEL_FEATURES) + len(L.CLUSTER_FEATURES)
+
+
+def test_docstring_states_the_real_space_shapes():
+    env = ServerlessGPUEnv("small", episode_s=60)
+    doc = ServerlessGPUEnv.__doc__
+    assert f"Box(0, {L.OBS_HIGH:g}, ({L.N_OBS},), float32)" in doc
+    assert f"({env.layout.n} with the default deltas)" in doc
+
+
+def test_v0_is_retired():
+    with pytest.raises(gym.error.DeprecatedEnv):
+        gym.make("coldstart/ServerlessGPU-v0")
+
+
 def test_same_seed_same_episode_and_other_seed_other_workload():
     env = ServerlessGPUEnv("small", **FAST)
-    o1, r1, i1 = rollout(env, seed=3)
-    o2, r2, i2 = rollout(env, seed=3)
+    o1, r1, i1 = run_env(env, seed=3)
+    o2, r2, i2 = run_env(env, seed=3)
     np.testing.assert_array_equal(o1, o2)
     np.testing.assert_array_equal(r1, r2)
     assert i1[-1]["episode_metrics"] == i2[-1]["episode_metrics"]
     env.reset(seed=4)
     a4 = env.sim.arrivals.copy()
     env.reset(seed=3)
-    assert not np.array_equal(a4, env.sim.arrivals)
+    assert a4.shape != env.sim.arrivals.shape or not np.array_equal(a4, env.sim.arrivals)
 
 
 def test_policy_choices_never_change_the_workload():
     env = ServerlessGPUEnv("small", **FAST)
-    _, _, i1 = rollout(env, seed=1, action_seed=0)
+    _, _, i1 = run_env(env, seed=1, action_seed=0)
     a1 = env.sim.arrivals.copy()
-    _, _, i2 = rollout(env, seed=1, action_seed=99)
+    _, _, i2 = run_env(env, seed=1, action_seed=99)
     np.testing.assert_array_equal(a1, env.sim.arrivals)
     assert i1[-1]["requests_arrived"] == i2[-1]["requests_arrived"]
 
 
+def test_one_step_per_model_and_time_advances_after_the_last():
+    env = ServerlessGPUEnv("small", **FAST)
+    obs, info = env.reset(seed=0)
+    M, step_s = env.M, env.scenario.step_s
+    assert info["focus"] == 0 and info["sim_time_s"] == 0.0
+    for t in range(3):
+        for m in range(M):
+            assert env.focus == m
+            assert obs[L.C["focus"]] == pytest.approx(m / M)
+            obs, r, _, _, info = env.step(env.layout.noop)
+            last = m == M - 1
+            assert info["focus"] == (0 if last else m + 1)
+            assert info["sim_time_s"] == pytest.approx((t + 1) * step_s if last else t * step_s)
+            if not last:  # reward is paid on the step that advances time, 0 on the others
+                assert r == 0.0
+                assert info["reward_components"] == {"cost": 0.0, "late": 0.0, "drop": 0.0}
+            assert obs[L.C["episode_progress"]] == pytest.approx(env.t / env.scenario.n_steps)
+
+
 def test_episode_truncates_at_horizon_with_final_metrics():
     env = ServerlessGPUEnv("small", **FAST)
-    _, _, infos = rollout(env, seed=0)
-    assert len(infos) == env.scenario.n_steps == 12
+    _, _, infos = run_env(env, seed=0)
+    assert len(infos) == env.scenario.n_steps * env.M == 12 * 3
     last = infos[-1]
     for key in (
-        "p50_latency_s", "p99_latency_s", "slo_violation_rate", "cold_starts_local_mem",
-        "cold_starts_remote_mem", "cold_starts_disk", "cold_starts_cloud",
+        "p50_latency_s", "p99_latency_s", "mean_latency_s", "slo_violation_rate", "drop_rate",
+        "goodput_rps", "gpu_utilization", "cold_starts_local_mem", "cold_starts_remote_mem",
+        "cold_starts_disk", "cold_starts_cloud", "episode_metrics", "episode_reward_components",
     ):  # fmt: skip
         assert key in last
+    assert set(last["episode_metrics"]["models"]) == {m.name for m in env.cfg.models}
+    for info in infos[:-1]:
+        assert "p99_latency_s" not in info
     for info in infos:
         for key in (
             "requests_arrived", "requests_completed", "requests_dropped", "requests_pending",
-            "cold_starts", "cost_usd", "reward_components",
+            "cold_starts", "cost_usd", "invalid_actions", "sim_time_s", "focus",
+            "reward_components",
         ):  # fmt: skip
             assert key in info
         assert (
             info["requests_arrived"]
             == info["requests_completed"] + info["requests_dropped"] + info["requests_pending"]
         )
-    costs = [i["cost_usd"] for i in infos]
-    assert costs == sorted(costs)
+    costs = np.array([i["cost_usd"] for i in infos])
+    assert costs[0] >= 0 and np.all(np.diff(costs) >= -1e-12)  # float rounding only
 
 
-def test_reward_is_weighted_sum_of_components():
-    env = ServerlessGPUEnv("small", reward__slo=2.0, reward__drop=3.0, reward__cost=0.25, **FAST)
-    rng = np.random.default_rng(0)
-    env.reset(seed=0)
-    for _ in range(env.scenario.n_steps):
-        _, r, _, trunc, info = env.step(valid_random_action(env, rng))
-        c = info["reward_components"]
-        assert set(c) == {"slo", "drop", "cost"}
-        assert all(v >= 0 for v in c.values())
-        assert r == pytest.approx(-(2.0 * c["slo"] + 3.0 * c["drop"] + 0.25 * c["cost"]))
-        if trunc:
-            break
-
-
-def test_cost_component_known_answer_one_gpu_for_one_step():
-    env = ServerlessGPUEnv("small", **FAST)
-    env.reset(seed=0)
-    act = env._noop.copy()
-    act[0] = int(np.flatnonzero(env.deltas == 1)[0])  # +1 instance of model 0
-    _, _, _, _, info = env.step(act)
-    # One of the cluster's 4 GPUs held for the whole step; no cache memory held yet (the copy
-    # lands during the step, so a little pool memory is billed too).
-    assert info["reward_components"]["cost"] == pytest.approx(1 / env.G, rel=0.02)
-
-
-def test_observation_layout_and_padding():
-    env = ServerlessGPUEnv("small")
+def test_observation_bounds_and_layout():
+    env = ServerlessGPUEnv("paper", episode_s=60)
     obs, _ = env.reset(seed=0)
-    assert obs.shape == (env.K * len(MODEL_FEATURES) + len(CLUSTER_FEATURES),)
-    assert obs.dtype == np.float32
-    per_model = obs[: env.K * len(MODEL_FEATURES)].reshape(env.K, -1)
-    assert per_model[: env.M, 0].tolist() == [1.0] * env.M
-    assert np.all(per_model[env.M :] == 0)  # small has 3 models in 4 slots
-    obs2, *_ = env.step(env._noop)
-    assert obs2 is not obs and np.all(np.isfinite(obs2))
+    assert obs.shape == (L.N_OBS,) and obs.dtype == np.float32
+    assert env.observation_space.contains(obs)
+    for m in range(env.M):
+        row = env.model_features(m)
+        assert row.shape == (len(L.MODEL_FEATURES),)
+        spec = env.cfg.models[m]
+        assert row[L.F["slo"]] == pytest.approx(spec.slo_s / 5.0)
+        rules = [row[L.F[f"rule_{r}"]] for r in L.PLACEMENT_CHOICES[1:]]
+        assert sorted(rules) == [0.0] * (len(rules) - 1) + [1.0]  # one-hot standing rule
+    np.testing.assert_array_equal(obs[: len(L.MODEL_FEATURES)], env.model_features(0))
+    obs2, *_ = env.step(env.layout.noop)
+    assert obs2 is not obs and env.observation_space.contains(obs2)
+    np.testing.assert_array_equal(obs2[: len(L.MODEL_FEATURES)], env.model_features(1))
 
 
 def test_masked_action_is_a_counted_noop():
-    env = ServerlessGPUEnv("small", **FAST)
+    env = ServerlessGPUEnv("small", warmup_s=0, **FAST)
     env.reset(seed=0)
-    mask = env.action_masks().reshape(env.K, -1)
-    act = env._noop.copy()
-    # Scale-in of model 0 with no instance is masked.
-    neg = int(np.flatnonzero(env.deltas < 0)[0])
-    assert not mask[0, neg]
-    act[0] = neg
-    # The padding slot (model 3) may only hold: ask it to prefetch.
-    act[4 * 3 + 3] = CACHE_ACTIONS.index("prefetch")
-    _, _, _, _, info = env.step(act)
-    assert info["invalid_actions"] == 2
+    a = scale_action(env, -1)  # scale-in of model 0 with no instance: masked
+    assert not env.action_masks()[a]
+    assert env.action_masks()[env.layout.noop]
+    _, _, _, _, info = env.step(a)
+    assert info["invalid_actions"] == 1
+    assert env.sim.counts(0) == (0, 0, 0)
     assert info["cold_starts"] == 0
 
 
-def test_scale_out_respects_gpu_capacity():
-    env = ServerlessGPUEnv("small", **FAST)
+def test_layout_round_trip_noop_and_joint_mask():
+    lay = L.ActionLayout((-4, -1, 0, 1, 2, 4))
+    for a in range(lay.n):
+        assert lay.encode(*lay.decode(a)) == a
+    s, p, src, c = lay.decode(lay.noop)
+    assert lay.deltas[s] == 0 and p == 0 and src == 0 and L.CACHE_CHOICES[c] == "hold"
+    assert lay.name(lay.noop) == "scale+0 placement=keep source=keep cache=hold"
+    scale_ok = lay.deltas <= 0
+    cache_ok = np.array([True, True, True, False])
+    joint = lay.joint_mask(scale_ok, cache_ok)
+    for a in range(lay.n):
+        s, _, _, c = lay.decode(a)
+        assert joint[a] == (scale_ok[s] and cache_ok[c])
+    with pytest.raises(ValueError, match="include 0"):
+        L.ActionLayout((-1, 1))
+    with pytest.raises(ValueError, match="cache choice"):
+        lay.encode(0, 0, 0, 9)
+
+
+def test_scale_out_respects_gpu_capacity_and_masks_follow():
+    env = ServerlessGPUEnv("small", warmup_s=0, **FAST)
     env.reset(seed=0)
-    big = int(np.argmax(env.deltas))
-    act = env._noop.copy()
-    for m in range(env.M):
-        act[4 * m] = big
-    env.step(act)
+    for _ in range(env.M):
+        env.step(scale_action(env, 4))
     total = sum(env.sim.instance_count(m) for m in range(env.M))
     assert total == env.G  # 3 models x +4 asked, 4 GPUs exist
-    mask = env.action_masks().reshape(env.K, -1)
-    assert not mask[: env.M, : len(env.deltas)][:, env.deltas > 0].any()
+    for m in range(env.M):
+        scale_ok, _ = env.entry_masks(m)
+        assert not scale_ok[env.layout.deltas > 0].any()
 
 
-def test_bad_actions_raise_clear_errors():
+@pytest.mark.parametrize(
+    "action, match",
+    [
+        (10**6, "1000000"),
+        (-1, "-1"),
+        (2.5, "2.5"),
+        (np.array([1, 2]), r"shape \(2,\)"),
+        (np.zeros((2, 2), dtype=int), r"shape \(2, 2\)"),
+        ("3", "'3'"),
+    ],
+)
+def test_bad_actions_raise_value_errors_naming_the_value(action, match):
+    env = ServerlessGPUEnv("small", **FAST)
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match=match):
+        env.step(action)
+    assert env.focus == 0 and env.invalid_actions == 0  # nothing happened
+
+
+def test_step_before_reset_and_integral_floats():
     env = ServerlessGPUEnv("small", **FAST)
     with pytest.raises(RuntimeError, match="reset"):
-        env.step(env._noop)
+        env.step(env.layout.noop)
+    with pytest.raises(RuntimeError, match="reset"):
+        env.action_masks()
     env.reset(seed=0)
-    with pytest.raises(ValueError, match="shape"):
-        env.step(np.zeros(3, dtype=int))
-    bad = env._noop.copy()
-    bad[0] = 99
-    with pytest.raises(ValueError, match="outside"):
-        env.step(bad)
+    _, _, _, _, info = env.step(float(env.layout.noop))  # integral floats are integers
+    assert info["invalid_actions"] == 0
+    env.step(np.array([env.layout.noop]))  # a one-element array too
 
 
 def test_held_out_windows_never_overlap_training_windows():
     tr = ServerlessGPUEnv("small", split="train")
     ev = ServerlessGPUEnv("small", split="eval")
+    cut = tr.scenario.span_s * (1 - tr.scenario.held_out_fraction)
     train_ends = []
     for s in range(20):
         tr.reset(seed=s)
         train_ends.append(tr.start_s + tr.scenario.episode_s)
         ev.reset(seed=s)
-        assert ev.start_s >= tr.scenario.span_s * (1 - tr.scenario.held_out_fraction)
-    assert max(train_ends) <= tr.scenario.span_s * (1 - tr.scenario.held_out_fraction)
+        assert ev.start_s >= cut
+    assert max(train_ends) <= cut
 
 
 def test_pickle_round_trip_continues_identically():
     env = ServerlessGPUEnv("small", **FAST)
     rng = np.random.default_rng(0)
     env.reset(seed=0)
-    for _ in range(3):
+    for _ in range(7):
         env.step(valid_random_action(env, rng))
     clone = pickle.loads(pickle.dumps(env))
-    act = valid_random_action(env, rng)
-    a = env.step(act)
-    b = clone.step(act)
-    np.testing.assert_array_equal(a[0], b[0])
-    assert a[1] == b[1]
+    for _ in range(5):
+        act = valid_random_action(env, rng)
+        a, b = env.step(act), clone.step(act)
+        np.testing.assert_array_equal(a[0], b[0])
+        assert a[1] == b[1] and a[4] == b[4]
+        np.testing.assert_array_equal(env.action_masks(), clone.action_masks())
 
 
 def test_runs_under_subproc_vec_env_and_make_vec():
@@ -210,35 +255,40 @@ def test_runs_under_subproc_vec_env_and_make_vec():
 
     # "module:id" makes each worker process import envs (and so register the id) itself.
     venv = make_vec_env(
-        "envs:coldstart/ServerlessGPU-v0",
+        f"envs:{envs.ENV_ID}",
         n_envs=2,
         vec_env_cls=SubprocVecEnv,
         env_kwargs={"scenario": "small", **FAST},
     )
     venv.reset()
     for _ in range(3):
-        venv.step(np.array([venv.action_space.sample() for _ in range(2)]))
-    masks = venv.env_method("action_masks")
-    assert len(masks) == 2 and masks[0].dtype == bool
+        masks = venv.env_method("action_masks")
+        assert (
+            len(masks) == 2 and masks[0].dtype == bool and masks[0].shape == (venv.action_space.n,)
+        )
+        venv.step(np.array([int(np.flatnonzero(mk)[0]) for mk in masks]))
     venv.close()
-    genv = gym.make_vec("coldstart/ServerlessGPU-v0", num_envs=2, scenario="small", **FAST)
+    genv = gym.make_vec(envs.ENV_ID, num_envs=2, scenario="small", **FAST)
     genv.reset(seed=0)
     genv.step(genv.action_space.sample())
     genv.close()
 
 
 def test_render_ansi_and_rgb():
-    env = ServerlessGPUEnv("small", render_mode="ansi", **FAST)
+    env = ServerlessGPUEnv("small", render_mode="ansi", warmup_s=0, **FAST)
     env.reset(seed=0)
-    assert "bert-base" in env.render()
-    env = ServerlessGPUEnv("small", render_mode="rgb_array", **FAST)
+    text = env.render()
+    assert "bert-base" in text and "rules=locality/nearest" in text
+    env = ServerlessGPUEnv("small", render_mode="rgb_array", warmup_s=0, **FAST)
     env.reset(seed=0)
-    act = env._noop.copy()
-    act[0] = int(np.flatnonzero(env.deltas == 1)[0])
-    env.step(act)
+    assert (env.render()[: env.G * 16] == 255).all()  # an empty cluster
+    env.step(scale_action(env, 1))
     img = env.render()
     assert img.shape == ((env.G + env.M) * 16, 256, 3) and img.dtype == np.uint8
-    assert (img[:16] != 255).any()  # the loading instance is drawn
+    assert (img[: env.G * 16] != 255).any()  # the loading instance is drawn
+    assert ServerlessGPUEnv("small", **FAST).render() is None
+    with pytest.raises(ValueError, match="render_mode"):
+        ServerlessGPUEnv("small", render_mode="human")
 
 
 def test_unknown_scenario_and_bad_override_name_the_problem():
@@ -250,3 +300,7 @@ def test_unknown_scenario_and_bad_override_name_the_problem():
         ServerlessGPUEnv("small", episode_len=5)
     with pytest.raises(ConfigError, match="split"):
         ServerlessGPUEnv("small", split="test")
+    with pytest.raises(ConfigError, match="warmup_s"):
+        ServerlessGPUEnv("small", warmup_s=-1)
+    with pytest.raises(ConfigError, match="reward.drop_usd"):
+        ServerlessGPUEnv("small", reward__drop_usd=-0.1)

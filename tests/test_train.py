@@ -77,18 +77,15 @@ def num_timesteps(model_zip: Path) -> int:
         return int(json.loads(z.read("data"))["num_timesteps"])
 
 
-@pytest.mark.parametrize(
-    "algo, actions",
-    [("ppo", "composite"), ("ppo", "full"), ("a2c", "composite"), ("dqn", "composite"),
-     ("maskable_ppo", "composite"), ("maskable_ppo", "full"), ("recurrent_ppo", "composite")],
-)  # fmt: skip
-def test_smoke_every_algorithm(tmp_path, algo, actions):
+# v1: every algorithm trains on the env's own Discrete space (v0's composite/full choice is gone).
+@pytest.mark.parametrize("algo", ["ppo", "a2c", "dqn", "maskable_ppo", "recurrent_ppo"])
+def test_smoke_every_algorithm(tmp_path, algo):
     n_envs = 1 if algo == "dqn" else 2
     run("--algo", algo, "--timesteps", 256, "--n-envs", n_envs, "--logdir", tmp_path, "--seed", 3,
         "--eval-freq", 128, "--eval-episodes", 1, "--checkpoint-freq", 128, "--no-final-eval",
-        "--hp", f"actions={actions}", *FAST, *TINY[algo])  # fmt: skip
+        *FAST, *TINY[algo])  # fmt: skip
     d = run_dir(tmp_path)
-    assert d.name.startswith(f"coldstart_ServerlessGPU-v0__{algo}__3__")
+    assert d.name.startswith(f"coldstart_ServerlessGPU-v1__{algo}__3__")
     for name in ("model.zip", "config.yml", "args.yml", "command.txt", "vecnormalize.pkl"):
         assert (d / name).is_file(), name
     assert list((d / "checkpoints").glob("model_*_steps.zip"))
@@ -105,16 +102,15 @@ def test_smoke_every_algorithm(tmp_path, algo, actions):
     assert "tensor:hyperparameters/text_summary" in tags
     agent = load_agent(d)
     assert agent.name == algo and type(agent.model).__name__.lower() == algo.replace("_", "")
-    assert (agent.table is not None) == (actions == "composite")
     import gymnasium as gym
 
     import envs  # noqa: F401
 
-    env = gym.make("coldstart/ServerlessGPU-v0", scenario="small", split="eval", episode_s=200)
+    env = gym.make("coldstart/ServerlessGPU-v1", scenario="small", split="eval", episode_s=200)
     agent.bind(env)
     obs, _ = env.reset(seed=0)
     action, _ = agent.predict(obs, episode_start=np.ones(1, dtype=bool))
-    assert env.action_space.contains(np.asarray(action, dtype=np.int64))
+    assert env.action_space.contains(int(np.asarray(action).reshape(())))
 
 
 def test_final_evaluation_table_results_and_evaluate_cli(tmp_path):
@@ -211,7 +207,7 @@ def test_signal_saves_a_checkpoint_and_exits_cleanly(tmp_path, sig):
         (["--resume", "/nonexistent/run"], "does not exist"),
         (["--trace", "/nonexistent/trace.csv"], "--trace"),
         (["--vec-env", "ray"], "invalid choice"),
-        (["--algo", "dqn", "--hp", "actions=full"], "needs a Discrete action space"),
+        (["--algo", "dqn", "--hp", "actions=full"], "actions must be one of native"),
         (["--hp", "learning_rate=abc"], "learning rate"),
     ],
 )
