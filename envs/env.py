@@ -112,8 +112,8 @@ class ServerlessGPUEnv(gym.Env):
     | component | dollars |
     |---|---|
     | cost | GPU-seconds held (loading included) x GPU price, pool memory GB-seconds x memory price, egress (``scenario.prices``) |
-    | late | ``late_usd_per_s`` ($0.001) x seconds past the SLO, summed over the requests dispatched late |
-    | drop | ``drop_usd`` ($0.10) x requests dropped (timeout) |
+    | late | ``late_usd`` ($0.05, a refund) x requests dispatched past their SLO + ``late_usd_per_s`` ($0.005) x seconds past the SLO, summed over them |
+    | drop | ``drop_usd`` ($0.50) x requests dropped (timeout); it must exceed the most a late request can cost |
 
     ``scale`` (100) reports the reward in cents. Serving a request late always scores better
     than letting it drop, and scaling in a model with queued requests only delays the platform's
@@ -237,7 +237,7 @@ class ServerlessGPUEnv(gym.Env):
         self.t = 0
         self.focus = 0
         self.invalid_actions = 0
-        self._prev_late = float(sim.late_s.sum())
+        self._prev_late, self._prev_late_s = int(sim.late.sum()), float(sim.late_s.sum())
         self._prev_dropped = int(sim.dropped.sum())
         self._prev_cost = sim.cost_usd()
         self._totals = dict.fromkeys(("cost", "late", "drop"), 0.0)
@@ -415,13 +415,16 @@ class ServerlessGPUEnv(gym.Env):
     # ----------------------------------------------------------------------------- reward ----
     def _reward(self) -> float:
         sim, p = self.sim, self._prices
-        late, dropped, cost = float(sim.late_s.sum()), int(sim.dropped.sum()), sim.cost_usd()
+        late, late_s = int(sim.late.sum()), float(sim.late_s.sum())
+        dropped, cost = int(sim.dropped.sum()), sim.cost_usd()
         comps = StepInfo(
             cost=cost - self._prev_cost,
-            late=p.late_usd_per_s * (late - self._prev_late),
+            late=p.late_usd * (late - self._prev_late)
+            + p.late_usd_per_s * (late_s - self._prev_late_s),
             drop=p.drop_usd * (dropped - self._prev_dropped),
         )
-        self._prev_late, self._prev_dropped, self._prev_cost = late, dropped, cost
+        self._prev_late, self._prev_late_s = late, late_s
+        self._prev_dropped, self._prev_cost = dropped, cost
         for k, v in comps.items():
             self._totals[k] += v
         self._last_comps = comps

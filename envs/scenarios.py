@@ -22,7 +22,7 @@ YAML layout (all keys optional except ``models`` and ``workload``)::
     held_out_fraction: 0.25   # the last fraction of span_s is kept for evaluation
     max_models: 4     # v0's padding; v1's spaces do not depend on the number of models
     scale_deltas: [-4, -1, 0, 1, 2, 4]
-    reward: {late_usd_per_s: 0.001, drop_usd: 0.10, scale: 100}  # RewardPrices
+    reward: {late_usd: 0.05, late_usd_per_s: 0.005, drop_usd: 0.50, scale: 100}  # RewardPrices
     initial_copies: 0 # memory copies of each model present at reset (a warmed-up pool)
     warmup_s: 1800    # played before each episode's window under the reference policy
 """
@@ -54,29 +54,33 @@ PRESET_DIR = Path(__file__).parent / "presets"
 
 @dataclass(frozen=True)
 class RewardPrices:
-    """The reward's exchange rates: what lateness and a dropped request cost, in dollars.
+    """The reward's exchange rates: what a late and a dropped request cost, in dollars.
 
-    ``reward = -scale * (dollars spent + late_usd_per_s * seconds late + drop_usd * drops)`` per
-    control interval, "seconds late" summed over the requests dispatched past their SLO
-    (latency - SLO): a request served 20 s late by a cold start costs 20x one 1 s late (see the
-    env's docstring). GPU-hours and pool memory are priced by the scenario's ``prices`` section
-    (calibration.md); these are the operator's:
+    ``reward = -scale * (dollars spent + late_usd * late requests + late_usd_per_s * seconds
+    late + drop_usd * drops)`` per control interval; a request is late when dispatched past its
+    SLO, and "seconds late" sums latency - SLO over those (see the env's docstring). GPU-hours
+    and pool memory are priced by the scenario's ``prices`` section (calibration.md); these
+    are the operator's, for a request worth $0.05 (an assumption: calibration.md has no figure;
+    it is the order of a few thousand tokens of a hosted large model):
 
-    * ``late_usd_per_s``: $0.001 per second past the SLO. Reasoning (the request value is an
-      assumption; calibration.md has none): Amazon's often-quoted finding that every 100 ms of
-      latency cost 1% of sales (G. Linden, 2006) prices latency at 10% of a request's value per
-      second; with a request worth $0.01, that is $0.001 per second.
-    * ``drop_usd``: $0.10 per dropped request (assumption): the request's value plus a
-      lost-customer cost (10x the value). It exceeds the lateness of the longest possible wait
-      (``request_timeout_s`` x ``late_usd_per_s`` = $0.06 at the 60 s default), so serving a
-      request late always scores better than letting it drop, and a saving of GPU time pays for
-      a drop only if it is worth more than $0.10.
+    * ``late_usd``: $0.05 per late request: it is refunded (an SLA credit of its whole value).
+    * ``late_usd_per_s``: $0.005 per second past the SLO: Amazon's often-quoted finding that
+      every 100 ms of latency cost 1% of sales (G. Linden, 2006) prices latency at 10% of a
+      request's value per second, so a 20 s cold start costs more than a 1 s one.
+    * ``drop_usd``: $0.50 per dropped request: the value plus a lost-customer cost (10x).
+
+    At these rates an A10G-hour ($1.006) is worth about 20 late requests: keeping a GPU warm
+    pays for a model that would otherwise make a few requests an hour wait for a cold start.
+    ``drop_usd`` must exceed the most a late request can cost (``late_usd`` + the request
+    timeout x ``late_usd_per_s``: $0.35 at the defaults), so serving a request late always
+    scores better than letting it drop; a scenario that breaks this is refused.
     * ``scale``: 100 reports the reward in cents, so a step's reward is of order 1 for the
       learners (it changes no ranking).
     """
 
-    late_usd_per_s: float = 0.001
-    drop_usd: float = 0.10
+    late_usd: float = 0.05
+    late_usd_per_s: float = 0.005
+    drop_usd: float = 0.50
     scale: float = 100.0
 
     def __post_init__(self) -> None:
@@ -136,6 +140,14 @@ class Scenario:
             self.sim.hosts
         ):
             bad("initial_copies", f"an integer in [0, {len(self.sim.hosts)}] (the number of hosts)")
+        r, timeout = self.reward, self.sim.features.request_timeout_s
+        worst_late = r.late_usd + timeout * r.late_usd_per_s
+        if not r.drop_usd > worst_late:
+            raise ConfigError(
+                f"scenario {self.name!r}: reward.drop_usd must exceed late_usd + "
+                f"request_timeout_s x late_usd_per_s = {worst_late:g} (so that serving a request "
+                f"late always beats dropping it), got {r.drop_usd!r}"
+            )
         d = self.scale_deltas
         if not d or len(set(d)) != len(d) or 0 not in d or not all(isinstance(x, int) for x in d):
             bad("scale_deltas", "distinct integers including 0")

@@ -19,6 +19,7 @@ the simulator directly; both use :func:`reactive_target`.
 from __future__ import annotations
 
 import math
+
 import numpy as np
 from numba import njit
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import kernel
-from .cache import ModelCache
+from .cache import PRESENT, ModelCache
 from .config import PLACEMENT_RULES, TIERS, SimConfig
 from .engine import EventQueue, Priority
 from .links import LinkNetwork
@@ -268,6 +268,8 @@ class Simulator:
         Without a free GPU that fits, nothing starts; the next call (every event) tries again."""
         if not kernel.cold_with_queue(self.n_serving, self.n_loading, self.head, self.arrived):
             return
+        if not self.free_per_host.any():
+            return  # retried at the next event (a teardown frees a GPU)
         cold = (self.n_serving + self.n_loading == 0) & (self.head < self.arrived)
         for m in np.flatnonzero(cold).tolist():
             h = self.choose_host(m, self.rule_placement[m])
@@ -449,12 +451,16 @@ class Simulator:
     def available_sources(self, m: int, h: int) -> list[str]:
         """Tiers that hold a usable copy of model ``m`` for host ``h``, nearest first."""
         f = self.cfg.features
+        if not f.host_cache:
+            return ["cloud"]
         out = []
-        if f.host_cache and m in self.mem[h]:
+        held = self.mem_state[:, PRESENT, m]  # hosts holding a memory copy (ModelCache mirror)
+        local = bool(held[h])
+        if local:
             out.append("local_mem")
-        if f.host_cache and f.remote_pool and self._remote_holder(m, h) >= 0:
+        if f.remote_pool and int(held.sum()) > local:  # another host holds one
             out.append("remote_mem")
-        if f.host_cache and self.cfg.hosts[h].has_disk and m in self.disk[h]:
+        if self.link_disk[h] >= 0 and self.disk_state[h, PRESENT, m]:
             out.append("disk")
         out.append("cloud")
         return out
