@@ -184,9 +184,6 @@ class ServerlessGPUEnv(gym.Env):
         self.layout = L.ActionLayout(sc.scale_deltas)
         self.action_space = spaces.Discrete(self.layout.n)
         self.observation_space = spaces.Box(0.0, L.OBS_HIGH, shape=(L.N_OBS,), dtype=np.float32)
-        self._size_ok = np.array(
-            [[h.gpu_mem_gb >= m.size_gb for h in cfg.hosts] for m in cfg.models], dtype=bool
-        )
         max_mem = max(h.gpu_mem_gb for h in cfg.hosts)
         self._const = [(m.slo_s / 5.0, m.size_gb / max_mem) for m in cfg.models]
         self._slo = np.array([m.slo_s for m in cfg.models])
@@ -335,7 +332,7 @@ class ServerlessGPUEnv(gym.Env):
         out = self._struct.get(m)
         if out is None:
             inst = bool(sim.n_serving[m] + sim.n_loading[m])
-            fit = bool(((sim.free_per_host > 0) & self._size_ok[m]).any())
+            fit = bool(((sim.free_per_host > 0) & sim.fits[m]).any())
             pre = self.cfg.features.host_cache and self._prefetch_host(m) >= 0
             held = sim.mem_state[:, :2, m].sum(axis=0)
             out = self._struct[m] = (

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import kernel
+from . import kernel, sourcing
 from .cache import PRESENT, ModelCache
 from .config import PLACEMENT_RULES, TIERS, SimConfig
 from .engine import EventQueue, Priority
@@ -27,6 +27,9 @@ from .links import LinkNetwork
 from .workload import Workload
 
 LOADING, WARM, DRAINING, DEAD = 0, 1, 2, 3
+# load_time_tables() per (frozen, hashable) config: a function of the config alone, needed by
+# every episode's simulator.
+_TABLES: dict = {}
 
 
 class SimError(ValueError):
@@ -139,6 +142,10 @@ class Simulator:
             for h, hs in enumerate(config.hosts)
         ]
         self.free_per_host = np.array([hs.n_gpus for hs in config.hosts], dtype=np.int64)
+        self.has_disk = np.array([hs.has_disk for hs in config.hosts], dtype=np.bool_)
+        self.fits = np.array(
+            [[hs.gpu_mem_gb >= s for hs in config.hosts] for s in self.sizes], dtype=np.bool_
+        )  # [m, h]: model m's weights fit host h's GPUs
         self._mem_gb_s = 0.0
         self._mem_used_total = 0.0  # sum of mem_used, kept for the GB-second integral
         self._mem_t = 0.0
@@ -196,6 +203,7 @@ class Simulator:
         self.egress_gb = 0.0
         self.prefetches_done = 0
         self._est_cache: dict = {}
+        self._tables: tuple | None = None  # load_time_tables(), built on first use
         # Per-model standing rules for the platform's own cold starts (FeatureSpec.autostart):
         # a placement rule, and a source (None: the sourcing rule's nearest copy; "cloud").
         self.rule_placement = [f.default_placement] * M
@@ -465,18 +473,20 @@ class Simulator:
         out.append("cloud")
         return out
 
+    def _rule_args(self) -> tuple:
+        f = self.cfg.features
+        return (
+            self.mem_state, self.disk_state, self.has_disk, f.host_cache, f.remote_pool,
+            f.sourcing == "cloud",
+        )  # fmt: skip
+
     def default_source(self, m: int, h: int) -> str:
-        """The configured sourcing rule's choice for loading ``m`` onto host ``h``."""
-        if self.cfg.features.sourcing == "cloud":
-            return "cloud"
-        return self.available_sources(m, h)[0]
+        """The configured sourcing rule's choice for loading ``m`` onto host ``h``
+        (:func:`envs.sim.sourcing.nearest_tier`)."""
+        return TIERS[sourcing.nearest_tier(m, h, *self._rule_args())]
 
     def _remote_holder(self, m: int, h: int) -> int:
-        best, best_out = -1, None
-        for r, cache in enumerate(self.mem):
-            if r != h and m in cache and (best_out is None or self._out_transfers[r] < best_out):
-                best, best_out = r, self._out_transfers[r]
-        return best
+        return sourcing.remote_holder(m, h, self.mem_state, self._out_transfers)
 
     def _fetch_plan(self, obj, m: int, h: int, source: str):
         """Links, rate cap, first-byte delay for moving ``m``'s weights to host ``h``."""
@@ -539,15 +549,7 @@ class Simulator:
                 key=lambda h: (self.estimate_load_s(m, h) + self.loading_wait_s(h), -nfree[h], h),
             )
 
-        def tier_rank(h):
-            src = (
-                self.default_source(m, h)
-                if self.cfg.features.sourcing == "hierarchical"
-                else "cloud"
-            )
-            return TIERS.index(src)
-
-        return min(cands, key=lambda h: (tier_rank(h), -nfree[h], h))
+        return sourcing.locality_host(m, self.free_per_host, self.fits[m], *self._rule_args())
 
     def loading_wait_s(self, h: int) -> float:
         """Estimated remaining time of the cold starts in progress on host ``h`` (uncontended)."""
@@ -563,11 +565,17 @@ class Simulator:
         """Uncontended cold-start time of ``m`` where the ``locality`` rule would put it now
         (the configured sourcing rule's tier on that host); with no free GPU that fits, the best
         over every host that fits. The env's ``load_time`` feature."""
-        h = self.choose_host(m, "locality")
-        if h >= 0:
-            return self.estimate_load_s(m, h)
-        fits = [h for h, hs in enumerate(self.cfg.hosts) if hs.gpu_mem_gb >= self.sizes[m]]
-        return min((self.estimate_load_s(m, h) for h in fits), default=math.inf)
+        if self._tables is None:
+            t = _TABLES.get(self.cfg)
+            if t is None:
+                if len(_TABLES) > 64:
+                    _TABLES.clear()
+                t = _TABLES[self.cfg] = self.load_time_tables()
+            self._tables = (t["local_mem"], t["remote_mem"], t["disk"], t["cloud"])
+        return sourcing.best_load(
+            m, self.free_per_host, self.fits[m], *self._rule_args(), self._out_transfers,
+            *self._tables,
+        )  # fmt: skip
 
     def scale_up(self, m: int, host: int | None = None, source: str | None = None) -> Instance:
         """Start a cold start of model ``m`` on ``host`` (or the default placement rule's host)."""
