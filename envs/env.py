@@ -83,7 +83,7 @@ class ServerlessGPUEnv(gym.Env):
     ``action_masks()`` gives the valid actions (booleans) for sb3-contrib's MaskablePPO: scale-in
     needs an instance, scale-out a free GPU the model fits, prefetch a host with room and no copy.
     A masked action is carried out as the no-op (``layout.noop``) and counted in
-    ``info["invalid_actions"]``. An action outside the space (or not an integer) raises
+    ``info["invalid_actions"]``. An action outside the space (or not of an integer type: 3.0 is refused, as ``action_space.contains`` refuses it) raises
     ``ValueError``.
 
     ## Observation Space
@@ -272,15 +272,15 @@ class ServerlessGPUEnv(gym.Env):
 
     def _check_action(self, action) -> int:
         arr = np.asarray(action)
-        if arr.size != 1 or arr.dtype.kind not in "iuf":
+        if arr.size != 1 or arr.dtype.kind not in "iu":  # as action_space.contains() says
             raise ValueError(
-                f"action must be one integer in [0, {self.layout.n - 1}], got {action!r} "
-                f"(shape {arr.shape})"
+                f"action must be one integer in [0, {self.layout.n - 1}] (Discrete), got "
+                f"{action!r} (dtype {arr.dtype}, shape {arr.shape})"
             )
-        x = arr.reshape(()).item()
-        if x != int(x) or not 0 <= x < self.layout.n:
-            raise ValueError(f"action must be an integer in [0, {self.layout.n - 1}], got {x!r}")
-        return int(x)
+        x = int(arr.reshape(()))
+        if not 0 <= x < self.layout.n:
+            raise ValueError(f"action must be an integer in [0, {self.layout.n - 1}], got {x}")
+        return x
 
     def _apply(self, m: int, a: int) -> None:
         """Carry out a valid action ``a`` for model ``m``."""
