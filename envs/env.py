@@ -83,8 +83,8 @@ class ServerlessGPUEnv(gym.Env):
     ``action_masks()`` gives the valid actions (booleans) for sb3-contrib's MaskablePPO: scale-in
     needs an instance, scale-out a free GPU the model fits, prefetch a host with room and no copy.
     A masked action is carried out as the no-op (``layout.noop``) and counted in
-    ``info["invalid_actions"]``. An action outside the space (or not of an integer type: 3.0 is refused, as ``action_space.contains`` refuses it) raises
-    ``ValueError``.
+    ``info["invalid_actions"]``. An action outside the space, or not of an integer type (3.0 is
+    refused, as ``action_space.contains`` refuses it), raises ``ValueError``.
 
     ## Observation Space
     ``Box(0, 25, (29,), float32)``: ``layout.MODEL_FEATURES`` of the focused model, then
