@@ -20,11 +20,31 @@ def test_sim_throughput_replays_a_window_reproducibly():
 
 def test_env_step_raw_rate_and_ppo_learner():
     assert env_step.raw_steps_per_s("small", 20) > 0
-    model, timer = env_step.make_ppo("coldstart/ServerlessGPU-v1", composite=True, scenario="small")
-    assert model.num_timesteps == env_step.N_STEPS  # the warm-up rollout ran
-    assert timer.seconds == 0.0  # reset after the warm-up, so the benchmark times only its turns
-    model.learn(env_step.N_STEPS, reset_num_timesteps=False)
-    assert timer.seconds > 0.0
+    assert set(env_step.VARIANTS) >= {"cartpole", "small_ppo", "small_maskable_ppo", "paper_ppo"}
+    for name in ("small_maskable_ppo", "null_env_ppo"):
+        model, timers = env_step.make_learner(*env_step.VARIANTS[name])
+        assert model.num_timesteps == env_step.ROLLOUT  # the warm-up rollout ran
+        assert len(timers) == env_step.N_ENVS
+        # Reset after the warm-up, so the benchmark times only its own turns.
+        assert all(t.seconds == 0.0 for t in timers)
+        model.learn(env_step.ROLLOUT, reset_num_timesteps=False)
+        assert all(t.seconds > 0.0 for t in timers)
+
+
+def test_null_env_has_v1_spaces_and_info():
+    import gymnasium as gym
+
+    import envs
+
+    null = env_step.NullEnv()
+    real = gym.make(envs.ENV_ID, scenario="small", disable_env_checker=True)
+    assert null.action_space == real.action_space
+    assert null.observation_space == real.observation_space
+    real.reset(seed=0)
+    _, _, _, _, info = real.step(0)
+    null.reset(seed=0)
+    _, _, _, _, ninfo = null.step(0)
+    assert set(ninfo) == set(info)
 
 
 def test_env_step_rejects_zero_rounds(monkeypatch, capsys):
