@@ -148,8 +148,9 @@ class ServerlessGPUEnv(gym.Env):
 
     ## Version History
     * v1: platform semantics (the platform starts an instance for a request with none, so no
-      policy can refuse to serve); a reward in money that grades lateness and prices a drop
-      above the longest possible lateness (v0 charged a late and a dropped request alike, and a trained agent learned to drop sparse models' requests);
+      policy can refuse to serve); a reward in money that refunds and grades late requests and
+      prices a drop above the worst late request (v0 charged a late and a dropped request
+      alike, and a trained agent learned to drop sparse models' requests);
       drop-aware metrics (v0's percentiles left drops out); episodes start after a warm-up
       (v0 started from an empty cluster, so every policy dropped the first minutes' requests);
       a ``Discrete`` action per model with placement and source rules (v0's 16-72 entry
@@ -200,6 +201,8 @@ class ServerlessGPUEnv(gym.Env):
                     scale_ok = (d == 0) | ((d > 0) & fit) | ((d < 0) & inst)
                     cache_ok = np.array([True, True, True, pre])
                     joint = self.layout.joint_mask(scale_ok, cache_ok)
+                    for arr in (joint, scale_ok, cache_ok):
+                        arr.setflags(write=False)  # shared: action_masks() hands out copies
                     self._masks[inst, fit, pre] = (joint, scale_ok, cache_ok)
         self._struct: dict[int, tuple] = {}  # per model, valid while sim.version is unchanged
         self._struct_version = -1
