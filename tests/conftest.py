@@ -167,3 +167,35 @@ def run_env(env, seed: int, act=None, action_seed: int = 0):
         infos.append(info)
         done = term or trunc
     return np.array(trace), np.array(rewards), infos
+
+
+def toy_env(cfg: SimConfig, *arrivals, episode_s=60.0, step_s=10.0, warmup_s=0.0, **scenario_kw):
+    """A v1 env over a toy config whose every episode replays ``arrivals`` (one sequence per
+    model, seconds from the start of the warm-up; the window starts at ``warmup_s``)."""
+    from envs.env import ServerlessGPUEnv
+    from envs.scenarios import Scenario
+
+    sc = Scenario(
+        name="toy", description="toy", sim=cfg, workload={"kind": "poisson", "rate_rps": 1.0},
+        episode_s=episode_s, step_s=step_s, span_s=100 * (episode_s + warmup_s),
+        warmup_s=warmup_s, **scenario_kw,
+    )  # fmt: skip
+    env = ServerlessGPUEnv(sc)
+    arrivals = arrivals or tuple([] for _ in cfg.models)
+
+    def generator(rng, n_models, duration_s, start_s=0.0):
+        return workload(*arrivals, duration=duration_s)
+
+    env.generator = generator
+    return env
+
+
+def env_action(env, delta=0, placement="keep", source="keep", cache="hold") -> int:
+    """The v1 action index of the named choices (``envs.layout``)."""
+    from envs import layout as L
+
+    s = int(np.flatnonzero(env.layout.deltas == delta)[0])
+    return env.layout.encode(
+        s, L.PLACEMENT_CHOICES.index(placement), L.SOURCE_CHOICES.index(source),
+        L.CACHE_CHOICES.index(cache),
+    )  # fmt: skip

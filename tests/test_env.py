@@ -11,6 +11,7 @@ import pickle
 import gymnasium as gym
 import numpy as np
 import pytest
+from conftest import run_env, valid_random_action
 from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
@@ -18,7 +19,6 @@ import envs
 from envs import layout as L
 from envs.env import ServerlessGPUEnv
 from envs.scenarios import ConfigError
-from tests.conftest import run_env, valid_random_action
 
 FAST = {"episode_s": 120}
 PRESETS = sorted(envs.list_presets())

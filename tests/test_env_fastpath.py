@@ -186,7 +186,12 @@ class Reference:
             status = sim.status[idx]
             dropped = status == DROPPED
             pending = (status == PENDING) | (~dropped & (sim.finish_s[idx] > sim.now))
-            out += [idx.size, idx.size - dropped.sum() - pending.sum(), dropped.sum(), pending.sum()]
+            out += [
+                idx.size,
+                idx.size - dropped.sum() - pending.sum(),
+                dropped.sum(),
+                pending.sum(),
+            ]
         return tuple(int(x) for x in out)
 
 
