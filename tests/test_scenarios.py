@@ -45,7 +45,7 @@ def test_yaml_file_with_catalog_names_overrides_and_custom_models(tmp_path):
 @pytest.mark.parametrize(
     "edit, match",
     [
-        (("episode_s: 600", "episode_s: -1"), "episode_s must be a number > 0, got -1"),
+        (("episode_s: 600", "episode_s: -1"), "episode_s must be a finite number > 0, got -1"),
         (("keep_alive_s: 300", "keep_alive_s: -3"), r"FeatureSpec.keep_alive_s must be .*>= 0.*-3"),
         (("n_gpus: 1", "n_gpus: 0"), r"hosts\[0\].*HostSpec.n_gpus must be an integer >= 1, got 0"),
         (("bert-base", "bert-bse"), "Did you mean 'bert-base'"),
