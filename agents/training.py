@@ -6,9 +6,15 @@
         events.out.tfevents.*      TensorBoard (SB3's rollout/ train/ time/, plus cluster/ eval/)
         config.yml                 resolved hyperparameters (loadable with --hyperparams)
         args.yml, command.txt      the arguments and command line(s) (resumes append)
-        model.zip                  latest model (final, interrupt or last checkpoint)
-        vecnormalize.pkl           observation statistics (with --normalize)
-        checkpoints/               model_<N>_steps.zip (+ vecnormalize_<N>_steps.pkl)
+        model.zip                  latest model (final, interrupt or last checkpoint), with its
+                                   VecNormalize statistics inside (agents.loading.STATS_ENTRY)
+        vecnormalize.pkl           a copy of those statistics for SB3 tools (with --normalize)
+        checkpoints/               model_<N>_steps.zip (+ vecnormalize_<N>_steps.pkl), the
+                                   --keep-checkpoints most recent, N on the --checkpoint-freq grid
+
+The folder name ends in the start time (seconds); a run that finds it taken (another run of the
+same algorithm and seed started in the same second) takes ``<name>_1``, ``_2``... (exclusive
+``mkdir``, :func:`claim_run_dir`).
         results.json, plots/       final evaluation against the reference heuristics
 """
 
