@@ -371,10 +371,11 @@ def scenario_from_dict(data: dict, name: str = "custom", overrides: dict | None 
 
 
 MAX_REQUESTS_PER_EPISODE = 20_000_000
-"""Memory bound on one episode's workload (an assumption, not a calibration): the simulator keeps
-29 bytes per request (arrival, start, finish, cold wait, status) and the generators' temporaries
-(uniform draws, indices, grouping) take a few times that while a workload is drawn, about
-1-2 GB at this cap. The Azure day shipped with the project is 927,272 requests."""
+"""Memory bound on one episode's workload (an assumption, not a calibration). At the cap, drawing
+the workload and building the simulator's per-request arrays raised the peak resident memory
+from 0.10 to 0.72 GB (``python -m benchmarks.workload_memory``, 2026-12-01: 32 bytes a request),
+which fits beside training on a small machine. The Azure day shipped with the project is 927,272
+requests."""
 
 
 def check_workload_size(gen, episode_s: float, where: str) -> None:
