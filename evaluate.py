@@ -24,13 +24,10 @@ from pathlib import Path
 DEFAULT_EPISODES = 20
 
 
-def _one_line(e: BaseException) -> str:
-    msg = " ".join(str(e).split()) or type(e).__name__
-    return msg
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    from agents.cli import OneLineParser
+
+    p = OneLineParser(
         prog="evaluate.py",
         description="Compare autoscaling policies (reference heuristics and trained agents) on "
         "identical workloads of a coldstart-gym scenario.",
@@ -79,75 +76,62 @@ def parse_policies(spec: str) -> list[str]:
 
 
 def parse_overrides(items: list[str]) -> dict:
-    """``["k=v", ...]`` -> ``{k: yaml value}``; a malformed item raises ValueError."""
-    import yaml
+    """``["k=v", ...]`` -> ``{k: value}`` (:func:`envs.yamlvalues.parse_assignments`, the
+    parser ``train.py`` uses too); a malformed item raises ValueError."""
+    from envs.yamlvalues import parse_assignments
 
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"--override needs KEY=VALUE, got {item!r}")
-        try:
-            out[key.strip()] = yaml.safe_load(value)
-        except yaml.YAMLError as e:
-            raise ValueError(f"--override {item!r}: not a YAML value ({e})") from None
-    return out
+    return parse_assignments(items, "--override")
 
 
 def trace_overrides(args, overrides: dict) -> dict:
-    """Overrides that replay ``args.trace``: workload, span_s, and a shorter episode if needed."""
-    from envs.scenarios import load_scenario
-    from envs.workloads import load_trace
+    """Overrides that replay ``args.trace`` (:func:`envs.scenarios.trace_overrides`); a note on
+    stderr when the episode had to shrink."""
+    from envs.scenarios import trace_overrides as replay
 
     if args.trace is None:
         if args.time_col or args.model_col:
             raise ValueError("--time-col and --model-col need --trace")
         return overrides
-    trace = load_trace(args.trace, time_col=args.time_col, model_col=args.model_col)
-    base = load_scenario(args.scenario, **overrides)
-    dur = float(trace.duration_s)
-    f = base.held_out_fraction
-    fit = dur * min(f, 1 - f) if f > 0 else dur
-    episode_s = base.episode_s
-    if episode_s > fit:
-        episode_s = math.floor(fit / base.step_s) * base.step_s
-        if episode_s < base.step_s:
-            raise ValueError(
-                f"trace {args.trace!r} lasts {dur:g} s: too short for one {base.step_s:g} s step in "
-                f"both its training and held-out parts (held_out_fraction {f:g})"
-            )
-        print(
-            f"evaluate.py: trace {args.trace!r} lasts {dur:g} s; episode_s shrunk from "
-            f"{base.episode_s:g} to {episode_s:g} s to fit its training and held-out parts "
-            f"(held_out_fraction {f:g})",
-            file=sys.stderr,
-        )
-    workload = {"kind": "trace", "path": str(args.trace)}
-    if args.time_col:
-        workload["time_col"] = args.time_col
-    if args.model_col:
-        workload["model_col"] = args.model_col
-    return {**overrides, "workload": workload, "span_s": dur, "episode_s": episode_s}
+    try:
+        out, note = replay(args.scenario, overrides, args.trace, args.time_col, args.model_col)
+    except (FileNotFoundError, OSError) as e:
+        raise ValueError(f"--trace: {e}") from None
+    if note:
+        print(f"evaluate.py: {note}", file=sys.stderr)
+    return out
+
+
+def check_args(args) -> None:
+    """Everything about the command line that can be checked before loading anything."""
+    from agents.cli import UsageError, check_output
+
+    if args.episodes < 1:
+        raise UsageError(f"--episodes must be >= 1, got {args.episodes}")
+    if args.seed < 0:
+        raise UsageError(f"--seed must be >= 0 (numpy seeds are non-negative), got {args.seed}")
+    if args.episode_s is not None and not (math.isfinite(args.episode_s) and args.episode_s > 0):
+        raise UsageError(f"--episode-s must be a finite number > 0, got {args.episode_s}")
+    if args.json:
+        check_output(args.json, "--json", folder=False)
+    if args.out:
+        check_output(args.out, "--out", folder=True)
 
 
 def run(args) -> int:
-    from agents.evaluation import evaluate, format_table, plot_results, write_json
+    from agents.evaluation import evaluate, format_table, make_env, plot_results, write_json
     from baselines import make_policy
 
-    if args.episodes < 1:
-        raise ValueError(f"--episodes must be >= 1, got {args.episodes}")
+    check_args(args)
     names = parse_policies(args.policies)
     if not names and not args.model:
         raise ValueError("nothing to evaluate: give --policies and/or --model")
     policies: dict = {n: make_policy(n) for n in names}
     agents = []
     for path in args.model:
-        try:
-            from agents.loading import load_agent
-        except ImportError as e:
-            raise ValueError(f"--model needs agents.loading.load_agent, unavailable: {e}") from None
+        from agents.loading import load_agent
+
         agent = load_agent(path)
-        agents.append(agent)
+        agents.append((path, agent))
         name = str(getattr(agent, "name", None) or Path(path).stem)
         base, k = name, 2
         while name in policies:
@@ -157,7 +141,7 @@ def run(args) -> int:
     if args.scenario is None:
         # Evaluate a trained agent where it was trained (scenario and its overrides), unless
         # told otherwise; heuristics alone default to the paper's setting.
-        meta = getattr(agents[0], "meta", {}) if agents else {}
+        meta = getattr(agents[0][1], "meta", {}) if agents else {}
         args.scenario = meta.get("scenario") or "paper"
         overrides.update(meta.get("overrides") or {})
         print(f"evaluate.py: scenario {args.scenario!r}", file=sys.stderr)
@@ -165,6 +149,15 @@ def run(args) -> int:
     if args.episode_s is not None:
         overrides["episode_s"] = args.episode_s
     overrides = trace_overrides(args, overrides)
+    if agents:  # before any policy runs: an agent must fit the evaluated env's spaces
+        from agents.loading import check_compatible
+
+        probe = make_env(args.scenario, args.split, overrides)
+        try:
+            for path, agent in agents:
+                check_compatible(agent, probe.unwrapped, f"--model {path!r}")
+        finally:
+            probe.close()
     results = evaluate(
         args.scenario,
         policies,
@@ -176,23 +169,29 @@ def run(args) -> int:
         record_timeline=args.out is not None,
     )
     print(format_table(results, baseline="baseline"))
+    if args.out:  # plots first: a plot that fails leaves no JSON claiming a finished run
+        paths = plot_results(results, args.out)
+        print(f"plots: {', '.join(str(p) for p in paths)}", file=sys.stderr)
     if args.json:
         write_json(results, args.json)
         print(f"results: {args.json}", file=sys.stderr)
-    if args.out:
-        paths = plot_results(results, args.out)
-        print(f"plots: {', '.join(str(p) for p in paths)}", file=sys.stderr)
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)  # argparse errors exit with status 2
+    from agents.cli import UsageError, one_line
+
+    try:
+        args = build_parser().parse_args(argv)
+    except UsageError as e:
+        print(f"evaluate.py: error: {one_line(e)}", file=sys.stderr)
+        return 2
     from envs.sim.config import ConfigError
 
     try:
         return run(args)
-    except (ValueError, FileNotFoundError, ConfigError, OSError) as e:
-        print(f"evaluate.py: error: {_one_line(e)}", file=sys.stderr)
+    except (UsageError, ValueError, FileNotFoundError, ConfigError, OSError) as e:
+        print(f"evaluate.py: error: {one_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("evaluate.py: interrupted", file=sys.stderr)

@@ -192,7 +192,7 @@ class HeldOutEvalCallback(BaseCallback):
         return gym.make(ENV_ID, scenario=self.scenario, split="eval", **self.overrides)
 
     def _init_callback(self) -> None:
-        self._last_eval = self.model.num_timesteps
+        self._last_eval = self._grid(self.model.num_timesteps)
         writer = _tb_writer(self.logger)
         if writer is not None and self.eval_freq > 0:
             names = ["eval/mean_reward"] + [f"eval/{r}/episode_reward" for r in self.references]
@@ -214,9 +214,14 @@ class HeldOutEvalCallback(BaseCallback):
             }
         return self.reference_results
 
+    def _grid(self, n: int) -> int:
+        """The last multiple of ``eval_freq`` at or before ``n``: evaluations stay on the grid
+        of a run that never stopped, also after ``--resume`` at any step."""
+        return (n // self.eval_freq) * self.eval_freq if self.eval_freq > 0 else n
+
     def _on_step(self) -> bool:
         if self.eval_freq > 0 and self.num_timesteps - self._last_eval >= self.eval_freq:
-            self._last_eval = self.num_timesteps
+            self._last_eval = self._grid(self.num_timesteps)
             self.evaluate()
         return True
 
@@ -291,39 +296,60 @@ class HyperparamsCallback(BaseCallback):
 class AtomicCheckpointCallback(BaseCallback):
     """Every ``save_freq`` total env steps, saves ``checkpoints/model_<N>_steps.zip`` (+
     ``vecnormalize_<N>_steps.pkl``) and refreshes ``model.zip`` (+ ``vecnormalize.pkl``), each
-    through a temporary file and ``os.replace`` so that a kill never leaves a torn file.
+    through :func:`agents.loading.save_agent` (atomic; the statistics also inside the zip), and
+    deletes all but the ``keep`` most recent checkpoints.
+
+    Saves fall on multiples of ``save_freq`` (the first one at or after each multiple), also
+    after ``--resume``: a run resumed at step 12,345 with ``save_freq`` 5,000 saves next at
+    15,000, not at 17,345.
 
     Args:
         run_dir: The run folder.
         save_freq: Steps between saves; <= 0 disables.
         meta: Stored in the zip as ``coldstart_meta`` (see :mod:`agents.loading`).
+        keep: Checkpoints kept (the most recent by step); 0 keeps every one.
     """
 
-    def __init__(self, run_dir: str | Path, save_freq: int, meta: dict, verbose: int = 0) -> None:
+    def __init__(
+        self, run_dir: str | Path, save_freq: int, meta: dict, verbose: int = 0, keep: int = 5
+    ) -> None:
         super().__init__(verbose)
         self.run_dir = Path(run_dir)
         self.save_freq = int(save_freq)
         self.meta = meta
+        self.keep = int(keep)
         self._last = 0
 
     def _init_callback(self) -> None:
-        self._last = self.model.num_timesteps
+        n = self.model.num_timesteps
+        self._last = (n // self.save_freq) * self.save_freq if self.save_freq > 0 else n
 
     def save(self, checkpoint: bool = True) -> Path:
         """Save now; returns the path of ``model.zip``."""
+        from .loading import stats_path
+
         self.model.coldstart_meta = self.meta
         vn = self.model.get_vec_normalize_env()
         n = self.num_timesteps
         if checkpoint:
             save_agent(self.model, self.run_dir / "checkpoints" / f"model_{n}_steps.zip", vn)
         path = save_agent(self.model, self.run_dir / "model.zip", vn)
+        if checkpoint and self.keep > 0:
+            old = sorted(
+                (int(p.stem.split("_")[1]), p)
+                for p in (self.run_dir / "checkpoints").glob("model_*_steps.zip")
+                if p.stem.split("_")[1].isdigit()
+            )
+            for _, p in old[: -self.keep]:
+                for f in (p, stats_path(p)):
+                    f.unlink(missing_ok=True)
         if self.verbose:
             print(f"saved {path} at {n} steps")
         return path
 
     def _on_step(self) -> bool:
         if self.save_freq > 0 and self.num_timesteps - self._last >= self.save_freq:
-            self._last = self.num_timesteps
+            self._last = (self.num_timesteps // self.save_freq) * self.save_freq
             self.save()
         return True
 

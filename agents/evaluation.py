@@ -415,12 +415,10 @@ def _clean(x):
 
 def write_json(results: dict, path) -> None:
     """Write ``results`` without its private keys; NaN and infinities become ``null``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = _clean(results)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n")
-    tmp.replace(path)
+    from .fileio import atomic_write
+
+    text = json.dumps(_clean(results), indent=2, allow_nan=False) + "\n"
+    atomic_write(Path(path), lambda f: f.write(text.encode()))
 
 
 def plot_results(results: dict, out_dir) -> list[Path]:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ast
 import inspect
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,8 @@ from typing import Any
 import torch as th
 import yaml
 from torch import nn
+
+from envs import yamlvalues
 
 from .algos import AlgoSpec, closest, get_algo
 
@@ -123,6 +126,72 @@ def linear_schedule(initial: float):
     return schedule
 
 
+# Ranges of the algorithms' numeric arguments, checked before a model is built: SB3 takes most
+# of them unchecked and fails mid-run (n_epochs=-1 trains nothing, gamma=nan poisons the loss).
+# (kind, low, high, low_open, high_open); "int" needs an integer. Every other number given to an
+# algorithm must at least be finite.
+_INF = float("inf")
+RANGES: dict[str, tuple[str, float, float, bool, bool]] = {
+    "learning_rate": ("float", 0, _INF, True, True),
+    "n_steps": ("int", 1, _INF, False, True),
+    "batch_size": ("int", 1, _INF, False, True),
+    "n_epochs": ("int", 1, _INF, False, True),
+    "gamma": ("float", 0, 1, False, False),
+    "gae_lambda": ("float", 0, 1, False, False),
+    "clip_range": ("float", 0, _INF, True, True),
+    "clip_range_vf": ("float", 0, _INF, True, True),
+    "ent_coef": ("float", 0, _INF, False, True),
+    "vf_coef": ("float", 0, _INF, False, True),
+    "max_grad_norm": ("float", 0, _INF, True, True),
+    "target_kl": ("float", 0, _INF, True, True),
+    "rms_prop_eps": ("float", 0, _INF, True, True),
+    "buffer_size": ("int", 1, _INF, False, True),
+    "learning_starts": ("int", 0, _INF, False, True),
+    "tau": ("float", 0, 1, True, False),
+    "train_freq": ("int", 1, _INF, False, True),
+    "gradient_steps": ("int", -1, _INF, False, True),
+    "target_update_interval": ("int", 1, _INF, False, True),
+    "exploration_fraction": ("float", 0, 1, False, False),
+    "exploration_initial_eps": ("float", 0, 1, False, False),
+    "exploration_final_eps": ("float", 0, 1, False, False),
+    "stats_window_size": ("int", 1, _INF, False, True),
+    "sde_sample_freq": ("int", -1, _INF, False, True),
+}
+
+
+def _in_range(where: str, key: str, v: Any) -> Any:
+    """``v`` if it is a valid value of ``key`` (see :data:`RANGES`); schedules, ``None`` and
+    non-numbers pass (the algorithm checks their types).
+
+    Raises:
+        ValueError: Naming the key, the value and the allowed range.
+    """
+    if not isinstance(v, (int, float)) or isinstance(v, bool):
+        return v
+    if not math.isfinite(v):
+        raise ValueError(f"{where}: {key} must be a finite number, got {v!r}")
+    if key not in RANGES:
+        return v
+    kind, lo, hi, lo_open, hi_open = RANGES[key]
+    if kind == "int":
+        if isinstance(v, float) and v.is_integer():
+            v = int(v)
+        if not isinstance(v, int):
+            raise ValueError(f"{where}: {key} must be an integer >= {lo:g}, got {v!r}")
+    bad = (v <= lo if lo_open else v < lo) or (v >= hi if hi_open else v > hi)
+    if key == "gradient_steps" and v == 0:
+        bad = True
+    if bad:
+        if hi == _INF:
+            rng = f"{'>' if lo_open else '>='} {lo:g}"
+        else:
+            rng = f"in {'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
+        extra = " (-1: as many as env steps)" if key == "gradient_steps" else ""
+        raise ValueError(f"{where}: {key} must be {'an integer' if kind == 'int' else 'a number'} "
+                         f"{rng}{extra}, got {v!r}")  # fmt: skip
+    return v
+
+
 @dataclass
 class Hyperparams:
     """Resolved hyperparameters of one run.
@@ -207,7 +276,7 @@ def read_block(algo: str, env_id: str, path: str | Path | None = None) -> tuple[
     if not p.is_file():
         raise ValueError(f"hyperparameter file {str(p)!r} does not exist")
     try:
-        data = yaml.safe_load(p.read_text())
+        data = yamlvalues.load(p.read_text())
     except yaml.YAMLError as e:
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise ValueError(f"hyperparameter file {str(p)!r} is not valid YAML ({first})") from None
@@ -260,7 +329,7 @@ def resolve(algo: str, raw: dict, source: str = "<dict>") -> Hyperparams:
                 v = linear_schedule(float(v[4:]))
             except ValueError:
                 raise ValueError(f"{where}: {k}: bad schedule {v!r} (use lin_<number>)") from None
-        kwargs[k] = v
+        kwargs[k] = _in_range(where, k, v)
 
     def integer(key: str, default: int) -> int:
         v = raw.get(key, default)
@@ -304,27 +373,11 @@ def load_hyperparams(
     return resolve(algo, raw, source)
 
 
-NOT_NUMBERS = ("nan", "inf", "-inf", "+inf", "infinity", "-infinity")
-
-
 def parse_assignments(items: list[str] | None, what: str) -> dict:
-    """``["n_steps=128", "gamma=0.95"]`` -> ``{"n_steps": 128, "gamma": 0.95}`` (values by
-    ``yaml.safe_load``).
+    """``["n_steps=128", "gamma=0.95"]`` -> ``{"n_steps": 128, "gamma": 0.95}``: the one
+    ``KEY=VALUE`` parser of both command-line tools (:func:`envs.yamlvalues.parse_assignments`).
 
     Raises:
         ValueError: An item without ``=`` or a value that is not valid YAML.
     """
-    out = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise ValueError(f"bad {what} {item!r}: use KEY=VALUE")
-        try:
-            v = yaml.safe_load(value) if value.strip() else None
-        except yaml.YAMLError:
-            raise ValueError(f"bad {what} {item!r}: the value is not valid YAML") from None
-        if isinstance(v, str) and _number(v) is not None and v.strip().lower() not in NOT_NUMBERS:
-            v = _number(v)  # YAML 1.1 reads 1e-4 (no dot) as a string
-        out[key] = v
-    return out
+    return yamlvalues.parse_assignments(items, what)

@@ -14,15 +14,15 @@ number of actions, whether observations are normalised), plus, when trained with
 ``Discrete`` actions, so that evaluation can put a
 trained agent in the same table as the heuristics in :mod:`baselines`.
 
-Every save here is atomic: written to a temporary file in the same folder, then ``os.replace``.
+Every save here is atomic (:func:`agents.fileio.atomic_write`), and a model's statistics also
+travel inside its zip (:data:`STATS_ENTRY`), so a model is never paired with older statistics.
 """
 
 from __future__ import annotations
 
+import io
 import json
-import os
 import pickle
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.vec_env import VecNormalize
 
 from .algos import ALGOS, AlgoSpec, get_algo
+from .fileio import atomic_write
 
 META_KEY = "coldstart_meta"
 
@@ -110,29 +111,71 @@ def read_meta(model_path: str | Path) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------------- saving ----
-def _atomic_write(path: Path, write) -> None:
-    """Call ``write(file)`` on a temporary file next to ``path``, then rename it onto ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+STATS_ENTRY = "coldstart_vecnormalize.pkl"
+"""The zip entry holding the model's own ``VecNormalize`` statistics: model and statistics are
+one file, renamed in one step, so no kill can pair a model with older statistics. The
+``vecnormalize*.pkl`` file beside it is a copy for SB3 / rl-zoo tools; loaders here read the
+entry when the zip has one."""
+
+_atomic_write = atomic_write  # the one atomic-write helper (agents.fileio)
 
 
 def save_agent(model: BaseAlgorithm, path: str | Path, vecnormalize: VecNormalize | None) -> Path:
-    """Save ``model`` (with ``model.coldstart_meta`` set) and its statistics, both atomically."""
+    """Save ``model`` (with ``model.coldstart_meta`` set) with its statistics inside the zip
+    (:data:`STATS_ENTRY`), atomically; then the statistics' copy beside it."""
     path = Path(path)
-    _atomic_write(path, model.save)
-    if vecnormalize is not None:
-        _atomic_write(stats_path(path), lambda f: pickle.dump(vecnormalize, f))
+    stats = None if vecnormalize is None else pickle.dumps(vecnormalize)
+
+    def write(f) -> None:
+        buf = io.BytesIO()
+        model.save(buf)
+        if stats is not None:
+            with zipfile.ZipFile(buf, "a") as z:
+                z.writestr(STATS_ENTRY, stats)
+        f.write(buf.getvalue())
+
+    _atomic_write(path, write)
+    if stats is not None:
+        _atomic_write(stats_path(path), lambda f: f.write(stats))
     return path
+
+
+def load_stats(model_path: str | Path) -> VecNormalize:
+    """The ``VecNormalize`` statistics saved with ``model_path``: the zip's own entry, else the
+    ``vecnormalize*.pkl`` file beside it (models saved before the entry existed). Call
+    ``set_venv`` on the result to train on.
+
+    Raises:
+        ValueError: None saved, or not a readable ``VecNormalize`` pickle (names the file).
+    """
+    where, data = None, None
+    try:
+        with zipfile.ZipFile(model_path) as z:
+            if STATS_ENTRY in z.namelist():
+                where, data = f"{str(model_path)!r} [{STATS_ENTRY}]", z.read(STATS_ENTRY)
+    except (OSError, zipfile.BadZipFile) as e:
+        raise ValueError(f"{str(model_path)!r}: cannot read the model zip ({e})") from None
+    if data is None:
+        sp = stats_path(model_path)
+        if not sp.is_file():
+            raise ValueError(
+                f"{str(model_path)!r} was trained with VecNormalize but {str(sp)!r} is missing"
+            )
+        where = repr(str(sp))
+        try:
+            data = sp.read_bytes()
+        except OSError as e:
+            raise ValueError(f"{where}: cannot be read ({e.strerror or e})") from None
+    try:
+        stats = pickle.loads(data)
+    except Exception as e:  # noqa: BLE001 - a corrupt pickle fails in many ways
+        first = (str(e).splitlines() or [type(e).__name__])[0]
+        raise ValueError(
+            f"{where}: not a readable VecNormalize pickle ({type(e).__name__}: {first})"
+        ) from None
+    if not isinstance(stats, VecNormalize):
+        raise ValueError(f"{where}: holds a {type(stats).__name__}, not VecNormalize statistics")
+    return stats
 
 
 # ---------------------------------------------------------------------------------- loading ----
@@ -245,13 +288,35 @@ def load_agent(path: str | Path, name: str | None = None, device: str = "cpu") -
         ) from None
     vecnorm = None
     if meta.get("normalize"):
-        sp = stats_path(model_path)
-        if not sp.is_file():
-            raise ValueError(
-                f"{str(model_path)!r} was trained with VecNormalize but {str(sp)!r} is missing"
-            )
-        with open(sp, "rb") as f:
-            vecnorm = pickle.load(f)
+        vecnorm = load_stats(model_path)
         vecnorm.training = False
         vecnorm.norm_reward = False
     return AgentPolicy(model, spec, name=name, vecnormalize=vecnorm, meta=meta)
+
+
+def check_compatible(agent: AgentPolicy, env, label: str) -> None:
+    """Check that ``agent`` can act on ``env`` (the raw env) before any episode runs.
+
+    Raises:
+        ValueError: The observation shape or the number of actions differ; the message names
+            the scenario the agent was trained on and the one it is evaluated on.
+    """
+    obs_model = tuple(agent.model.observation_space.shape or ())
+    obs_env = tuple(env.observation_space.shape or ())
+    n_model = getattr(agent.model.action_space, "n", None)
+    n_env = getattr(env.action_space, "n", None)
+    env_id = agent.meta.get("env_id")
+    ok = obs_model == obs_env and n_model == n_env
+    from envs import ENV_ID
+
+    ok = ok and (env_id is None or env_id == ENV_ID)
+    if not ok:
+        trained = agent.meta.get("scenario", "an unknown scenario")
+        over = agent.meta.get("overrides") or {}
+        trained_txt = f"{trained!r}" + (f" with overrides {over}" if over else "")
+        raise ValueError(
+            f"{label} was trained on {env_id or 'an unknown env'} scenario {trained_txt} "
+            f"(observation {obs_model}, {n_model} actions) and cannot act on {ENV_ID} scenario "
+            f"{env.scenario.name!r} (observation {obs_env}, {n_env} actions); "
+            f"evaluate it on {trained!r} (leave --scenario out) or retrain it"
+        )

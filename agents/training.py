@@ -6,9 +6,15 @@
         events.out.tfevents.*      TensorBoard (SB3's rollout/ train/ time/, plus cluster/ eval/)
         config.yml                 resolved hyperparameters (loadable with --hyperparams)
         args.yml, command.txt      the arguments and command line(s) (resumes append)
-        model.zip                  latest model (final, interrupt or last checkpoint)
-        vecnormalize.pkl           observation statistics (with --normalize)
-        checkpoints/               model_<N>_steps.zip (+ vecnormalize_<N>_steps.pkl)
+        model.zip                  latest model (final, interrupt or last checkpoint), with its
+                                   VecNormalize statistics inside (agents.loading.STATS_ENTRY)
+        vecnormalize.pkl           a copy of those statistics for SB3 tools (with --normalize)
+        checkpoints/               model_<N>_steps.zip (+ vecnormalize_<N>_steps.pkl), the
+                                   --keep-checkpoints most recent, N on the --checkpoint-freq grid
+
+The folder name ends in the start time (seconds); a run that finds it taken (another run of the
+same algorithm and seed started in the same second) takes ``<name>_1``, ``_2``... (exclusive
+``mkdir``, :func:`claim_run_dir`).
         results.json, plots/       final evaluation against the reference heuristics
 """
 
@@ -26,8 +32,9 @@ from typing import Any
 import yaml
 
 from .algos import ALGOS, AlgoSpec, apply_action_prior, get_algo, resolve_policy
+from .cli import OneLineParser, UsageError, check_device, check_output, one_line
 from .hyperparams import Hyperparams, load_hyperparams, parse_assignments, resolve
-from .loading import AgentPolicy, read_meta, resolve_model_path, stats_path
+from .loading import AgentPolicy, load_stats, read_meta, resolve_model_path
 from .wrappers import ENV_ID, EnvFactory
 
 DEFAULTS: dict[str, Any] = {
@@ -47,6 +54,7 @@ DEFAULTS: dict[str, Any] = {
     "eval_freq": 25_000,
     "eval_episodes": 5,
     "checkpoint_freq": 50_000,
+    "keep_checkpoints": 5,  # assumption: enough to step back past a bad stretch, few files
     "log_interval": None,  # about every 1000 steps
     "no_final_eval": False,
     "no_progress": False,
@@ -63,17 +71,7 @@ EVAL_SEED = 20_000  # periodic evaluation: episodes seeded 20000, 20001, ... on 
 FINAL_EVAL_SEED = 10_000  # final comparison: 10000, 10001, ... (training resets use --seed + i)
 
 
-class UsageError(Exception):
-    """Bad command-line input: printed as one line, exit status 2."""
-
-
-def one_line(msg: object) -> str:
-    return " ".join(str(msg).split())
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, no usage block
-        raise UsageError(message)
+_Parser = OneLineParser  # one line, no usage block (shared with evaluate.py)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -106,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--override",
         action="append",
         metavar="KEY=VALUE",
-        help="scenario override, repeatable: episode_s=600, reward__cost=0.2, workload__rate_high_rps=8",
+        help="scenario override, repeatable: episode_s=600, reward__drop_usd=1, workload__rate_high_rps=8",
     )
     a(
         "--timesteps",
@@ -159,6 +157,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="checkpoint every N env steps, 0 = never (default: 50000)",
     )
     a(
+        "--keep-checkpoints",
+        type=int,
+        metavar="N",
+        help="keep the N most recent checkpoints, delete older ones; 0 = keep all (default: 5)",
+    )
+    a(
         "--log-interval",
         type=int,
         help="SB3's log_interval: rollouts (on-policy) or episodes (dqn) between log writes "
@@ -208,63 +212,30 @@ def scenario_overrides(args: dict) -> dict:
     Raises:
         UsageError: A bad override or trace.
     """
+    import envs
+    from envs.scenarios import trace_overrides
+
     try:
-        overrides = parse_assignments(args["override"], "override")
+        overrides = parse_assignments(args["override"], "--override")
     except ValueError as e:
         raise UsageError(e) from None
     if args["trace"]:
-        wl = {"kind": "trace", "path": args["trace"]}
-        for k in ("time_col", "model_col"):
-            if args[k]:
-                wl[k] = args[k]
-        overrides["workload"] = wl
-        if "span_s" not in overrides:  # episodes are drawn from the whole trace
-            from envs.workloads.traces import load_trace
-
-            try:
-                trace = load_trace(
-                    args["trace"], time_col=args["time_col"], model_col=args["model_col"]
-                )
-            except (OSError, ValueError) as e:
-                raise UsageError(f"--trace: {e}") from None
-            overrides["span_s"] = float(trace.duration_s)
-            _fit_episode(args, overrides)
+        try:
+            overrides, note = trace_overrides(
+                args["scenario"], overrides, args["trace"], args["time_col"], args["model_col"]
+            )
+        except (OSError, ValueError) as e:
+            raise UsageError(f"--trace: {e}") from None
+        if note:
+            print(f"train.py: {note}", file=sys.stderr)
     elif args["time_col"] or args["model_col"]:
         raise UsageError("--time-col/--model-col need --trace")
-    import envs
-
     try:
         sc = envs.load_scenario(args["scenario"], **overrides)
         sc.window_bounds("eval")
     except (ValueError, TypeError, OSError) as e:
         raise UsageError(e) from None
     return overrides
-
-
-def _fit_episode(args: dict, overrides: dict) -> None:
-    """Shorten ``episode_s`` (whole steps) to fit a short trace's training and held-out parts,
-    as ``evaluate.py --trace`` does, unless ``episode_s`` was given explicitly."""
-    if "episode_s" in overrides:
-        return
-    import envs
-
-    rest = {k: v for k, v in overrides.items() if k not in ("workload", "span_s")}
-    try:
-        base = envs.load_scenario(args["scenario"], **rest)
-    except (ValueError, TypeError, OSError) as e:
-        raise UsageError(e) from None
-    f, dur = base.held_out_fraction, overrides["span_s"]
-    fit = dur * min(f, 1 - f) if f > 0 else dur
-    if base.episode_s > fit:
-        episode_s = (fit // base.step_s) * base.step_s
-        if episode_s < base.step_s:
-            raise UsageError(
-                f"--trace {args['trace']!r} lasts {dur:g} s: too short for one {base.step_s:g}-s "
-                f"step in both its training and held-out parts (held_out_fraction {f:g})"
-            )
-        print(f"note: trace lasts {dur:g} s; episode_s shortened from {base.episode_s:g} to "
-              f"{episode_s:g} s to fit its training and held-out parts")  # fmt: skip
-        overrides["episode_s"] = episode_s
 
 
 def prepare(argv: list[str] | None) -> RunConfig:
@@ -306,7 +277,9 @@ def prepare(argv: list[str] | None) -> RunConfig:
         for k in ("timesteps", "n_envs", "eval_episodes", "threads", "log_interval"):
             if args[k] is not None and args[k] < 1:
                 raise ValueError(f"--{k.replace('_', '-')} must be >= 1, got {args[k]}")
-        for k in ("eval_freq", "checkpoint_freq"):
+        if args["seed"] < 0:
+            raise ValueError(f"--seed must be >= 0 (numpy seeds are non-negative), got {args['seed']}")
+        for k in ("eval_freq", "checkpoint_freq", "keep_checkpoints"):
             if args[k] < 0:
                 raise ValueError(f"--{k.replace('_', '-')} must be >= 0, got {args[k]}")
         hp_over = parse_assignments(args["hp"], "--hp")
@@ -317,11 +290,9 @@ def prepare(argv: list[str] | None) -> RunConfig:
         else:
             hp = load_hyperparams(spec.name, ENV_ID, args["hyperparams"], hp_over)
         resolve_policy(spec, hp.policy)
-        import torch
-
-        torch.device(args["device"] if args["device"] != "auto" else "cpu")
     except (ValueError, RuntimeError) as e:
         raise UsageError(e) from None
+    check_device(args["device"])
     # Command line over the file: the budget, envs and normalisation.
     if args["timesteps"] is not None:
         hp.n_timesteps = hp.raw["n_timesteps"] = args["timesteps"]
@@ -335,20 +306,34 @@ def prepare(argv: list[str] | None) -> RunConfig:
     if resume_from is not None:  # the saved model says how it acts and whether it was normalised
         if not meta.get("normalize"):
             hp.normalize = None
-        elif not stats_path(resume_from).is_file():
-            raise UsageError(f"--resume: {stats_path(resume_from)} is missing")
-        elif hp.normalize is None:
-            hp.normalize = {}
+        else:
+            try:
+                load_stats(resume_from)  # missing or corrupt: said now, before anything runs
+            except ValueError as e:
+                raise UsageError(f"--resume: {e}") from None
+            if hp.normalize is None:
+                hp.normalize = {}
     overrides = scenario_overrides(args)
     if run_dir is None:
-        root = Path(args["logdir"])
+        root = check_output(args["logdir"], "--logdir", folder=True)
         name = f"{ENV_ID.replace('/', '_')}__{spec.name}__{args['seed']}__{int(time.time())}"
-        run_dir = root / name
-        i = 1
-        while run_dir.exists():
-            run_dir = root / f"{name}_{i}"
-            i += 1
+        run_dir = root / name  # claimed (made unique) when the run starts: claim_run_dir
     return RunConfig(args, spec, hp, overrides, run_dir, resume_from)
+
+
+def claim_run_dir(run_dir: Path) -> Path:
+    """Create ``run_dir``, or ``<run_dir>_1``, ``_2``... if taken: ``mkdir`` without
+    ``exist_ok`` is atomic, so two runs started in the same second (an ``--hp`` sweep started
+    with ``&``) never share a folder."""
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    candidate, i = run_dir, 0
+    while True:
+        try:
+            candidate.mkdir()
+            return candidate
+        except FileExistsError:
+            i += 1
+            candidate = run_dir.with_name(f"{run_dir.name}_{i}")
 
 
 def repr_normalize(kwargs: dict) -> str | bool:
@@ -390,6 +375,8 @@ def _meta(cfg: RunConfig) -> dict:
 
 
 def _write_run_files(cfg: RunConfig) -> None:
+    if cfg.resume_from is None:
+        cfg.run_dir = claim_run_dir(cfg.run_dir)
     d = cfg.run_dir
     d.mkdir(parents=True, exist_ok=True)
     if cfg.resume_from is None or not (d / "config.yml").exists():
@@ -427,7 +414,9 @@ def _build_model(cfg: RunConfig):
             seed = args["seed"] + done  # fresh windows, not a replay of the first run's
             venv = make_vec_env(cfg, seed)
             if hp.normalize is not None:
-                venv = VecNormalize.load(str(stats_path(cfg.resume_from)), venv)
+                stats = load_stats(cfg.resume_from)
+                stats.set_venv(venv)
+                venv = stats
                 venv.training = True
             model = spec.cls.load(cfg.resume_from, env=venv, device=device)
             set_random_seed(seed)
@@ -485,7 +474,9 @@ def train(cfg: RunConfig):
         return AgentPolicy(m, spec, vecnormalize=m.get_vec_normalize_env(), meta=meta)
 
     stop = StopOnSignal()
-    ckpt = AtomicCheckpointCallback(cfg.run_dir, args["checkpoint_freq"], meta, args["verbose"])
+    ckpt = AtomicCheckpointCallback(
+        cfg.run_dir, args["checkpoint_freq"], meta, args["verbose"], keep=args["keep_checkpoints"]
+    )
     callbacks = [stop, ClusterMetricsCallback(), ckpt]
     callbacks.append(HyperparamsCallback({"algo": spec.name, "policy": hp.policy, **hp.raw}, args))
     if args["eval_freq"] > 0:

@@ -216,12 +216,18 @@ class ServerlessGPUEnv(gym.Env):
         if options and "start_s" in options:
             self.start_s = float(options["start_s"])
         else:
-            self.start_s = float(np.floor(self.np_random.uniform(lo, hi) / 60.0) * 60.0)
-        # The warm-up is the part of the span just before the window (shorter at its start).
-        self.warmup_s = float(min(sc.warmup_s, self.start_s))
+            # Whole minutes inside [lo, hi]: up for the first, so a held-out window never
+            # starts before the cut (and so never in training time).
+            x = self.np_random.uniform(lo, hi)
+            self.start_s = float(min(math.ceil(lo / 60.0) * 60.0 + math.floor(
+                (x - lo) / 60.0) * 60.0, hi))
+        # The warm-up is the part of the span just before the window (shorter at its start);
+        # simulated seconds, which replay time_scale seconds of a trace each.
+        ts = sc.time_scale
+        self.warmup_s = float(min(sc.warmup_s, self.start_s / ts))
         wl_rng, sim_rng = self.np_random.spawn(2)
         workload = self.generator(
-            wl_rng, self.M, self.warmup_s + sc.episode_s, self.start_s - self.warmup_s
+            wl_rng, self.M, self.warmup_s + sc.episode_s, self.start_s - self.warmup_s * ts
         )
         self.sim = sim = Simulator(self.cfg, workload, sim_rng)
         for m in range(self.M):

@@ -37,6 +37,7 @@ from pathlib import Path
 
 import yaml
 
+from . import yamlvalues
 from .sim import catalog
 from .sim.config import (
     CloudStoreSpec,
@@ -86,10 +87,18 @@ class RewardPrices:
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
-            ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-            if not ok or v < 0 or (f.name == "scale" and v == 0):
+            if not _finite(v) or v < 0 or (f.name == "scale" and v == 0):
                 want = "a finite number > 0" if f.name == "scale" else "a finite number >= 0"
                 raise ConfigError(f"reward.{f.name} must be {want}, got {v!r}")
+
+
+def _finite(v) -> bool:
+    """A real number (not a bool) that is finite: what every numeric scenario field needs."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _integer(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
 
 
 @dataclass(frozen=True)
@@ -123,20 +132,27 @@ class Scenario:
             bad("warmup_s", "a finite number >= 0 (0: episodes start from an empty cluster)")
         for f in ("episode_s", "step_s", "span_s"):
             v = getattr(self, f)
-            if not isinstance(v, (int, float)) or isinstance(v, bool) or not v > 0:
-                bad(f, "a number > 0")
+            if not _finite(v) or not v > 0:
+                bad(f, "a finite number > 0")
         if self.step_s > self.episode_s:
             bad("step_s", f"<= episode_s ({self.episode_s})")
-        if not 0 <= self.held_out_fraction < 1:
-            bad("held_out_fraction", "in [0, 1)")
+        if not _finite(self.held_out_fraction) or not 0 <= self.held_out_fraction < 1:
+            bad("held_out_fraction", "a number in [0, 1)")
+        ts = self.time_scale
         train_span = self.span_s * (1 - self.held_out_fraction)
-        if self.episode_s > train_span or (
-            self.held_out_fraction > 0 and self.episode_s > self.span_s - train_span
-        ):
-            bad("episode_s", "shorter than both the training and the held-out part of span_s")
-        if not isinstance(self.max_models, int) or self.max_models < len(self.sim.models):
+        need = self.episode_s * ts  # trace seconds one episode replays
+        if need > train_span or (self.held_out_fraction > 0 and need > self.span_s - train_span):
+            what = "shorter than both the training and the held-out part of span_s"
+            if ts != 1:
+                raise ConfigError(
+                    f"scenario {self.name!r}: episode_s * workload.time_scale = {self.episode_s:g}"
+                    f" * {ts:g} = {need:g} trace seconds must be {what} ({train_span:g} and "
+                    f"{self.span_s - train_span:g} s of span_s {self.span_s:g})"
+                )
+            bad("episode_s", f"{what} ({train_span:g} and {self.span_s - train_span:g} s)")
+        if not _integer(self.max_models) or self.max_models < len(self.sim.models):
             bad("max_models", f"an integer >= the number of models ({len(self.sim.models)})")
-        if not isinstance(self.initial_copies, int) or not 0 <= self.initial_copies <= len(
+        if not _integer(self.initial_copies) or not 0 <= self.initial_copies <= len(
             self.sim.hosts
         ):
             bad("initial_copies", f"an integer in [0, {len(self.sim.hosts)}] (the number of hosts)")
@@ -149,25 +165,76 @@ class Scenario:
                 f"late always beats dropping it), got {r.drop_usd!r}"
             )
         d = self.scale_deltas
-        if not d or len(set(d)) != len(d) or 0 not in d or not all(isinstance(x, int) for x in d):
-            bad("scale_deltas", "distinct integers including 0")
+        if (
+            not isinstance(d, tuple)
+            or not d
+            or not all(_integer(x) for x in d)
+            or len(set(d)) != len(d)
+            or 0 not in d
+        ):
+            bad("scale_deltas", "a list of distinct integers including 0")
 
     @property
     def n_steps(self) -> int:
         return int(round(self.episode_s / self.step_s))
 
+    @property
+    def time_scale(self) -> float:
+        """Trace seconds one simulated second replays: the workload's ``time_scale`` for a trace
+        (the largest among a composition's trace parts), 1 for synthetic workloads (whose
+        ``start_s`` is a time of day, not a position in a finite source)."""
+        return _trace_time_scale(self.workload)
+
+    def reward_cost_norm_usd(self) -> float:
+        """Dollars that make the reward's cost component 1 in one step (always > 0).
+
+        The price of holding every GPU of the cluster for one step (``step_s``), as the env's
+        docstring says. Prices may be 0, so when GPUs are free it is the price of holding every
+        host's whole cache for one step; when that is free too, the egress price of moving each
+        model once; when everything is free the cost is always 0 and the normaliser is 1 (any
+        positive number gives the same 0 component).
+        """
+        p, cfg = self.sim.prices, self.sim
+        per_step = self.step_s / 3600.0
+        for usd in (
+            cfg.n_gpus * p.gpu_usd_per_hour * per_step,
+            sum(h.cache_gb for h in cfg.hosts) * p.host_mem_usd_per_gb_hour * per_step,
+            sum(m.size_gb for m in cfg.models) * p.egress_usd_per_gb,
+        ):
+            if usd > 0:
+                return usd
+        return 1.0
+
     def window_bounds(self, split: str) -> tuple[float, float]:
-        """[lo, hi] range of episode start times for ``"train"`` or ``"eval"`` (held out)."""
+        """[lo, hi] range of episode start times for ``"train"`` or ``"eval"`` (held out).
+
+        Start times are in the workload's own seconds (trace seconds for a trace): an episode
+        starting at ``s`` replays ``[s, s + episode_s * time_scale)``, so every training window
+        ends by the held-out cut ``span_s * (1 - held_out_fraction)`` and every held-out window
+        starts at or after it and ends by ``span_s``.
+        """
         cut = self.span_s * (1 - self.held_out_fraction)
+        need = self.episode_s * self.time_scale
         if split == "train":
-            return 0.0, cut - self.episode_s
+            return 0.0, cut - need
         if split == "eval":
             if self.held_out_fraction == 0:
                 raise ConfigError(
                     f"scenario {self.name!r} has no held-out windows (held_out_fraction 0)"
                 )
-            return cut, self.span_s - self.episode_s
+            return cut, self.span_s - need
         raise ConfigError(f"split must be 'train' or 'eval', got {split!r}")
+
+
+def _trace_time_scale(workload) -> float:
+    if not isinstance(workload, dict):
+        return 1.0
+    if workload.get("kind") == "trace":
+        ts = workload.get("time_scale", 1.0)
+        return float(ts) if _finite(ts) and ts > 0 else 1.0  # a bad value: make_workload says so
+    if workload.get("kind") == "compose" and isinstance(workload.get("parts"), list):
+        return max([_trace_time_scale(p) for p in workload["parts"]] + [1.0])
+    return 1.0
 
 
 _SPEC_SECTIONS = {
@@ -176,6 +243,7 @@ _SPEC_SECTIONS = {
     "prices": PriceSpec,
     "features": FeatureSpec,
 }
+_MAPPING_KEYS = {"workload", "reward", *_SPEC_SECTIONS}
 _TOP_KEYS = {
     "description", "hosts", "models", "workload", "episode_s", "step_s", "span_s",
     "held_out_fraction", "max_models", "scale_deltas", "reward", "initial_copies", "warmup_s",
@@ -227,18 +295,26 @@ def scenario_from_dict(data: dict, name: str = "custom", overrides: dict | None 
     Overrides take top-level keys (``episode_s=600``) or section keys with a double underscore
     (``features__keep_alive_s=600``, ``reward__drop_usd=0.05``, ``workload__rate_rps=2``).
     """
+    where = f"scenario {name!r}"
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: the file must hold a mapping")
     data = dict(data)
     for key, value in (overrides or {}).items():
         if "__" in key:
             sec, sub = key.split("__", 1)
             if sec not in _TOP_KEYS:
                 raise _unknown(f"scenario {name!r} override", sec, _TOP_KEYS)
-            data[sec] = {**(data.get(sec) or {}), sub: value}
+            if sec not in _MAPPING_KEYS:
+                raise ConfigError(
+                    f"{where}: override {key!r}: {sec} is not a section of keys; "
+                    f"sections: {sorted(_MAPPING_KEYS)} (give {sec}=VALUE instead)"
+                )
+            current = data.get(sec) or {}
+            if not isinstance(current, dict):
+                raise ConfigError(f"{where}: {sec} must be a mapping, got {current!r}")
+            data[sec] = {**current, sub: value}
         else:
             data[key] = value
-    where = f"scenario {name!r}"
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where}: the file must hold a mapping")
     for k in data:
         if k not in _TOP_KEYS:
             raise _unknown(where, k, _TOP_KEYS)
@@ -246,10 +322,20 @@ def scenario_from_dict(data: dict, name: str = "custom", overrides: dict | None 
         if k not in data:
             raise ConfigError(f"{where}: missing required key {k!r}")
     hosts = []
-    for i, h in enumerate(data.get("hosts") or [{}]):
-        h = dict(h) if isinstance(h, dict) else h
-        count = h.pop("count", 1) if isinstance(h, dict) else 1
-        if not isinstance(count, int) or count < 1:
+    host_list = data.get("hosts", [{}])  # absent: one default host; null or [] is an error
+    if not isinstance(host_list, list) or not host_list:
+        raise ConfigError(
+            f"{where}: hosts must be a non-empty list of host mappings "
+            f"([{{count: 2, n_gpus: 4, ...}}]), got {host_list!r}"
+        )
+    for i, h in enumerate(host_list):
+        if not isinstance(h, dict):
+            raise ConfigError(
+                f"{where}: hosts[{i}] must be a mapping of HostSpec fields (and count), got {h!r}"
+            )
+        h = dict(h)
+        count = h.pop("count", 1)
+        if not _integer(count) or count < 1:
             raise ConfigError(f"{where}: hosts[{i}].count must be an integer >= 1, got {count!r}")
         hosts += [_build(HostSpec, h, f"{where}: hosts[{i}]")] * count
     models = data["models"]
@@ -291,7 +377,13 @@ def scenario_from_dict(data: dict, name: str = "custom", overrides: dict | None 
         if k in data
     }
     if "scale_deltas" in data:
-        top["scale_deltas"] = tuple(data["scale_deltas"])
+        d = data["scale_deltas"]
+        if not isinstance(d, list):
+            raise ConfigError(
+                f"{where}: scale_deltas must be a list of distinct integers including 0 "
+                f"([-1, 0, 1]), got {d!r}"
+            )
+        top["scale_deltas"] = tuple(d)
     reward = _build(RewardPrices, data.get("reward") or {}, f"{where}: reward")
     sc = Scenario(
         name=name,
@@ -305,10 +397,94 @@ def scenario_from_dict(data: dict, name: str = "custom", overrides: dict | None 
     from .workloads import make_workload
 
     try:
-        make_workload(sc.workload)
+        gen = make_workload(sc.workload)
     except (ValueError, TypeError, FileNotFoundError) as e:
         raise ConfigError(f"{where}: workload: {e}") from None
+    check_workload_size(gen, sc.episode_s, where)
     return sc
+
+
+MAX_REQUESTS_PER_EPISODE = 20_000_000
+"""Memory bound on one episode's workload (an assumption, not a calibration). At the cap, drawing
+the workload and building the simulator's per-request arrays raised the peak resident memory
+from 0.10 to 0.72 GB (``python -m benchmarks.workload_memory``, 2026-12-01: 32 bytes a request),
+which fits beside training on a small machine. The Azure day shipped with the project is 927,272
+requests."""
+
+
+def check_workload_size(gen, episode_s: float, where: str) -> None:
+    """Refuse, before anything is drawn, a workload whose expected requests in one episode exceed
+    :data:`MAX_REQUESTS_PER_EPISODE` (``gen.expected_requests``: an upper estimate and the
+    field that sets it).
+
+    Raises:
+        ConfigError: Naming the field, the expected count and the cap.
+    """
+    bound = getattr(gen, "expected_requests", None)
+    if bound is None:
+        return
+    n, fld = bound(float(episode_s))
+    if n > MAX_REQUESTS_PER_EPISODE:
+        raise ConfigError(
+            f"{where}: workload.{fld}: about {n:.3g} requests per {episode_s:g}-s episode, "
+            f"above the {MAX_REQUESTS_PER_EPISODE:,} a workload may hold in memory "
+            "(envs.scenarios.MAX_REQUESTS_PER_EPISODE); lower the rate or episode_s"
+        )
+
+
+def trace_overrides(
+    scenario, overrides: dict, trace, time_col: str | None = None, model_col: str | None = None
+) -> tuple[dict, str | None]:
+    """Overrides that replay the trace file ``trace`` instead of ``scenario``'s workload (what
+    ``--trace`` does in both command-line tools).
+
+    ``span_s`` becomes the trace's length and ``workload__<key>`` overrides (``time_scale``,
+    ``mapping``...) apply to the trace workload, unless given. If ``episode_s`` was not given
+    and one episode (``episode_s * time_scale`` trace seconds) does not fit both the training
+    and the held-out part, it shrinks to the whole steps that fit.
+
+    Returns:
+        ``(overrides, note)``; ``note`` says how the episode shrank, or is None.
+
+    Raises:
+        ConfigError: A trace too short for one step in each part, or a bad override.
+        FileNotFoundError, ValueError: The trace cannot be read (``TraceFormatError``).
+    """
+    from .workloads import load_trace
+
+    tr = load_trace(trace, time_col=time_col, model_col=model_col)
+    wl: dict = {"kind": "trace", "path": str(trace)}
+    if time_col:
+        wl["time_col"] = time_col
+    if model_col:
+        wl["model_col"] = model_col
+    out = {}
+    for k, v in overrides.items():
+        if k.startswith("workload__"):
+            wl[k[len("workload__") :]] = v
+        elif k != "workload":
+            out[k] = v
+    out["workload"] = wl
+    out.setdefault("span_s", float(tr.duration_s))
+    if "episode_s" in out:
+        return out, None
+    base = load_scenario(scenario, **{k: v for k, v in out.items() if k not in ("workload", "span_s")})
+    ts, f, span = _trace_time_scale(wl), base.held_out_fraction, float(out["span_s"])
+    fit = (span * min(f, 1 - f) if f > 0 else span) / ts  # simulated seconds that fit
+    if base.episode_s <= fit:
+        return out, None
+    episode_s = math.floor(fit / base.step_s) * base.step_s
+    if episode_s < base.step_s:
+        raise ConfigError(
+            f"trace {str(trace)!r} lasts {span:g} s: too short for one {base.step_s:g}-s step in "
+            f"both its training and held-out parts (held_out_fraction {f:g}, time_scale {ts:g})"
+        )
+    out["episode_s"] = episode_s
+    return out, (
+        f"trace {str(trace)!r} lasts {span:g} s; episode_s shrunk from {base.episode_s:g} to "
+        f"{episode_s:g} s to fit its training and held-out parts (held_out_fraction {f:g}"
+        + (f", time_scale {ts:g})" if ts != 1 else ")")
+    )
 
 
 def list_presets() -> dict[str, str]:
@@ -316,7 +492,7 @@ def list_presets() -> dict[str, str]:
     out = {}
     for p in sorted(PRESET_DIR.glob("*.yaml")):
         with open(p) as f:
-            out[p.stem] = str((yaml.safe_load(f) or {}).get("description", ""))
+            out[p.stem] = str((yamlvalues.load(f) or {}).get("description", ""))
     return out
 
 
@@ -341,9 +517,11 @@ def load_scenario(scenario: str | Path | Scenario, **overrides) -> Scenario:
             raise ConfigError(f"scenario file {s!r} does not exist")
     try:
         with open(path) as f:
-            data = yaml.safe_load(f)
+            data = yamlvalues.load(f)
     except yaml.YAMLError as e:
-        raise ConfigError(f"scenario file {path}: not valid YAML ({e})") from None
+        raise ConfigError(f"scenario file {path}: not valid YAML ({' '.join(str(e).split())})") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"scenario file {path}: cannot be read ({e})") from None
     if not isinstance(data, dict):
         raise ConfigError(
             f"scenario file {path}: must hold a mapping of keys, got {type(data).__name__}"

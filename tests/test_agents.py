@@ -214,9 +214,16 @@ def test_load_agent_bad_paths_raise_one_line_value_errors(maskable, tmp_path, ki
         target.write_text("hello")
     elif kind == "empty_dir":
         target = tmp_path
-    else:
+    else:  # a normalised model whose statistics are neither inside the zip nor beside it
+        import zipfile
+
+        from agents.loading import STATS_ENTRY
+
         target = tmp_path / "model.zip"
-        target.write_bytes(path.read_bytes())
+        with zipfile.ZipFile(path) as src, zipfile.ZipFile(target, "w") as dst:
+            for name in src.namelist():
+                if name != STATS_ENTRY:
+                    dst.writestr(name, src.read(name))
     with pytest.raises(ValueError) as e:
         load_agent(target)
     assert "\n" not in str(e.value)

@@ -53,3 +53,10 @@ def test_env_step_rejects_zero_rounds(monkeypatch, capsys):
         env_step.main()
     assert e.value.code == 2
     assert "--rounds must be >= 1" in capsys.readouterr().err
+
+
+def test_workload_memory_reports_a_peak():
+    from benchmarks import workload_memory
+
+    r = workload_memory.run(5_000)
+    assert r["requests"] > 0 and r["peak_rss_after_mb"] >= r["peak_rss_before_mb"] > 0

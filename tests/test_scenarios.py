@@ -45,7 +45,7 @@ def test_yaml_file_with_catalog_names_overrides_and_custom_models(tmp_path):
 @pytest.mark.parametrize(
     "edit, match",
     [
-        (("episode_s: 600", "episode_s: -1"), "episode_s must be a number > 0, got -1"),
+        (("episode_s: 600", "episode_s: -1"), "episode_s must be a finite number > 0, got -1"),
         (("keep_alive_s: 300", "keep_alive_s: -3"), r"FeatureSpec.keep_alive_s must be .*>= 0.*-3"),
         (("n_gpus: 1", "n_gpus: 0"), r"hosts\[0\].*HostSpec.n_gpus must be an integer >= 1, got 0"),
         (("bert-base", "bert-bse"), "Did you mean 'bert-base'"),
@@ -75,9 +75,9 @@ def test_missing_file_unknown_preset_and_bad_yaml(tmp_path):
 
 
 def test_keyword_overrides_reach_sections():
-    sc = load_scenario("small", features__keep_alive_s=120.0, reward__cost=0.0, episode_s=300)
+    sc = load_scenario("small", features__keep_alive_s=120.0, reward__late_usd=0.0, episode_s=300)
     assert sc.sim.features.keep_alive_s == 120.0
-    assert sc.reward.cost == 0.0 and sc.episode_s == 300
+    assert sc.reward.late_usd == 0.0 and sc.episode_s == 300
     with pytest.raises(ConfigError, match="unknown key 'featres'"):
         load_scenario("small", featres__keep_alive_s=1)
 

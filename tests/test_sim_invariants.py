@@ -178,8 +178,39 @@ def apply(sim: Simulator, kind, m, h, arg):
         pass
 
 
+def independent_counts(sim: Simulator) -> dict[str, int]:
+    """Requests by class, counted from the per-request arrays alone (arrival, status, finish),
+    never through ``request_counts`` or the env's ``info`` (whose ``pending`` is derived)."""
+    now, st_, fin, arr = sim.now, sim.status, sim.finish_s, sim.arrivals
+    here = arr <= now
+    served = (st_ == SERVED_GPU) | (st_ == SERVED_CPU)
+    return {
+        "arrived": int(here.sum()),
+        "queued": int((here & (st_ == PENDING)).sum()),
+        "in_service": int((here & served & (fin > now)).sum()),
+        "completed": int((here & served & (fin <= now)).sum()),
+        "dropped": int((here & (st_ == DROPPED)).sum()),
+    }
+
+
+def check_conservation(sim: Simulator) -> dict[str, int]:
+    """Every request that arrived is in exactly one class, by the arrays alone; none that has
+    not arrived is decided; served requests finish after they start, which is after arrival."""
+    st_, arr = sim.status, sim.arrivals
+    assert np.isin(st_, (PENDING, SERVED_GPU, SERVED_CPU, DROPPED)).all()
+    n = independent_counts(sim)
+    assert n["arrived"] == n["queued"] + n["in_service"] + n["completed"] + n["dropped"], n
+    if sim.now > 0:
+        assert (st_[arr > sim.now] == PENDING).all()
+    served = (st_ == SERVED_GPU) | (st_ == SERVED_CPU)
+    assert (sim.start_s[served] >= arr[served] - 1e-9).all()
+    assert (sim.finish_s[served] >= sim.start_s[served]).all()
+    return n
+
+
 def check_step(sim: Simulator, prev: dict) -> dict:
     now = sim.now
+    check_conservation(sim)
     rc = sim.request_counts()
     assert all(v >= 0 for v in rc.values()), rc
     assert rc["arrived"] == rc["queued"] + rc["in_service"] + rc["completed"] + rc["dropped"]

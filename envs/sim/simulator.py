@@ -816,6 +816,9 @@ class Simulator:
             "disk": hs.disk_gb_per_s,
             "cloud": min(c.per_transfer_gb_per_s, hs.nic_gb_per_s, c.egress_gb_per_s),
         }[source]
+        if fetch_bw <= 0:  # disk tier of a host without a disk (disk_gb_per_s 0): never usable
+            self._est_cache[key] = math.inf
+            return math.inf
         times = [size / fetch_bw, size / hs.pcie_gb_per_s, size / spec.deserialize_gb_per_s]
         fixed = st.sandbox_s + st.runtime_init_s + (c.ttfb_s if source == "cloud" else 0.0)
         if st.pipelined:

@@ -11,6 +11,7 @@ import datetime as _dt
 import gzip
 import math
 import re
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -82,12 +83,15 @@ def read_csv_text(path: str | Path) -> CsvText:
     name = str(path)
     if not p.is_file():
         raise FileNotFoundError(f"trace file not found: '{name}'")
-    raw = p.read_bytes()
+    try:
+        raw = p.read_bytes()
+    except OSError as exc:
+        raise TraceFormatError(f"{name}: cannot be read ({exc.strerror or exc})") from None
     if raw[:2] == b"\x1f\x8b":
         try:
             raw = gzip.decompress(raw)
-        except (OSError, EOFError) as exc:
-            raise TraceFormatError(f"{name}: corrupt gzip data ({exc})") from exc
+        except (OSError, EOFError, zlib.error) as exc:  # zlib.error: a corrupt deflate stream
+            raise TraceFormatError(f"{name}: corrupt gzip data ({exc})") from None
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:

@@ -151,6 +151,10 @@ class PoissonWorkload:
     zipf_s: float = 0.0
     shuffle_models: bool = False
 
+    def expected_requests(self, duration_s: float) -> tuple[float, str]:
+        """Expected arrivals in ``duration_s`` and the field that sets them (a memory check)."""
+        return float(self.rate_rps) * duration_s, "rate_rps"
+
     def __post_init__(self) -> None:
         _check(self, "rate_rps", 0.0, lo_open=True)
         Popularity(self.zipf_s, self.shuffle_models)
@@ -188,6 +192,10 @@ class BurstyWorkload:
     cv: float = 1.0
     zipf_s: float = 0.0
     shuffle_models: bool = False
+
+    def expected_requests(self, duration_s: float) -> tuple[float, str]:
+        """Expected arrivals in ``duration_s`` and the field that sets them (a memory check)."""
+        return float(self.rate_rps) * duration_s, "rate_rps"
 
     def __post_init__(self) -> None:
         _check(self, "rate_rps", 0.0, lo_open=True)
@@ -246,6 +254,11 @@ class MMPPWorkload:
     mean_high_s: float
     zipf_s: float = 0.0
     shuffle_models: bool = False
+
+    def expected_requests(self, duration_s: float) -> tuple[float, str]:
+        """Arrivals in ``duration_s`` if the chain stayed high (an upper estimate), and the field
+        that sets them (a memory check)."""
+        return float(self.rate_high_rps) * duration_s, "rate_high_rps"
 
     def __post_init__(self) -> None:
         low = _check(self, "rate_low_rps", 0.0)
@@ -307,6 +320,13 @@ class DiurnalWorkload:
     zipf_s: float = 0.0
     shuffle_models: bool = False
 
+    def expected_requests(self, duration_s: float) -> tuple[float, str]:
+        """Candidates thinning draws in ``duration_s`` (at the peak rate, an upper estimate of
+        the arrivals), and the field that sets them (a memory check)."""
+        return float(self.mean_rate_rps) * (1.0 + float(self.amplitude)) * duration_s, (
+            "mean_rate_rps"
+        )
+
     def __post_init__(self) -> None:
         _check(self, "mean_rate_rps", 0.0, lo_open=True)
         _check(self, "amplitude", 0.0, 1.0)
@@ -365,6 +385,14 @@ class FlashSpikeWorkload:
     spike_on_one_model: bool = False
     shuffle_models: bool = False
 
+    def expected_requests(self, duration_s: float) -> tuple[float, str]:
+        """Expected arrivals in ``duration_s`` (base traffic plus the expected spike time), and
+        the field that sets most of them (a memory check)."""
+        base = float(self.base_rate_rps) * duration_s
+        d = float(self.spike_duration_s)
+        spikes = float(self.spike_rate_rps) * d * (duration_s + d) / float(self.spike_every_s)
+        return base + spikes, "base_rate_rps" if base >= spikes else "spike_rate_rps"
+
     def __post_init__(self) -> None:
         _check(self, "base_rate_rps", 0.0)
         _check(self, "spike_rate_rps", 0.0, lo_open=True)
@@ -418,6 +446,18 @@ class ComposeWorkload:
     """
 
     parts: Sequence[WorkloadGenerator]
+
+    def expected_requests(self, duration_s: float) -> tuple[float, str]:
+        """The parts' sum, naming the largest part's field as ``parts[i].<field>`` (trace parts,
+        bounded by their file, count 0)."""
+        total, best, name = 0.0, -1.0, "parts"
+        for i, p in enumerate(self.parts):
+            if hasattr(p, "expected_requests"):
+                n, fld = p.expected_requests(duration_s)
+                total += n
+                if n > best:
+                    best, name = n, f"parts[{i}].{fld}"
+        return total, name
 
     def __post_init__(self) -> None:
         parts = tuple(self.parts)

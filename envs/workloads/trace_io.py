@@ -24,6 +24,7 @@ import functools
 import math
 import os
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,11 +42,16 @@ from envs.workloads._csv import (
 __all__ = [
     "LAYOUTS",
     "Trace",
+    "TraceOrderWarning",
     "TraceFormatError",
     "load_trace",
     "shipped_trace_path",
     "split_windows",
 ]
+
+class TraceOrderWarning(UserWarning):
+    """A per-request trace had out-of-order times and was sorted (``Trace.was_sorted`` False)."""
+
 
 LAYOUTS: dict[str, str] = {
     "azure2019_vhive": "HashFunction,HashOwner,HashApp,minute_1..minute_N (per-minute counts)",
@@ -88,6 +94,10 @@ class Trace:
         function_index: Function of each entry of ``times_s``, or ``None``.
         was_sorted: False if the file's request times were out of order and the loader sorted
             them (stable sort; counts layouts are always True).
+        out_of_order: How many rows' times (``time_col``) are earlier than the row before: 0 for
+            a sorted file (and an Azure 2021 file sorted by ``end_timestamp``, whose start
+            times are sorted here silently, as that layout requires).
+        time_col: The column request times came from (per-request layouts).
     """
 
     path: str
@@ -100,6 +110,8 @@ class Trace:
     times_s: np.ndarray | None = None
     function_index: np.ndarray | None = None
     was_sorted: bool = True
+    out_of_order: int = 0
+    time_col: str | None = None
 
     @property
     def n_functions(self) -> int:
@@ -333,6 +345,9 @@ def _load_requests(
     else:
         ids, fidx = ("all",), np.zeros(len(rows), dtype=np.int64)
     down = np.flatnonzero(np.diff(rel) < 0)
+    # Out of order in the file's own time column (what the warning counts): an Azure 2021 file
+    # is sorted by end_timestamp, so its start times are out of order by design.
+    n_disorder = int((np.diff(end) < 0).sum()) if layout == "azure2021" else int(down.size)
     if down.size and strict_order:
         i = int(down[0]) + 1
         raise TraceFormatError(
@@ -352,6 +367,8 @@ def _load_requests(
         times_s=rel,
         function_index=np.asarray(fidx, dtype=np.int64),
         was_sorted=not down.size,
+        out_of_order=n_disorder,
+        time_col=time_col,
     )
 
 
@@ -425,4 +442,13 @@ def load_trace(
     if not p.is_file():
         raise FileNotFoundError(f"trace file not found: '{os.fspath(path)}'")
     st = p.stat()
-    return _load_cached(str(p), (st.st_size, st.st_mtime_ns), time_col, model_col, strict_order)
+    trace = _load_cached(str(p), (st.st_size, st.st_mtime_ns), time_col, model_col, strict_order)
+    if trace.out_of_order:
+        warnings.warn(
+            f"{trace.path}: {trace.out_of_order} of {trace.total_requests} request times "
+            f"(column '{trace.time_col}') are earlier than the row before; the trace was sorted "
+            "(stable) before replay (strict_order=True rejects such files)",
+            TraceOrderWarning,
+            stacklevel=2,
+        )
+    return trace
