@@ -22,7 +22,8 @@ What it measures, and which simulator field each figure sets (``envs/profiles/RE
 
 It prints a table of each field's default, the measured value and their ratio, then one JSON
 line with the profile. Bad input exits with status 2 and one line on stderr, having written
-nothing; the generated files are removed in every case.
+nothing (a measurement that fails exits 1, one line); the generated files are removed in every
+case.
 """
 
 from __future__ import annotations
@@ -261,7 +262,11 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     args = sys.argv[1:] if argv is None else list(argv)
     command = " ".join(["python -m benchmarks.calibrate_host", *args])
-    profile = measure(cfg, work, loader=a.loader, copy=a.copy, command=command)
+    try:
+        profile = measure(cfg, work, loader=a.loader, copy=a.copy, command=command)
+    except (OSError, RuntimeError) as e:  # a failed measurement, not bad input: status 1
+        print(f"calibrate_host: measurement failed: {' '.join(str(e).split())}", file=sys.stderr)
+        raise SystemExit(1) from None
     profile["meta"]["wall_s"] = round(time.perf_counter() - t0, 1)
     print(table(profile))
     for s in profile["meta"]["skipped"]:
@@ -270,8 +275,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             write_profile(profile, out)
         except OSError as e:
-            print(f"calibrate_host: error: cannot write --out {str(out)!r}: {e.strerror}",
-                  file=sys.stderr)  # fmt: skip
+            msg = f"calibrate_host: error: cannot write --out {str(out)!r}: {e.strerror}"
+            print(msg, file=sys.stderr)
             raise SystemExit(2) from None
         print(f"wrote {out}")
     print(json.dumps(profile))

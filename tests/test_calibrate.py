@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -51,7 +52,7 @@ def test_quick_run_writes_a_profile_the_loader_accepts(quick_profile):
 
     if torch.cuda.is_available():
         assert prof["host"]["pcie_gb_per_s"] == m["h2d_pageable_gb_per_s"]
-        assert prof["startup"]["runtime_init_s"] > m["framework_import_s"] * 0.5
+        assert prof["startup"]["runtime_init_s"] == m["runtime_init_s"] > m["framework_import_s"]
     else:  # skipped with a note, never filled with the CPU-only figure
         assert "pcie_gb_per_s" not in prof["host"] and prof["startup"] == {}
         assert any("pcie_gb_per_s" in s for s in meta["skipped"])
@@ -88,6 +89,36 @@ def test_profile_round_trip_into_a_scenario(quick_profile, tmp_path):
         }  # fmt: skip
     )
     assert sc2.sim.models[0].deserialize_gb_per_s == prof["model"]["deserialize_gb_per_s"]
+
+
+def _scenarios_wired() -> bool:
+    import inspect
+
+    from envs import scenarios
+
+    return "expand_host_entry" in inspect.getsource(scenarios)
+
+
+@pytest.mark.skipif(
+    not _scenarios_wired(), reason="envs/scenarios.py does not call expand_host_entry yet"
+)
+def test_scenario_file_uses_the_profile(quick_profile, tmp_path, monkeypatch):
+    from envs.scenarios import load_scenario
+
+    prof = load_host_profile(quick_profile)
+    shutil.copy(quick_profile, tmp_path / "host.yaml")
+    hosts = [{"profile": "host.yaml", "count": 2, "n_gpus": 2}, {"n_gpus": 1}]
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump({**SCENARIO, "hosts": hosts}))
+    monkeypatch.chdir("/")  # the profile path is taken against the scenario file's folder
+    sc = load_scenario(str(tmp_path / "s.yaml"))
+    assert [h.n_gpus for h in sc.sim.hosts] == [2, 2, 1]
+    for field, value in prof["host"].items():
+        if field != "n_gpus":
+            assert getattr(sc.sim.hosts[0], field) == value, field
+    assert sc.sim.hosts[2] == HostSpec(n_gpus=1)  # an entry without a profile: the defaults
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump({**SCENARIO, "hosts": [{"profile": "x"}]}))
+    with pytest.raises(ConfigError, match="hosts.0.*x.*does not exist"):
+        load_scenario(str(tmp_path / "bad.yaml"))
 
 
 def test_table_lists_every_field_against_its_default(quick_profile):
