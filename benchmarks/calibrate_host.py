@@ -14,7 +14,8 @@ What it measures, and which simulator field each figure sets (``envs/profiles/RE
   ``runtime_init_s`` is skipped, since the import alone understates the stage;
 * deserialisation of a generated checkpoint already in host memory, in a fresh interpreter per
   repeat: ``torch.load`` and ``safetensors.torch.load`` (``model.deserialize_gb_per_s``: the
-  loader named by ``--loader``);
+  loader named by ``--loader``), beside the rate at which a fresh process gets new memory
+  (``first_touch_gb_per_s``, a diagnostic: a first load allocates all of its tensors);
 * local disk read of the checkpoint file (``host.disk_gb_per_s``): a file just written sits in
   the page cache, so its pages are dropped first (``posix_fadvise(DONTNEED)`` after ``fsync``)
   and ``mincore`` checks that none remain; an ``O_DIRECT`` read is a second cold figure and a
@@ -176,6 +177,8 @@ def measure(
         else:
             host["disk_gb_per_s"] = disk["disk_gb_per_s"]
         done("disk_read")
+        measured.update(probe.first_touch(files["nbytes"], cfg["repeats"]))
+        done("first_touch")
         for fmt in ("torch", "safetensors"):
             if files[fmt] is not None:
                 measured.update(probe.deserialize(fmt, files[fmt], cfg["repeats"]))

@@ -41,6 +41,16 @@ if torch.cuda.is_available():
 print(json.dumps(r))
 """
 
+_TOUCH_CHILD = """
+import json, mmap, sys, time
+import numpy as np
+n = int(sys.argv[1])
+t = time.perf_counter()
+a = np.empty(n, dtype=np.uint8)
+a[:: mmap.PAGESIZE] = 1  # one write per page: the kernel's cost of handing out fresh memory
+print(json.dumps(time.perf_counter() - t))
+"""
+
 _DESER_CHILD = """
 import io, json, sys, time
 import torch
@@ -297,6 +307,17 @@ def deserialize(fmt: str, path: Path, repeats: int) -> dict:
     second = [n / 1e9 / dt for _, (n, dt) in runs]
     return {f"{fmt}_load_gb_per_s": sig(statistics.median(first)),
             f"{fmt}_load_second_gb_per_s": sig(statistics.median(second))}  # fmt: skip
+
+
+def first_touch(nbytes: int, repeats: int) -> dict:
+    """Rate at which a fresh process gets new memory (one write per page), numpy only.
+
+    A diagnostic beside the first-load rates: a fresh process's first load allocates every
+    tensor anew. In a virtual machine whose memory the hypervisor backs lazily, pages the guest
+    never used before cost far more than reused ones, so this figure can vary between runs.
+    """
+    runs = [_child(_TOUCH_CHILD, str(nbytes)) for _ in range(repeats)]
+    return {"first_touch_gb_per_s": sig(nbytes / 1e9 / statistics.median(runs))}
 
 
 def machine_meta(work: Path) -> dict:
