@@ -177,7 +177,7 @@ def measure(
         else:
             host["disk_gb_per_s"] = disk["disk_gb_per_s"]
         done("disk_read")
-        measured.update(probe.first_touch(files["nbytes"], cfg["repeats"]))
+        measured.update(probe.first_touch(min(files["nbytes"], 10**9), cfg["repeats"]))
         done("first_touch")
         for fmt in ("torch", "safetensors"):
             if files[fmt] is not None:

@@ -310,7 +310,7 @@ def deserialize(fmt: str, path: Path, repeats: int) -> dict:
 
 
 def first_touch(nbytes: int, repeats: int) -> dict:
-    """Rate at which a fresh process gets new memory (one write per page), numpy only.
+    """Rate at which a fresh process gets ``nbytes`` of new memory (one write per page).
 
     A diagnostic beside the first-load rates: a fresh process's first load allocates every
     tensor anew. In a virtual machine whose memory the hypervisor backs lazily, pages the guest
