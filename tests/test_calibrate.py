@@ -8,6 +8,7 @@ measure is skipped with a note rather than guessed, and that bad input fails wit
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -47,6 +48,10 @@ def test_quick_run_writes_a_profile_the_loader_accepts(quick_profile):
     assert m["framework_import_s"] > 0
     assert m["torch_load_gb_per_s"] > 0 and m["disk_warm_gb_per_s"] > 0
     assert prof["model"]["deserialize_gb_per_s"] == m["torch_load_gb_per_s"]  # --loader torch
+    if importlib.util.find_spec("safetensors") is not None:
+        assert m["safetensors_load_gb_per_s"] > 0
+    else:
+        assert any("safetensors" in s for s in meta["skipped"])
     assert not list(quick_profile.parent.glob("calibrate_host_*"))  # checkpoints removed
     import torch
 
@@ -75,10 +80,10 @@ def test_profile_round_trip_into_a_scenario(quick_profile, tmp_path):
     sc = scenario_from_dict({**SCENARIO, "hosts": [entry]})
     assert len(sc.sim.hosts) == 2
     for host in sc.sim.hosts:
+        assert host.n_gpus == 2  # the entry's explicit key wins over a GPU profile's
         for field, value in prof["host"].items():
-            assert getattr(host, field) == value, field
-        if "n_gpus" in prof["host"]:
-            assert host.n_gpus == 2  # the entry's explicit key won over the profile's
+            if field != "n_gpus":
+                assert getattr(host, field) == value, field
     # The loader-dependent figures go where envs/profiles/README.md says.
     sc2 = scenario_from_dict(
         {
@@ -259,3 +264,18 @@ def test_resident_fraction_sees_the_cache_drop(tmp_path):
     assert before == 1.0
     assert calibrate_probes.drop_cache(p)
     assert calibrate_probes.resident_fraction(p) <= calibrate_probes.COLD_RESIDENT_MAX
+
+
+def test_without_safetensors_the_checkpoint_is_torch_only(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "safetensors.torch", None)  # import raises ImportError
+    files = calibrate_probes.write_checkpoints(tmp_path, 200_000)
+    assert files["safetensors"] is None and files["torch"].exists()
+    assert files["nbytes"] >= 200_000 * 0.9 and files["tensors"] >= 16  # >= 8 layers, 2 each
+
+
+def test_a_memory_filesystem_is_no_disk(tmp_path):
+    p = tmp_path / "f.bin"
+    p.write_bytes(b"\2" * (1 << 20))
+    r = calibrate_probes.disk_read(p, {"fs": "tmpfs", "device": None, "mount": None})
+    assert r["disk_gb_per_s"] is None and "tmpfs" in r["note"]
+    assert r["disk_warm_gb_per_s"] > 0
