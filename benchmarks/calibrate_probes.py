@@ -174,8 +174,8 @@ def write_checkpoints(folder: Path, nbytes: int, seed: int = 0) -> dict:
     import torch
 
     cols = 4096
-    elems = max(nbytes // 2, 8 * (cols + 1))
-    rows = int(min(4096, max(1, elems // (8 * cols))))
+    elems = max(nbytes // 2, 8 * 2 * cols)  # at least 8 layers of one row and a bias
+    rows = int(min(4096, max(1, elems // (8 * cols) - 1)))  # 8 * (rows + 1) * cols <= elems
     layers = max(1, round(elems / (rows * cols + cols)))
     g = torch.Generator().manual_seed(seed)
     block = torch.randint(0, 256, (rows * cols * 2,), dtype=torch.uint8, generator=g)
