@@ -9,6 +9,8 @@ YAML layout (all keys optional except ``models`` and ``workload``)::
 
     description: one line
     hosts: [{count: 2, n_gpus: 2, gpu_mem_gb: 24, cache_gb: 64, ...}]   # HostSpec fields
+    #   or {profile: my-host.yaml, count: 2}: a host profile written by benchmarks.calibrate_host
+    #   (relative to this file; explicit keys win over the profile's)
     models: [bert-base, {base: gpt2-xl, slo_s: 3}, {name: mine, size_gb: 1, ...}]  # names/specs
             # {base: NAME, copies: 3} deploys 3 distinct models NAME.1..NAME.3 of that shape
     cloud: {...}      # CloudStoreSpec fields
@@ -38,6 +40,7 @@ from pathlib import Path
 import yaml
 
 from . import yamlvalues
+from .host_profile import expand_host_entry
 from .sim import catalog
 from .sim.config import (
     CloudStoreSpec,
@@ -185,26 +188,6 @@ class Scenario:
         ``start_s`` is a time of day, not a position in a finite source)."""
         return _trace_time_scale(self.workload)
 
-    def reward_cost_norm_usd(self) -> float:
-        """Dollars that make the reward's cost component 1 in one step (always > 0).
-
-        The price of holding every GPU of the cluster for one step (``step_s``), as the env's
-        docstring says. Prices may be 0, so when GPUs are free it is the price of holding every
-        host's whole cache for one step; when that is free too, the egress price of moving each
-        model once; when everything is free the cost is always 0 and the normaliser is 1 (any
-        positive number gives the same 0 component).
-        """
-        p, cfg = self.sim.prices, self.sim
-        per_step = self.step_s / 3600.0
-        for usd in (
-            cfg.n_gpus * p.gpu_usd_per_hour * per_step,
-            sum(h.cache_gb for h in cfg.hosts) * p.host_mem_usd_per_gb_hour * per_step,
-            sum(m.size_gb for m in cfg.models) * p.egress_usd_per_gb,
-        ):
-            if usd > 0:
-                return usd
-        return 1.0
-
     def window_bounds(self, split: str) -> tuple[float, float]:
         """[lo, hi] range of episode start times for ``"train"`` or ``"eval"`` (held out).
 
@@ -289,7 +272,9 @@ def _model(entry, where: str) -> ModelSpec:
     return _build(ModelSpec, entry, where)
 
 
-def scenario_from_dict(data: dict, name: str = "custom", overrides: dict | None = None) -> Scenario:
+def scenario_from_dict(
+    data: dict, name: str = "custom", overrides: dict | None = None, base_dir: Path | None = None
+) -> Scenario:
     """Build a validated :class:`Scenario` from a YAML-like dict plus keyword overrides.
 
     Overrides take top-level keys (``episode_s=600``) or section keys with a double underscore
@@ -333,6 +318,10 @@ def scenario_from_dict(data: dict, name: str = "custom", overrides: dict | None 
             raise ConfigError(
                 f"{where}: hosts[{i}] must be a mapping of HostSpec fields (and count), got {h!r}"
             )
+        try:  # a host profile (benchmarks.calibrate_host): its fields, explicit keys winning
+            h = expand_host_entry(h, base_dir if base_dir is not None else Path.cwd())
+        except ConfigError as e:
+            raise ConfigError(f"{where}: hosts[{i}]: {e}") from None
         h = dict(h)
         count = h.pop("count", 1)
         if not _integer(count) or count < 1:
@@ -527,5 +516,8 @@ def load_scenario(scenario: str | Path | Scenario, **overrides) -> Scenario:
             f"scenario file {path}: must hold a mapping of keys, got {type(data).__name__}"
         )
     return scenario_from_dict(
-        data, name=path.stem if path.parent == PRESET_DIR else str(path), overrides=overrides
+        data,
+        name=path.stem if path.parent == PRESET_DIR else str(path),
+        overrides=overrides,
+        base_dir=path.parent,
     )

@@ -96,17 +96,6 @@ def test_profile_round_trip_into_a_scenario(quick_profile, tmp_path):
     assert sc2.sim.models[0].deserialize_gb_per_s == prof["model"]["deserialize_gb_per_s"]
 
 
-def _scenarios_wired() -> bool:
-    import inspect
-
-    from envs import scenarios
-
-    return "expand_host_entry" in inspect.getsource(scenarios)
-
-
-@pytest.mark.skipif(
-    not _scenarios_wired(), reason="envs/scenarios.py does not call expand_host_entry yet"
-)
 def test_scenario_file_uses_the_profile(quick_profile, tmp_path, monkeypatch):
     from envs.scenarios import load_scenario
 
