@@ -1,0 +1,193 @@
+"""The study's training jobs: a plain job list, and a local backend that runs it in processes.
+
+One :class:`TrainJob` per (scenario, seed) is a command line of ``agents.training.main`` (the
+entry point of ``train.py``) plus the folder it trains in, so any backend can run it (here:
+subprocesses; ``agents.training.main(list(job.argv))`` in a Ray task would do as well). A job's
+folder ``DIR/runs/<scenario>/seed<k>/``::
+
+    job.json     the job's command line, written before its first start (a later study run
+                 with other settings refuses to reuse the folder)
+    train.log    the training process's stdout and stderr (appended on resume)
+    <run>/       train.py's run folder (model.zip, checkpoints, TensorBoard events, ...)
+    done.json    written last, once model.zip holds the run's n_timesteps: the job is finished
+
+A job with a run folder but no ``done.json`` was interrupted: it continues with
+``train.py --resume <run>`` (same step count, same TensorBoard curves); one with no model yet
+starts again in a fresh run folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+STOP_WAIT_S = 120.0  # how long a child gets to write its checkpoint after SIGINT (assumption)
+
+
+class JobError(Exception):
+    """A job's folder does not belong to this study's settings."""
+
+
+@dataclass(frozen=True)
+class TrainJob:
+    """One agent to train: ``agents.training.main(list(argv))``, run folder under ``folder``."""
+
+    scenario: str  # the study's scenario label
+    seed: int
+    argv: tuple[str, ...]  # train.py's arguments, --logdir folder included
+    folder: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.scenario}/seed{self.seed}"
+
+
+def make_job(label: str, seed: int, train_args: list[str], root: Path) -> TrainJob:
+    folder = root / "runs" / label / f"seed{seed}"
+    argv = (*train_args, "--seed", str(seed), "--logdir", str(folder),
+            "--no-final-eval", "--no-progress")  # fmt: skip
+    return TrainJob(label, seed, tuple(argv), str(folder))
+
+
+def run_folder(job: TrainJob) -> Path | None:
+    """The newest train.py run folder of ``job`` (one holding ``args.yml``), or None."""
+    runs = [p for p in Path(job.folder).glob("*/") if (p / "args.yml").is_file()]
+    return max(runs, key=lambda p: p.stat().st_mtime) if runs else None
+
+
+def is_done(job: TrainJob) -> bool:
+    return (Path(job.folder) / "done.json").is_file()
+
+
+def check_job_folder(job: TrainJob) -> None:
+    """Raise JobError if ``job.folder`` was made by a study with another command line."""
+    f = Path(job.folder) / "job.json"
+    if f.is_file():
+        saved = json.loads(f.read_text()).get("argv")
+        if saved is not None and tuple(saved) != job.argv:
+            raise JobError(
+                f"{job.folder} was trained with other settings ({' '.join(saved)}); "
+                "use another --out or the same flags"
+            )
+
+
+def _steps(model_zip: Path) -> int:
+    from .training import read_steps
+
+    return read_steps(model_zip)
+
+
+def _target(run: Path) -> int:
+    return int(yaml.safe_load((run / "config.yml").read_text())["n_timesteps"])
+
+
+def finish(job: TrainJob, wall_s: float) -> bool:
+    """Write ``done.json`` if the job's model holds its target steps; True if it did."""
+    run = run_folder(job)
+    if run is None or not (run / "model.zip").is_file():
+        return False
+    steps, target = _steps(run / "model.zip"), _target(run)
+    if steps < target:
+        return False
+    done = {"run": str(run), "steps": steps, "target_steps": target, "wall_s": wall_s}
+    tmp = Path(job.folder) / "done.json.tmp"
+    tmp.write_text(json.dumps(done, indent=2) + "\n")
+    tmp.replace(Path(job.folder) / "done.json")
+    return True
+
+
+def command(job: TrainJob) -> list[str]:
+    """train.py's arguments for ``job`` now: a resume if a model was saved, else a fresh run."""
+    from .loading import latest_checkpoint
+
+    run = run_folder(job)
+    if run is not None and ((run / "model.zip").is_file() or latest_checkpoint(run)):
+        argv = list(job.argv)
+        keep = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--timesteps"]
+        return ["--resume", str(run), *(["--timesteps", keep[-1]] if keep else []),
+                "--no-final-eval", "--no-progress"]  # fmt: skip
+    return list(job.argv)
+
+
+def _start(job: TrainJob) -> tuple[subprocess.Popen, float, object]:
+    folder = Path(job.folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    meta = folder / "job.json"
+    if not meta.is_file():
+        meta.write_text(json.dumps(asdict(job), indent=2) + "\n")
+    argv = command(job)
+    log = open(folder / "train.log", "a")  # closed when the child ends
+    log.write(f"$ python train.py {' '.join(argv)}\n")
+    log.flush()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO),
+           os.environ.get("PYTHONPATH")]))}  # fmt: skip
+    # Own session: the terminal's Ctrl-C reaches the study only, which forwards exactly one
+    # SIGINT (a second one would cut a child's checkpoint short).
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agents.training", *argv], stdout=log, stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL, env=env, start_new_session=True,
+    )  # fmt: skip
+    return proc, time.perf_counter(), log
+
+
+def stop(running: dict) -> None:
+    """SIGINT every child (train.py saves a checkpoint), wait, then SIGTERM / SIGKILL."""
+    for proc, _, _ in running.values():
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+    deadline = time.monotonic() + STOP_WAIT_S
+    for proc, _, log in running.values():
+        try:
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def run_local(jobs: list[TrainJob], parallel: int, say=print) -> dict[str, str]:
+    """Run the unfinished ``jobs``, up to ``parallel`` at a time.
+
+    Returns:
+        ``{job key: reason}`` of the jobs that failed (empty when every job finished).
+
+    Raises:
+        KeyboardInterrupt: After Ctrl-C (or SIGTERM, if the caller maps it): every child was
+            told to checkpoint and has ended; finished jobs keep their ``done.json``.
+    """
+    todo = [j for j in jobs if not is_done(j)]
+    running: dict[str, tuple] = {}
+    failed: dict[str, str] = {}
+    try:
+        while todo or running:
+            while todo and len(running) < parallel:
+                job = todo.pop(0)
+                say(f"train {job.key}: {' '.join(command(job))}")
+                proc, t0, log = _start(job)
+                running[job.key] = (proc, t0, log, job)
+            time.sleep(0.2)
+            for key, (proc, t0, log, job) in list(running.items()):
+                if proc.poll() is None:
+                    continue
+                log.close()
+                del running[key]
+                wall = time.perf_counter() - t0
+                if proc.returncode == 0 and finish(job, wall):
+                    say(f"done  {key} in {wall:.0f} s")
+                else:
+                    failed[key] = (f"exit status {proc.returncode}, model short of its steps; "
+                                   f"see {Path(job.folder) / 'train.log'}")  # fmt: skip
+                    say(f"FAILED {key}: {failed[key]}")
+    except KeyboardInterrupt:
+        stop({k: v[:3] for k, v in running.items()})
+        raise
+    return failed
