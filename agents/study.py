@@ -243,13 +243,16 @@ def evaluate_all(args, plan: dict, jobs: list, out: Path, say=print) -> dict:
 
     evals = {}
     for label, spec in plan.items():
-        say(f"evaluate {label}: {len(baselines.POLICIES)} heuristics x {args.windows} windows")
+        path = _eval_file(out, label, "heuristics", args.windows)
+        if not path.is_file():
+            say(f"evaluate {label}: {len(baselines.POLICIES)} heuristics x {args.windows} windows")
         heur = {n: baselines.make_policy(n) for n in baselines.POLICIES}
-        h = evaluate_cached(_eval_file(out, label, "heuristics", args.windows), spec["scenario"],
-                            heur, spec, args.windows, not args.no_progress)  # fmt: skip
+        h = evaluate_cached(path, spec["scenario"], heur, spec, args.windows, not args.no_progress)
         agents = {}
         for job in (j for j in jobs if j.scenario == label):
-            path = _eval_file(out, label, f"seed{job.seed}", args.windows)
+            steps = json.loads((Path(job.folder) / "done.json").read_text())["steps"]
+            # keyed by the model's step count: a model trained further is evaluated again
+            path = _eval_file(out, label, f"seed{job.seed}_{steps}steps", args.windows)
             if not path.is_file():
                 say(f"evaluate {job.key}: agent x {args.windows} windows")
             run = study_jobs.run_folder(job)

@@ -9,6 +9,7 @@ folder ``DIR/runs/<scenario>/seed<k>/``::
                  with other settings refuses to reuse the folder)
     train.log    the training process's stdout and stderr (appended on resume)
     <run>/       train.py's run folder (model.zip, checkpoints, TensorBoard events, ...)
+    segments.jsonl  one line per training process: its arguments, exit status, wall time
     done.json    written last, once model.zip holds the run's n_timesteps: the job is finished
 
 A job with a run folder but no ``done.json`` was interrupted: it continues with
@@ -30,7 +31,8 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-STOP_WAIT_S = 120.0  # how long a child gets to write its checkpoint after SIGINT (assumption)
+STOP_WAIT_S = 60.0  # how long a child gets to checkpoint after SIGINT (assumption; one
+# held-out evaluation in progress must end first)
 
 
 class JobError(Exception):
@@ -90,8 +92,18 @@ def _target(run: Path) -> int:
     return int(yaml.safe_load((run / "config.yml").read_text())["n_timesteps"])
 
 
+def _segment(job: TrainJob, argv: list[str], rc: int, wall_s: float) -> float:
+    """Log one training process in ``segments.jsonl``; return the job's total wall time."""
+    f = Path(job.folder) / "segments.jsonl"
+    with open(f, "a") as fh:
+        fh.write(json.dumps({"argv": argv, "returncode": rc, "wall_s": wall_s}) + "\n")
+    return sum(json.loads(line)["wall_s"] for line in f.read_text().splitlines() if line)
+
+
 def finish(job: TrainJob, wall_s: float) -> bool:
-    """Write ``done.json`` if the job's model holds its target steps; True if it did."""
+    """Write ``done.json`` if the job's model holds its target steps; True if it did.
+
+    ``wall_s``: the job's training wall time over all its processes (resumes included)."""
     run = run_folder(job)
     if run is None or not (run / "model.zip").is_file():
         return False
@@ -128,30 +140,52 @@ def _start(job: TrainJob) -> tuple[subprocess.Popen, float, object]:
     log = open(folder / "train.log", "a")  # closed when the child ends
     log.write(f"$ python train.py {' '.join(argv)}\n")
     log.flush()
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO),
-           os.environ.get("PYTHONPATH")]))}  # fmt: skip
+    path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": path}
     # Own session: the terminal's Ctrl-C reaches the study only, which forwards exactly one
     # SIGINT (a second one would cut a child's checkpoint short).
     proc = subprocess.Popen(
         [sys.executable, "-m", "agents.training", *argv], stdout=log, stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL, env=env, start_new_session=True,
+        stdin=subprocess.DEVNULL, env=env, start_new_session=True, preexec_fn=_child_setup,
     )  # fmt: skip
     return proc, time.perf_counter(), log
 
 
-def stop(running: dict) -> None:
-    """SIGINT every child (train.py saves a checkpoint), wait, then SIGTERM / SIGKILL."""
-    for proc, _, _ in running.values():
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-    deadline = time.monotonic() + STOP_WAIT_S
-    for proc, _, log in running.values():
+def _child_setup() -> None:  # in the child, before exec
+    # A study started in the background inherits an ignored SIGINT; the child must not, or the
+    # SIGINT sent by stop() is lost before train.py installs its own handler.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def _wait_all(procs: list[subprocess.Popen], seconds: float) -> list[subprocess.Popen]:
+    """Wait up to ``seconds`` in all; return the processes still running."""
+    deadline = time.monotonic() + seconds
+    for proc in procs:
         try:
-            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            proc.wait(timeout=max(0.05, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+            pass
+    return [p for p in procs if p.poll() is None]
+
+
+def stop(running: dict) -> None:
+    """SIGINT every child (train.py saves a checkpoint and exits), then SIGTERM (also a
+    checkpoint), then SIGKILL; a second Ctrl-C here kills them at once."""
+    procs = [proc for proc, _, _ in running.values()]
+    try:
+        for sig, wait in ((signal.SIGINT, STOP_WAIT_S), (signal.SIGTERM, STOP_WAIT_S / 2)):
+            for proc in procs:
+                proc.send_signal(sig)
+            procs = _wait_all(procs, wait)
+            if not procs:
+                break
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        for _, _, log in running.values():
+            log.close()
 
 
 def run_local(jobs: list[TrainJob], parallel: int, say=print) -> dict[str, str]:
@@ -180,7 +214,7 @@ def run_local(jobs: list[TrainJob], parallel: int, say=print) -> dict[str, str]:
                     continue
                 log.close()
                 del running[key]
-                wall = time.perf_counter() - t0
+                wall = _segment(job, proc.args[3:], proc.returncode, time.perf_counter() - t0)
                 if proc.returncode == 0 and finish(job, wall):
                     say(f"done  {key} in {wall:.0f} s")
                 else:

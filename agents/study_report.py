@@ -113,7 +113,7 @@ def build(args, plan: dict, jobs: list, evals: dict, command: str, wall_s: float
                       "reward_ci_seeds": "stratified (rliable): seeds within each window"},
         "metric_sources": {m: sorted(s) for m, s in sources.items()},
         "metric_keys": {m: v[0] for m, v in METRICS.items()},
-        "wall_s": {"study": wall_s, "training_last_segment": train_wall},
+        "wall_s": {"study": wall_s, "training": train_wall},
         "scenarios": scen,
     }  # fmt: skip
 
