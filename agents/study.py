@@ -110,6 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     a("--timesteps", type=int, help="training steps per agent (default: the hyperparameter file)")
     a("--jobs", "-j", type=int, default=1, help="training processes at once (default: 1)")
     a("--algo", default="maskable_ppo", help="algorithm of train.py (default: maskable_ppo)")
+    a("--backend", default="local", choices=sorted(study_jobs.BACKENDS),
+      help="where the training jobs run (default: local processes)")  # fmt: skip
     a("--n-envs", type=int, help="train.py --n-envs")
     a("--hp", action="append", default=[], metavar="KEY=VALUE", help="train.py --hp, repeatable")
     a("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
@@ -268,6 +270,16 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
+def _log_invocation(out: Path, cmd: str, status: str, wall_s: float) -> dict:
+    """Append this invocation to ``DIR/invocations.jsonl``; return the wall-time totals."""
+    f = out / "invocations.jsonl"
+    with open(f, "a") as fh:
+        fh.write(json.dumps({"command": cmd, "status": status, "wall_s": wall_s}) + "\n")
+    runs = [json.loads(line) for line in f.read_text().splitlines() if line]
+    return {"this_invocation": wall_s, "all_invocations": sum(r["wall_s"] for r in runs),
+            "invocations": len(runs)}  # fmt: skip
+
+
 def run(argv: list[str]) -> int:
     from . import study_report
 
@@ -283,15 +295,19 @@ def run(argv: list[str]) -> int:
         raise UsageError(e) from None
     cmd = shlex.join([*PROG.split(), *argv])
     old = signal.signal(signal.SIGTERM, _interrupt)
+    status = "interrupted"
     try:
         out.mkdir(parents=True, exist_ok=True)
-        failed = study_jobs.run_local(jobs, args.jobs)
+        failed = study_jobs.BACKENDS[args.backend](jobs, args.jobs)
         if failed:
+            status = "failed"
             print(f"{PROG}: {len(failed)} training job(s) failed: "
                   + "; ".join(f"{k}: {v}" for k, v in failed.items()), file=sys.stderr)  # fmt: skip
             return 1
         evals = evaluate_all(args, plan, jobs, out)
-        study = study_report.build(args, plan, jobs, evals, cmd, time.perf_counter() - t0)
+        status = "done"
+        total = _log_invocation(out, cmd, status, time.perf_counter() - t0)
+        study = study_report.build(args, plan, jobs, evals, cmd, total)
         paths = study_report.write(study, out)
     except KeyboardInterrupt:
         print(f"\n{PROG}: interrupted; finished jobs and evaluations are kept in {out}. "
@@ -299,6 +315,8 @@ def run(argv: list[str]) -> int:
         return 130
     finally:
         signal.signal(signal.SIGTERM, old)
+        if status != "done" and out.is_dir():
+            _log_invocation(out, cmd, status, time.perf_counter() - t0)
     print(f"study: {out / 'study.json'}, report: {out / 'report.md'}, {len(paths)} plots")
     return 0
 

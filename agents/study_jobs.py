@@ -225,3 +225,8 @@ def run_local(jobs: list[TrainJob], parallel: int, say=print) -> dict[str, str]:
         stop({k: v[:3] for k, v in running.items()})
         raise
     return failed
+
+
+# Backends: name -> run(jobs, parallel, say) -> {failed job key: reason}, raising
+# KeyboardInterrupt after stopping its workers. Another backend (Ray) registers itself here.
+BACKENDS = {"local": run_local}

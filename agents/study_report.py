@@ -85,7 +85,7 @@ def scenario_stats(ev: dict, agent: str, windows: int, reps: int) -> dict:
             "window_starts_s": a_entries[0]["window_starts_s"], "verdict": verdict}  # fmt: skip
 
 
-def build(args, plan: dict, jobs: list, evals: dict, command: str, wall_s: float) -> dict:
+def build(args, plan: dict, jobs: list, evals: dict, command: str, wall_s: dict) -> dict:
     """The whole ``study.json`` document."""
     from .study import METRICS
 
@@ -100,20 +100,21 @@ def build(args, plan: dict, jobs: list, evals: dict, command: str, wall_s: float
                 sources.setdefault(m, set()).add(s)
     train_wall = {}
     for j in jobs:
-        done = Path(j.folder) / "done.json"
-        train_wall[j.key] = json.loads(done.read_text())["wall_s"] if done.is_file() else None
+        done = json.loads((Path(j.folder) / "done.json").read_text())
+        train_wall[j.key] = done["wall_s"]
+        scen[j.scenario]["train_steps"] = done["target_steps"]
     return {
         "command": command,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "algo": args.algo,
-        "timesteps": args.timesteps,
+        "timesteps": args.timesteps,  # None: the hyperparameter file's (train_steps per scenario)
         "eval": {"split": "eval", "first_seed": FINAL_EVAL_SEED},
         "bootstrap": {"reps": reps, "confidence": stats.DEFAULT_CONFIDENCE, "seed": BOOT_SEED,
                       "reward_ci": "hierarchical: windows, then seeds within each window",
                       "reward_ci_seeds": "stratified (rliable): seeds within each window"},
         "metric_sources": {m: sorted(s) for m, s in sources.items()},
         "metric_keys": {m: v[0] for m, v in METRICS.items()},
-        "wall_s": {"study": wall_s, "training": train_wall},
+        "wall_s": {**wall_s, "training": train_wall},
         "scenarios": scen,
     }  # fmt: skip
 
@@ -128,9 +129,13 @@ def _f(x: float, nd: int = 1) -> str:
 
 
 def markdown(study: dict) -> str:
+    w = study["wall_s"]
     lines = ["# Study", "", f"Command: `{study['command']}`", "",
-             f"Wall time: {study['wall_s']['study']:.0f} s (this invocation; finished jobs and "
-             "cached evaluations are not redone)", ""]  # fmt: skip
+             f"Wall time: {w['all_invocations']:.0f} s over {w['invocations']} invocation(s) "
+             f"of the study, {w['this_invocation']:.0f} s for this one (finished jobs and cached "
+             "evaluations are not redone). Training wall time per agent (all its "
+             "processes): " + ", ".join(f"{k} {v:.0f} s"
+                                        for k, v in study["wall_s"]["training"].items()), ""]  # fmt: skip
     b = study["bootstrap"]
     lines += [f"Intervals: 95% percentile bootstrap, {b['reps']} reps; reward CI {b['reward_ci']} "
               f"(for a heuristic, one run: over windows); agent's seed-only CI {b['reward_ci_seeds']}. "
@@ -139,7 +144,8 @@ def markdown(study: dict) -> str:
                                                  for m, s in study["metric_sources"].items()), ""]  # fmt: skip
     head = "| policy | reward IQM [95% CI] | P(agent better) [CI] | drop rate | p99 s | goodput rps | SLO att. | cost $ |"
     for label, sc in study["scenarios"].items():
-        lines += [f"## {label}", "", f"{sc['seeds']} seed(s) x {sc['windows']} held-out windows; "
+        lines += [f"## {label}", "", f"{study['algo']}, {sc['train_steps']} steps per seed; "
+                  f"{sc['seeds']} seed(s) x {sc['windows']} held-out windows; "
                   f"scenario `{sc['scenario']}`" + (f", trace `{sc['trace']}`" if sc["trace"] else ""),
                   "", head, "|" + "---|" * 8]  # fmt: skip
         for name, r in sc["policies"].items():
