@@ -188,6 +188,10 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, dict[str, dict]]:
                     "timeout_s": float(sc.sim.features.request_timeout_s)},
         }  # fmt: skip
     _check_out(Path(args.out))
+    from .training import prepare
+
+    for spec in plan.values():  # train.py's own checks (hyperparameters...); writes nothing
+        prepare([*spec["train_args"], "--logdir", str(Path(args.out) / "runs"), "--no-progress"])
     return args, plan
 
 

@@ -5,8 +5,8 @@ entry point of ``train.py``) plus the folder it trains in, so any backend can ru
 subprocesses; ``agents.training.main(list(job.argv))`` in a Ray task would do as well). A job's
 folder ``DIR/runs/<scenario>/seed<k>/``::
 
-    job.json     the job's command line, written before its first start (a later study run
-                 with other settings refuses to reuse the folder)
+    job.json     the job's command line, written at each fresh start (once a model is saved,
+                 a study run with other settings refuses to reuse the folder)
     train.log    the training process's stdout and stderr (appended on resume)
     <run>/       train.py's run folder (model.zip, checkpoints, TensorBoard events, ...)
     segments.jsonl  one line per training process: its arguments, exit status, wall time
@@ -73,7 +73,7 @@ def is_done(job: TrainJob) -> bool:
 def check_job_folder(job: TrainJob) -> None:
     """Raise JobError if ``job.folder`` was made by a study with another command line."""
     f = Path(job.folder) / "job.json"
-    if f.is_file():
+    if f.is_file() and _has_model(job):  # a job that never saved a model may start afresh
         saved = json.loads(f.read_text()).get("argv")
         if saved is not None and tuple(saved) != job.argv:
             raise JobError(
@@ -117,12 +117,17 @@ def finish(job: TrainJob, wall_s: float) -> bool:
     return True
 
 
-def command(job: TrainJob) -> list[str]:
-    """train.py's arguments for ``job`` now: a resume if a model was saved, else a fresh run."""
+def _has_model(job: TrainJob) -> bool:
     from .loading import latest_checkpoint
 
     run = run_folder(job)
-    if run is not None and ((run / "model.zip").is_file() or latest_checkpoint(run)):
+    return run is not None and ((run / "model.zip").is_file() or latest_checkpoint(run) is not None)
+
+
+def command(job: TrainJob) -> list[str]:
+    """train.py's arguments for ``job`` now: a resume if a model was saved, else a fresh run."""
+    run = run_folder(job)
+    if _has_model(job):
         argv = list(job.argv)
         keep = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--timesteps"]
         return ["--resume", str(run), *(["--timesteps", keep[-1]] if keep else []),
@@ -133,10 +138,9 @@ def command(job: TrainJob) -> list[str]:
 def _start(job: TrainJob) -> tuple[subprocess.Popen, float, object]:
     folder = Path(job.folder)
     folder.mkdir(parents=True, exist_ok=True)
-    meta = folder / "job.json"
-    if not meta.is_file():
-        meta.write_text(json.dumps(asdict(job), indent=2) + "\n")
     argv = command(job)
+    if argv == list(job.argv):  # a fresh start: this job's settings
+        (folder / "job.json").write_text(json.dumps(asdict(job), indent=2) + "\n")
     log = open(folder / "train.log", "a")  # closed when the child ends
     log.write(f"$ python train.py {' '.join(argv)}\n")
     log.flush()
@@ -188,6 +192,11 @@ def stop(running: dict) -> None:
             log.close()
 
 
+def _last_line(path: Path) -> str:
+    lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+    return lines[-1].strip() if lines else "no output"
+
+
 def run_local(jobs: list[TrainJob], parallel: int, say=print) -> dict[str, str]:
     """Run the unfinished ``jobs``, up to ``parallel`` at a time.
 
@@ -217,10 +226,13 @@ def run_local(jobs: list[TrainJob], parallel: int, say=print) -> dict[str, str]:
                 wall = _segment(job, proc.args[3:], proc.returncode, time.perf_counter() - t0)
                 if proc.returncode == 0 and finish(job, wall):
                     say(f"done  {key} in {wall:.0f} s")
-                else:
-                    failed[key] = (f"exit status {proc.returncode}, model short of its steps; "
-                                   f"see {Path(job.folder) / 'train.log'}")  # fmt: skip
-                    say(f"FAILED {key}: {failed[key]}")
+                    continue
+                last = _last_line(Path(job.folder) / "train.log")
+                failed[key] = (f"exit status {proc.returncode} ({last}); "
+                               f"see {Path(job.folder) / 'train.log'}")  # fmt: skip
+                say(f"FAILED {key}: {failed[key]}")
+                if proc.returncode == 2:  # train.py rejected its input: every job would
+                    todo.clear()
     except KeyboardInterrupt:
         stop({k: v[:3] for k, v in running.items()})
         raise
@@ -228,5 +240,7 @@ def run_local(jobs: list[TrainJob], parallel: int, say=print) -> dict[str, str]:
 
 
 # Backends: name -> run(jobs, parallel, say) -> {failed job key: reason}, raising
-# KeyboardInterrupt after stopping its workers. Another backend (Ray) registers itself here.
+# KeyboardInterrupt after stopping its workers. Another backend (Ray) registers itself here; per
+# unfinished job (not is_done) it runs agents.training.main(command(job)) and then finish(job,
+# wall_s), which writes done.json.
 BACKENDS = {"local": run_local}

@@ -151,6 +151,7 @@ def test_ctrl_c_stops_the_children_and_keeps_their_checkpoints(tmp_path):
         (["--trace", str(REPO / "tests/data/bad_short_row.csv")], "bad_short_row.csv"),
         (["--scenarios", "small,small"], "twice"),
         (["--seeds", "two"], "invalid int value"),
+        (["--hp", "bogus=1"], "'bogus' is not a MaskablePPO argument"),
     ],
 )
 def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, capsys, argv, needle):
