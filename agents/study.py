@@ -9,8 +9,9 @@
    retrained; an interrupted one resumes from its checkpoint.
 2. Evaluate, with :func:`agents.evaluation.evaluate`, every heuristic of ``baselines.POLICIES``
    once per scenario and every agent, on the same ``--windows`` held-out windows (split
-   ``eval``, episode seeds 10000 ..., those of train.py's final comparison). Each evaluation is
-   cached in ``DIR/evals/`` as soon as it ends.
+   ``eval``, episode seeds 10000 ..., those of train.py's final comparison), up to ``--jobs``
+   processes at once (:mod:`agents.study_eval`). Each evaluation is cached in ``DIR/evals/`` as
+   soon as it ends.
 3. Write ``DIR/study.json``, ``DIR/report.md`` and the plots (:mod:`agents.study_report`).
 
 Ctrl-C (or SIGTERM) stops the training processes after their checkpoint, keeps every finished
@@ -37,8 +38,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import study_jobs
-from .training import FINAL_EVAL_SEED, UsageError, one_line, scenario_overrides
+from . import study_eval, study_jobs
+from .training import UsageError, one_line, scenario_overrides
 
 PROG = "python -m agents.study"
 REWARD_KEY = "episode_reward"  # per-episode return in evaluate()'s ``per_episode`` entries
@@ -209,66 +210,6 @@ def _check_out(out: Path) -> None:
         raise UsageError(f"--out {str(out)!r}: {str(parent)!r} is not writable")
 
 
-# ----------------------------------------------------------------------------- evaluation ----
-def _eval_file(out: Path, label: str, what: str, windows: int) -> Path:
-    return out / "evals" / label / f"{what}_w{windows}.json"
-
-
-def evaluate_cached(path: Path, scenario: str, policies: dict, spec: dict, windows: int,
-                    progress: bool) -> dict:  # fmt: skip
-    """Per policy ``{"rewards": [per window], "metrics", "sources", "privileged"}``, from the
-    cache file ``path`` or by running :func:`agents.evaluation.evaluate` (then cached)."""
-    if path.is_file():
-        return json.loads(path.read_text())
-    from .evaluation import evaluate
-
-    res = evaluate(scenario, policies, episodes=windows, seed=FINAL_EVAL_SEED, split="eval",
-                   overrides=spec["overrides"], progress=progress, record_timeline=False)  # fmt: skip
-    out = {}
-    for name, row in res["policies"].items():
-        values, sources = metric_values(row, res["_raw"][name], spec["ctx"])
-        out[name] = {
-            "rewards": [float(e[REWARD_KEY]) for e in row["per_episode"]],
-            "window_starts_s": [float(e["start_s"]) for e in row["per_episode"]],
-            "metrics": values,
-            "sources": sources,
-            "privileged": bool(row.get("privileged", False)),
-        }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(out, indent=1, allow_nan=False) + "\n")
-    tmp.replace(path)
-    return out
-
-
-def evaluate_all(args, plan: dict, jobs: list, out: Path, say=print) -> dict:
-    """``{label: {"heuristics": {...}, "agent": {seed: {...}}}}`` for every scenario."""
-    import baselines
-
-    from .loading import load_agent
-
-    evals = {}
-    for label, spec in plan.items():
-        path = _eval_file(out, label, "heuristics", args.windows)
-        if not path.is_file():
-            say(f"evaluate {label}: {len(baselines.POLICIES)} heuristics x {args.windows} windows")
-        heur = {n: baselines.make_policy(n) for n in baselines.POLICIES}
-        h = evaluate_cached(path, spec["scenario"], heur, spec, args.windows, not args.no_progress)
-        agents = {}
-        for job in (j for j in jobs if j.scenario == label):
-            steps = json.loads((Path(job.folder) / "done.json").read_text())["steps"]
-            # keyed by the model's step count: a model trained further is evaluated again
-            path = _eval_file(out, label, f"seed{job.seed}_{steps}steps", args.windows)
-            if not path.is_file():
-                say(f"evaluate {job.key}: agent x {args.windows} windows")
-            run = study_jobs.run_folder(job)
-            agent = {args.algo: load_agent(run)} if not path.is_file() else {}
-            agents[job.seed] = evaluate_cached(path, spec["scenario"], agent, spec, args.windows,
-                                               not args.no_progress)[args.algo]  # fmt: skip
-        evals[label] = {"heuristics": h, "agent": agents}
-    return evals
-
-
 # ------------------------------------------------------------------------------------ main ----
 def _interrupt(signum, frame):
     raise KeyboardInterrupt
@@ -308,7 +249,7 @@ def run(argv: list[str]) -> int:
             print(f"{PROG}: {len(failed)} training job(s) failed: "
                   + "; ".join(f"{k}: {v}" for k, v in failed.items()), file=sys.stderr)  # fmt: skip
             return 1
-        evals = evaluate_all(args, plan, jobs, out)
+        evals = study_eval.evaluate_all(args, plan, jobs, out)
         status = "done"
         total = _log_invocation(out, cmd, status, time.perf_counter() - t0)
         study = study_report.build(args, plan, jobs, evals, cmd, total)
