@@ -2,7 +2,7 @@
 
     python -m agents.study --scenarios small,paper,azure --seeds 5 --windows 20 --out DIR
     python -m agents.study --scenarios paper --seeds 3 --windows 10 --out DIR --timesteps 400000 \\
-        --jobs 2 --trace azure2021 --trace-scenario paper
+        --jobs 2 --trace azure_llm_2023 --trace-scenario paper
 
 1. Train one agent per (scenario, seed) with ``train.py`` (seeds 0 .. S-1; jobs in
    :mod:`agents.study_jobs`, up to ``--jobs`` processes at once). A finished job is never
