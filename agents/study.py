@@ -1,0 +1,279 @@
+"""A study: agents trained over several seeds per scenario, against every heuristic, with statistics.
+
+    python -m agents.study --scenarios small,paper,azure --seeds 5 --windows 20 --out DIR
+    python -m agents.study --scenarios paper --seeds 3 --windows 10 --out DIR --timesteps 400000 \\
+        --jobs 2 --trace azure_llm_2023 --trace-scenario paper
+
+1. Train one agent per (scenario, seed) with ``train.py`` (seeds 0 .. S-1; jobs in
+   :mod:`agents.study_jobs`, up to ``--jobs`` processes at once). A finished job is never
+   retrained; an interrupted one resumes from its checkpoint.
+2. Evaluate, with :func:`agents.evaluation.evaluate`, every heuristic of ``baselines.POLICIES``
+   once per scenario and every agent, on the same ``--windows`` held-out windows (split
+   ``eval``, episode seeds 10000 ..., those of train.py's final comparison), up to ``--jobs``
+   processes at once (:mod:`agents.study_eval`). Each evaluation is cached in ``DIR/evals/`` as
+   soon as it ends.
+3. Write ``DIR/study.json``, ``DIR/report.md`` and the plots (:mod:`agents.study_report`).
+
+Ctrl-C (or SIGTERM) stops the training processes after their checkpoint, keeps every finished
+job and evaluation, and prints the command that continues the study. Bad input (an unknown
+scenario or algorithm, ``--seeds``/``--windows``/``--jobs`` < 1, an unwritable ``--out``, a bad
+trace, a folder trained with other settings) exits with status 2 and one line, having written
+nothing.
+
+Metric values come from evaluate()'s per-policy results by key, through :data:`METRICS` only.
+Where evaluate() does not report a key yet (env v0), the value is derived as the table says and
+the JSON's ``metric_sources`` marks it ``derived``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import signal
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from . import study_eval, study_jobs
+from .training import UsageError, one_line, scenario_overrides
+
+PROG = "python -m agents.study"
+REWARD_KEY = "episode_reward"  # per-episode return in evaluate()'s ``per_episode`` entries
+
+
+# --------------------------------------------------------------------------- metric mapping ----
+def _drop_rate(row: dict, raw: dict, ctx: dict) -> float:
+    arrived = sum(e["requests_arrived"] for e in row["per_episode"])
+    return sum(e["requests_dropped"] for e in row["per_episode"]) / arrived if arrived else 0.0
+
+
+def _p99_with_drops(row: dict, raw: dict, ctx: dict) -> float:
+    dropped = int(sum(e["requests_dropped"] for e in row["per_episode"]))
+    lat = np.concatenate([raw["latencies"], np.full(dropped, ctx["timeout_s"])])
+    return float(np.percentile(lat, 99)) if lat.size else float("nan")
+
+
+def _goodput(row: dict, raw: dict, ctx: dict) -> float:
+    good = sum(e["slo_decided"] - e["slo_violations"] for e in row["per_episode"])
+    return good / (len(row["per_episode"]) * ctx["episode_s"])
+
+
+def _slo_attainment(row: dict, raw: dict, ctx: dict) -> float:
+    return 1.0 - row["slo_violation_rate"]
+
+
+Derive = Callable[[dict, dict, dict], float]
+# study metric -> (evaluate() key, trusted only if evaluate() also reports this key, derivation
+# while it does not, what the derivation computes). env v1 adds the drop-aware keys together, so
+# the pooled ``p99_latency_s`` of v0 (completed requests only) is not taken as drop-aware.
+METRICS: dict[str, tuple[str, str | None, Derive | None, str]] = {
+    "drop_rate": ("drop_rate", None, _drop_rate, "requests_dropped / requests_arrived, pooled"),
+    "p99_latency_s": ("p99_latency_s", "drop_rate", _p99_with_drops,
+                      "p99 of completed requests plus each dropped request at the request "
+                      "timeout (its wait when dropped), pooled over windows"),
+    "goodput_rps": ("goodput_rps", None, _goodput,
+                    "SLO-meeting completed requests per second of simulated time"),
+    "slo_attainment": ("slo_attainment", None, _slo_attainment, "1 - slo_violation_rate"),
+    "cost_usd": ("cost_usd", None, None, "mean per window"),
+}  # fmt: skip
+
+
+def metric_values(row: dict, raw: dict, ctx: dict) -> tuple[dict, dict]:
+    """``({metric: value}, {metric: source})`` of one policy's evaluate() result."""
+    values, sources = {}, {}
+    for name, (key, needs, derive, what) in METRICS.items():
+        if key in row and (needs is None or needs in row):
+            values[name], sources[name] = float(row[key]), f"evaluate() {key}"
+        elif derive is not None:
+            values[name], sources[name] = derive(row, raw, ctx), f"derived: {what}"
+        else:
+            raise KeyError(f"evaluate() results lack {key!r} and it has no derivation")
+    return values, sources
+
+
+# ------------------------------------------------------------------------------ arguments ----
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        raise UsageError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog=PROG, description=__doc__.split("\n\n")[0])
+    a = p.add_argument
+    a("--scenarios", default="small,paper,azure", help="comma-separated presets or YAML paths")
+    a("--seeds", type=int, default=5, help="training seeds per scenario: 0 .. S-1 (default: 5)")
+    a("--windows", type=int, default=20, help="held-out evaluation windows (default: 20)")
+    a("--out", "-d", required=True, metavar="DIR", help="study folder (created; reused to resume)")
+    a("--timesteps", type=int, help="training steps per agent (default: the hyperparameter file)")
+    a("--jobs", "-j", type=int, default=1, help="training processes at once (default: 1)")
+    a("--algo", default="maskable_ppo", help="algorithm of train.py (default: maskable_ppo)")
+    a("--backend", default="local", choices=sorted(study_jobs.BACKENDS),
+      help="where the training jobs run (default: local processes)")  # fmt: skip
+    a("--n-envs", type=int, help="train.py --n-envs")
+    a("--hp", action="append", default=[], metavar="KEY=VALUE", help="train.py --hp, repeatable")
+    a("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
+      help="scenario override for every scenario, repeatable: episode_s=600")  # fmt: skip
+    a("--reps", type=int, default=None, help="bootstrap replications (default: agents.stats)")
+    a("--no-progress", action="store_true", help="no evaluation progress bars")
+    g = p.add_argument_group("trace-driven scenario (added to --scenarios)")
+    g.add_argument("--trace", metavar="PATH", help="CSV trace or shipped name (azure2019, ...)")
+    g.add_argument("--trace-scenario", default="paper", metavar="S",
+                   help="scenario whose cluster replays the trace (default: paper)")  # fmt: skip
+    g.add_argument("--time-col", metavar="C", help="with --trace: column of request times")
+    g.add_argument("--model-col", metavar="C", help="with --trace: column naming the model")
+    return p
+
+
+def parse(argv: list[str]) -> tuple[argparse.Namespace, dict[str, dict]]:
+    """Validate everything before anything is written.
+
+    Returns:
+        The arguments and ``{label: {"scenario", "train_args", "overrides", "ctx"}}``.
+
+    Raises:
+        UsageError: Any bad input (one line).
+    """
+    import envs
+
+    from .algos import get_algo
+
+    args = build_parser().parse_args(argv)
+    for k in ("seeds", "windows", "jobs", "timesteps", "n_envs", "reps"):
+        v = getattr(args, k)
+        if v is not None and v < 1:
+            raise UsageError(f"--{k.replace('_', '-')} must be >= 1, got {v}")
+    try:
+        args.algo = get_algo(args.algo).name
+    except ValueError as e:
+        raise UsageError(f"--algo: {e}") from None
+    names = [s.strip() for s in args.scenarios.split(",") if s.strip()]
+    if not names and not args.trace:
+        raise UsageError("--scenarios names no scenario")
+    if len(set(names)) != len(names):
+        raise UsageError(f"--scenarios names a scenario twice: {args.scenarios!r}")
+    if (args.time_col or args.model_col) and not args.trace:
+        raise UsageError("--time-col/--model-col need --trace")
+    common = ["--algo", args.algo, *(x for o in args.override for x in ("-o", o)),
+              *(x for h in args.hp for x in ("--hp", h))]  # fmt: skip
+    if args.timesteps:
+        common += ["--timesteps", str(args.timesteps)]
+    if args.n_envs:
+        common += ["--n-envs", str(args.n_envs)]
+    plan = {}
+    specs = [(Path(n).stem if n.endswith((".yaml", ".yml")) else n, n, None) for n in names]
+    if args.trace:
+        stem = Path(args.trace).name.split(".")[0]
+        specs.append((f"trace-{stem}", args.trace_scenario, args.trace))
+    for label, scen, trace in specs:
+        if label in plan:
+            raise UsageError(f"two scenarios share the label {label!r}")
+        targs = {"scenario": scen, "override": args.override, "trace": trace,
+                 "time_col": args.time_col if trace else None,
+                 "model_col": args.model_col if trace else None}  # fmt: skip
+        overrides = scenario_overrides(targs)  # UsageError for a bad scenario/override/trace
+        sc = envs.load_scenario(scen, **overrides)
+        extra = ["--trace", trace] if trace else []
+        for k in ("time_col", "model_col"):
+            if targs[k]:
+                extra += [f"--{k.replace('_', '-')}", targs[k]]
+        plan[label] = {
+            "scenario": scen,
+            "trace": trace,
+            "overrides": overrides,
+            "train_args": ["--scenario", scen, *common, *extra],
+            "ctx": {"episode_s": float(sc.episode_s),
+                    "timeout_s": float(sc.sim.features.request_timeout_s)},
+        }  # fmt: skip
+    _check_out(Path(args.out))
+    from .training import prepare
+
+    for spec in plan.values():  # train.py's own checks (hyperparameters...); writes nothing
+        prepare([*spec["train_args"], "--logdir", str(Path(args.out) / "runs"), "--no-progress"])
+    return args, plan
+
+
+def _check_out(out: Path) -> None:
+    import os
+
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {str(out)!r} exists and is not a folder")
+    parent = out
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UsageError(f"--out {str(out)!r}: {str(parent)!r} is not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"--out {str(out)!r}: {str(parent)!r} is not writable")
+
+
+# ------------------------------------------------------------------------------------ main ----
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _log_invocation(out: Path, cmd: str, status: str, wall_s: float) -> dict:
+    """Append this invocation to ``DIR/invocations.jsonl``; return the wall-time totals."""
+    f = out / "invocations.jsonl"
+    with open(f, "a") as fh:
+        fh.write(json.dumps({"command": cmd, "status": status, "wall_s": wall_s}) + "\n")
+    runs = [json.loads(line) for line in f.read_text().splitlines() if line]
+    return {"this_invocation": wall_s, "all_invocations": sum(r["wall_s"] for r in runs),
+            "invocations": len(runs)}  # fmt: skip
+
+
+def run(argv: list[str]) -> int:
+    from . import study_report
+
+    t0 = time.perf_counter()
+    args, plan = parse(argv)
+    out = Path(args.out)
+    jobs = [study_jobs.make_job(label, k, spec["train_args"], out)
+            for label, spec in plan.items() for k in range(args.seeds)]  # fmt: skip
+    try:
+        for j in jobs:
+            study_jobs.check_job_folder(j)
+    except study_jobs.JobError as e:
+        raise UsageError(e) from None
+    cmd = shlex.join([*PROG.split(), *argv])
+    old = signal.signal(signal.SIGTERM, _interrupt)
+    status = "interrupted"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        failed = study_jobs.BACKENDS[args.backend](jobs, args.jobs)
+        if failed:
+            status = "failed"
+            print(f"{PROG}: {len(failed)} training job(s) failed: "
+                  + "; ".join(f"{k}: {v}" for k, v in failed.items()), file=sys.stderr)  # fmt: skip
+            return 1
+        evals = study_eval.evaluate_all(args, plan, jobs, out)
+        status = "done"
+        total = _log_invocation(out, cmd, status, time.perf_counter() - t0)
+        study = study_report.build(args, plan, jobs, evals, cmd, total)
+        paths = study_report.write(study, out)
+    except KeyboardInterrupt:
+        print(f"\n{PROG}: interrupted; finished jobs and evaluations are kept in {out}. "
+              f"Continue with:\n  {cmd}", file=sys.stderr)  # fmt: skip
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, old)
+        if status != "done" and out.is_dir():
+            _log_invocation(out, cmd, status, time.perf_counter() - t0)
+    print(f"study: {out / 'study.json'}, report: {out / 'report.md'}, {len(paths)} plots")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return run(argv)
+    except UsageError as e:
+        print(f"{PROG}: error: {one_line(e)}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

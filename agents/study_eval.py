@@ -1,0 +1,121 @@
+"""The study's evaluations: one task per (scenario, heuristic) and per (scenario, seed).
+
+Every task runs :func:`agents.evaluation.evaluate` on the same held-out windows (split
+``eval``, episode seeds from train.py's ``FINAL_EVAL_SEED``) and caches its entry in
+``DIR/evals/<scenario>/<policy>_w<N>.json`` (an agent's file is keyed by its model's step count,
+so a model trained further is evaluated again). Tasks run in this process, or up to ``--jobs``
+at once in a ``multiprocessing`` pool (spawned workers that ignore SIGINT; the study terminates
+the pool on Ctrl-C and keeps the finished files).
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import signal
+from pathlib import Path
+
+from .training import FINAL_EVAL_SEED
+
+
+def eval_file(out: Path, label: str, what: str, windows: int) -> Path:
+    return out / "evals" / label / f"{what}_w{windows}.json"
+
+
+def tasks(args, plan: dict, jobs: list, out: Path) -> list[dict]:
+    """Every evaluation of the study as a plain, picklable dict."""
+    import baselines
+
+    from . import study_jobs
+
+    todo = []
+    for label, spec in plan.items():
+        base = {"label": label, "scenario": spec["scenario"], "overrides": spec["overrides"],
+                "ctx": spec["ctx"], "windows": args.windows}  # fmt: skip
+        for name in baselines.POLICIES:
+            path = eval_file(out, label, name, args.windows)
+            todo.append({**base, "policy": name, "run": None, "seed": None, "path": str(path)})
+        for job in (j for j in jobs if j.scenario == label):
+            steps = json.loads((Path(job.folder) / "done.json").read_text())["steps"]
+            path = eval_file(out, label, f"seed{job.seed}_{steps}steps", args.windows)
+            run = str(study_jobs.run_folder(job))
+            todo.append({**base, "policy": args.algo, "run": run, "seed": job.seed,
+                         "path": str(path)})  # fmt: skip
+    return todo
+
+
+def run_task(task: dict, progress: bool = False) -> dict:
+    """``{"rewards": [per window], "window_starts_s", "metrics", "sources", "privileged"}`` of
+    one task, from its cache file or by evaluating (then cached)."""
+    path = Path(task["path"])
+    if path.is_file():
+        return json.loads(path.read_text())
+    from .evaluation import evaluate
+    from .study import REWARD_KEY, metric_values
+
+    if task["run"] is None:
+        from baselines import make_policy
+
+        policy = make_policy(task["policy"])
+    else:
+        from .loading import load_agent
+
+        policy = load_agent(task["run"])
+    name = task["policy"]
+    res = evaluate(task["scenario"], {name: policy}, episodes=task["windows"],
+                   seed=FINAL_EVAL_SEED, split="eval", overrides=task["overrides"],
+                   progress=progress, record_timeline=False)  # fmt: skip
+    row = res["policies"][name]
+    values, sources = metric_values(row, res["_raw"][name], task["ctx"])
+    entry = {
+        "rewards": [float(e[REWARD_KEY]) for e in row["per_episode"]],
+        "window_starts_s": [float(e["start_s"]) for e in row["per_episode"]],
+        "metrics": values,
+        "sources": sources,
+        "privileged": bool(row.get("privileged", False)),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(entry, indent=1, allow_nan=False) + "\n")
+    tmp.replace(path)
+    return entry
+
+
+def _worker_init() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops the pool
+
+
+def _what(t: dict) -> str:
+    return f"{t['label']}/seed{t['seed']}" if t["run"] else f"{t['label']}: {t['policy']}"
+
+
+def evaluate_all(args, plan: dict, jobs: list, out: Path, say=print) -> dict:
+    """``{label: {"heuristics": {name: entry}, "agent": {seed: entry}}}`` for every scenario."""
+    every = tasks(args, plan, jobs, out)
+    todo = [t for t in every if not Path(t["path"]).is_file()]
+    if todo:
+        say(f"evaluate {len(todo)} task(s) x {args.windows} windows, {min(args.jobs, len(todo))} "
+            "at a time")  # fmt: skip
+    if args.jobs > 1 and len(todo) > 1:
+        pool = multiprocessing.get_context("spawn").Pool(min(args.jobs, len(todo)), _worker_init)
+        try:
+            for t, _ in zip(todo, pool.imap(run_task, todo), strict=True):
+                say(f"evaluated {_what(t)}")
+            pool.close()
+        except BaseException:
+            pool.terminate()
+            raise
+        finally:
+            pool.join()
+    else:
+        for t in todo:
+            run_task(t, progress=not args.no_progress)
+            say(f"evaluated {_what(t)}")
+    evals: dict = {label: {"heuristics": {}, "agent": {}} for label in plan}
+    for t in every:
+        entry = run_task(t)  # from its file now
+        if t["run"] is None:
+            evals[t["label"]]["heuristics"][t["policy"]] = entry
+        else:
+            evals[t["label"]]["agent"][t["seed"]] = entry
+    return evals

@@ -1,0 +1,239 @@
+"""The study's statistics, ``study.json``, ``report.md`` and plots (from :mod:`agents.study`).
+
+Scores are episode rewards, a matrix ``(runs, windows)`` per policy: the agent has one run per
+training seed, a heuristic one run (it is deterministic, so further seeds would repeat it). Per
+policy (:mod:`agents.stats`, 95% percentile bootstrap):
+
+* ``reward_iqm`` -- IQM of every (run, window) score;
+* ``reward_ci`` -- the hierarchical bootstrap: windows drawn with replacement, then seeds within
+  each drawn window; for a heuristic that is the bootstrap over windows. The same scheme for every
+  row, so the intervals compare (variation over windows and over training seeds);
+* ``reward_ci_seeds`` (agent only) -- rliable's stratified bootstrap: seeds resampled within each
+  window, windows fixed: the spread due to training seeds alone, on these windows;
+* ``prob_agent_better`` (heuristics only) -- P(agent's score > the heuristic's on the same window),
+  ties 1/2, averaged over windows; ``prob_ci`` with the hierarchical scheme (the same windows drawn
+  for both), ``prob_ci_seeds`` with rliable's (windows fixed);
+* ``drop_rate``, ``p99_latency_s``, ``goodput_rps``, ``slo_attainment``, ``cost_usd`` -- through
+  ``agents.study.METRICS`` from each evaluation (pooled over its windows), for the agent the mean
+  over seeds (each seed's values under ``per_seed``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from . import stats
+from .training import FINAL_EVAL_SEED
+
+BOOT_SEED = 0  # seed of every bootstrap in the study (same inputs, same intervals)
+PROFILE_POINTS = 101  # thresholds of the performance profile
+
+
+def _row(scores: np.ndarray, reps: int) -> dict:
+    point, ci = stats.iqm_interval(scores, scheme="hierarchical", reps=reps, seed=BOOT_SEED)
+    return {"reward_iqm": point, "reward_ci": list(ci), "runs": int(scores.shape[0])}
+
+
+def _metrics(entries: list[dict]) -> dict:
+    names = entries[0]["metrics"]
+    out = {m: float(np.mean([e["metrics"][m] for e in entries])) for m in names}
+    if len(entries) > 1:
+        out["per_seed"] = {m: [e["metrics"][m] for e in entries] for m in names}
+    return out
+
+
+def scenario_stats(ev: dict, agent: str, windows: int, reps: int) -> dict:
+    """The ``scenarios[label]`` entry of study.json from one scenario's evaluations."""
+    seeds = sorted(ev["agent"])
+    a_entries = [ev["agent"][k] for k in seeds]
+    A = np.array([e["rewards"] for e in a_entries])
+    row = _row(A, reps)
+    row["reward_ci_seeds"] = list(
+        stats.iqm_interval(A, scheme="stratified", reps=reps, seed=BOOT_SEED)[1]
+    )
+    pols = {agent: {**row, **_metrics(a_entries), "seeds": seeds, "scores": A.tolist()}}
+    for name, e in ev["heuristics"].items():
+        H = np.array([e["rewards"]])
+        p, ci = stats.probability_of_improvement_interval(
+            A, H, scheme="hierarchical", reps=reps, seed=BOOT_SEED
+        )
+        ci_s = stats.probability_of_improvement_interval(
+            A, H, scheme="stratified", reps=reps, seed=BOOT_SEED
+        )[1]
+        pols[name] = {**_row(H, reps), "prob_agent_better": p, "prob_ci": list(ci),
+                      "prob_ci_seeds": list(ci_s), **_metrics([e]),
+                      "privileged": e["privileged"], "scores": H.tolist()}  # fmt: skip
+    heur = [n for n in pols if n != agent]
+    best = max(heur, key=lambda n: pols[n]["reward_iqm"])
+    a, b = pols[agent], pols[best]
+    verdict = {
+        "best_heuristic": best,
+        "reward_ci_low_above_best_iqm": a["reward_ci"][0] > b["reward_iqm"],
+        "drop_rate_no_higher": a["drop_rate"] <= b["drop_rate"],
+        "p99_no_worse": a["p99_latency_s"] <= b["p99_latency_s"],
+    }
+    verdict["agent_beats_best"] = all(verdict[k] for k in list(verdict)[1:])
+    return {"agent": agent, "windows": windows, "seeds": len(seeds), "policies": pols,
+            "window_starts_s": a_entries[0]["window_starts_s"], "verdict": verdict}  # fmt: skip
+
+
+def build(args, plan: dict, jobs: list, evals: dict, command: str, wall_s: dict) -> dict:
+    """The whole ``study.json`` document."""
+    from .study import METRICS
+
+    reps = args.reps or stats.DEFAULT_REPS
+    scen, sources = {}, {}
+    for label, ev in evals.items():
+        scen[label] = scenario_stats(ev, args.algo, args.windows, reps)
+        scen[label].update(scenario=plan[label]["scenario"], trace=plan[label]["trace"],
+                           overrides=plan[label]["overrides"])  # fmt: skip
+        for e in [*ev["heuristics"].values(), *ev["agent"].values()]:
+            for m, s in e["sources"].items():
+                sources.setdefault(m, set()).add(s)
+    train_wall = {}
+    for j in jobs:
+        done = json.loads((Path(j.folder) / "done.json").read_text())
+        train_wall[j.key] = done["wall_s"]
+        scen[j.scenario]["train_steps"] = done["target_steps"]
+    return {
+        "command": command,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "algo": args.algo,
+        "timesteps": args.timesteps,  # None: the hyperparameter file's (train_steps per scenario)
+        "eval": {"split": "eval", "first_seed": FINAL_EVAL_SEED},
+        "bootstrap": {"reps": reps, "confidence": stats.DEFAULT_CONFIDENCE, "seed": BOOT_SEED,
+                      "reward_ci": "hierarchical: windows, then seeds within each window",
+                      "reward_ci_seeds": "stratified (rliable): seeds within each window"},
+        "metric_sources": {m: sorted(s) for m, s in sources.items()},
+        "metric_keys": {m: v[0] for m, v in METRICS.items()},
+        "wall_s": {**wall_s, "training": train_wall},
+        "scenarios": scen,
+    }  # fmt: skip
+
+
+# ------------------------------------------------------------------------------- writing ----
+def _safe(label: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", label)
+
+
+def _f(x: float, nd: int = 1) -> str:
+    return "-" if x is None or not math.isfinite(x) else f"{x:.{nd}f}"
+
+
+def markdown(study: dict) -> str:
+    w = study["wall_s"]
+    lines = ["# Study", "", f"Command: `{study['command']}`", "",
+             f"Wall time: {w['all_invocations']:.0f} s over {w['invocations']} invocation(s) "
+             f"of the study, {w['this_invocation']:.0f} s for this one (finished jobs and cached "
+             "evaluations are not redone). Training wall time per agent (all its "
+             "processes): " + ", ".join(f"{k} {v:.0f} s"
+                                        for k, v in study["wall_s"]["training"].items()), ""]  # fmt: skip
+    b = study["bootstrap"]
+    lines += [f"Intervals: 95% percentile bootstrap, {b['reps']} reps; reward CI {b['reward_ci']} "
+              f"(for a heuristic, one run: over windows); agent's seed-only CI {b['reward_ci_seeds']}. "
+              "P(agent better): per window P(agent seed > heuristic), ties 1/2, mean over windows.",
+              "", "Metric sources: " + "; ".join(f"{m}: {', '.join(s)}"
+                                                 for m, s in study["metric_sources"].items()), ""]  # fmt: skip
+    head = "| policy | reward IQM [95% CI] | P(agent better) [CI] | drop rate | p99 s | goodput rps | SLO att. | cost $ |"
+    for label, sc in study["scenarios"].items():
+        lines += [f"## {label}", "", f"{study['algo']}, {sc['train_steps']} steps per seed; "
+                  f"{sc['seeds']} seed(s) x {sc['windows']} held-out windows; "
+                  f"scenario `{sc['scenario']}`" + (f", trace `{sc['trace']}`" if sc["trace"] else ""),
+                  "", head, "|" + "---|" * 8]  # fmt: skip
+        for name, r in sc["policies"].items():
+            lo, hi = r["reward_ci"]
+            p = (f"{r['prob_agent_better']:.2f} [{r['prob_ci'][0]:.2f}, {r['prob_ci'][1]:.2f}]"
+                 if "prob_agent_better" in r else "-")  # fmt: skip
+            star = " *" if r.get("privileged") else ""
+            nm = f"**{name}**" if name == sc["agent"] else name + star
+            lines.append(f"| {nm} | {_f(r['reward_iqm'])} [{_f(lo)}, {_f(hi)}] | {p} | "
+                         f"{100 * r['drop_rate']:.2f}% | {_f(r['p99_latency_s'], 2)} | "
+                         f"{_f(r['goodput_rps'], 3)} | {100 * r['slo_attainment']:.1f}% | "
+                         f"{_f(r['cost_usd'], 2)} |")  # fmt: skip
+        v = sc["verdict"]
+        a, best = sc["policies"][sc["agent"]], sc["policies"][v["best_heuristic"]]
+        lines += ["", f"Agent's seed-only CI: [{_f(a['reward_ci_seeds'][0])}, "
+                  f"{_f(a['reward_ci_seeds'][1])}]. Best heuristic: {v['best_heuristic']} "
+                  f"(IQM {_f(best['reward_iqm'])}). Agent's CI lower bound above it: "
+                  f"{'yes' if v['reward_ci_low_above_best_iqm'] else 'no'}; drop rate no higher: "
+                  f"{'yes' if v['drop_rate_no_higher'] else 'no'}; p99 no worse: "
+                  f"{'yes' if v['p99_no_worse'] else 'no'}.", ""]  # fmt: skip
+    if any(
+        r.get("privileged") for sc in study["scenarios"].values() for r in sc["policies"].values()
+    ):
+        lines.append("\\* privileged: reads the simulator's state, not just the observation.")
+    return "\n".join(lines) + "\n"
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    FigureCanvasAgg(fig)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    return path
+
+
+def plots(study: dict, out: Path) -> list[Path]:
+    """Per scenario: reward intervals, a performance profile, cost against p99."""
+    paths = []
+    for label, sc in study["scenarios"].items():
+        pols = sc["policies"]
+        names = sorted(pols, key=lambda n: pols[n]["reward_iqm"])
+        fig = Figure(figsize=(6.5, 0.35 * len(names) + 1.2))
+        ax = fig.add_subplot()
+        for i, n in enumerate(names):
+            r = pols[n]
+            c = "C3" if n == sc["agent"] else "C0"
+            ax.plot(r["reward_ci"], [i, i], color=c, lw=6, alpha=0.5, solid_capstyle="butt")
+            ax.plot([r["reward_iqm"]], [i], "|", color="k", ms=12)
+        ax.set_yticks(range(len(names)), names)
+        ax.set_xlabel("episode reward: IQM and 95% CI")
+        ax.set_title(f"{label}: {sc['seeds']} seed(s) x {sc['windows']} windows")
+        paths.append(_save(fig, out / f"intervals_{_safe(label)}.png"))
+
+        allv = np.concatenate([np.ravel(pols[n]["scores"]) for n in names])
+        taus = np.linspace(allv.min(), allv.max(), PROFILE_POINTS)
+        fig = Figure(figsize=(6.5, 4))
+        ax = fig.add_subplot()
+        reps = min(study["bootstrap"]["reps"], 2000)
+        for i, n in enumerate(reversed(names)):
+            prof, lo, hi = stats.performance_profile_interval(
+                np.array(pols[n]["scores"]), taus, scheme="hierarchical", reps=reps, seed=BOOT_SEED
+            )
+            c = "C3" if n == sc["agent"] else f"C{i % 10}"
+            ax.plot(taus, prof, color=c, lw=2.5 if n == sc["agent"] else 1, label=n)
+            ax.fill_between(taus, lo, hi, color=c, alpha=0.08, lw=0)
+        ax.set_xlabel("episode reward threshold tau")
+        ax.set_ylabel("fraction of (seed, window) scores > tau")
+        ax.set_title(f"{label}: performance profile")
+        ax.legend(fontsize=7)
+        paths.append(_save(fig, out / f"profile_{_safe(label)}.png"))
+
+        fig = Figure(figsize=(6, 4))
+        ax = fig.add_subplot()
+        for n in names:
+            r = pols[n]
+            ax.scatter(r["p99_latency_s"], r["cost_usd"], color="C3" if n == sc["agent"] else "C0")
+            ax.annotate(n, (r["p99_latency_s"], r["cost_usd"]), fontsize=7,
+                        xytext=(3, 3), textcoords="offset points")  # fmt: skip
+        ax.set_xlabel("p99 latency, s (drops counted, see metric_sources)")
+        ax.set_ylabel("cost per window, $")
+        ax.set_title(f"{label}: cost against p99")
+        paths.append(_save(fig, out / f"cost_p99_{_safe(label)}.png"))
+    return paths
+
+
+def write(study: dict, out: Path) -> list[Path]:
+    """``study.json``, ``report.md`` and the plots into ``out``; returns the plot paths."""
+    from .evaluation import write_json
+
+    paths = plots(study, out)
+    write_json(study, out / "study.json")
+    (out / "report.md").write_text(markdown(study))
+    return paths

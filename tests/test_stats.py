@@ -1,0 +1,160 @@
+"""Known answers of the rliable-style estimators in agents.stats, on synthetic scores."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.stats
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from agents import stats
+
+finite = st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False)
+matrices = arrays(float, st.tuples(st.integers(1, 6), st.integers(1, 8)), elements=finite)
+
+
+def test_iqm_of_1_to_8_is_the_mean_of_3_to_6():
+    assert stats.iqm(np.arange(1, 9)) == pytest.approx(np.mean([3, 4, 5, 6]))
+    # pooled over the whole matrix, whatever its shape
+    assert stats.iqm(np.arange(1, 9).reshape(2, 4)) == pytest.approx(4.5)
+    assert stats.iqm([[7.0]]) == 7.0
+
+
+@settings(max_examples=60, deadline=None)
+@given(matrices)
+def test_iqm_equals_scipy_trim_mean(a):
+    want = scipy.stats.trim_mean(a, 0.25, axis=None)
+    assert stats.iqm(a) == pytest.approx(want, rel=1e-9, abs=1e-9)
+
+
+def test_iqm_ignores_outliers_unlike_the_mean():
+    a = np.array([1.0, 2, 3, 4, 5, 6, 7, 1e9])
+    assert stats.iqm(a) == pytest.approx(4.5)
+
+
+def test_probability_of_improvement_known_answers():
+    x = np.array([[10.0, 11, 12], [13, 14, 15]])
+    y = np.array([[0.0, 1, 2]])
+    assert stats.probability_of_improvement(x, y) == 1.0
+    assert stats.probability_of_improvement(y, x) == 0.0
+    assert stats.probability_of_improvement(x, x) == 0.5  # ties count 1/2
+    # one task, x = {1, 3}, y = {2}: one win, one loss
+    assert stats.probability_of_improvement([[1.0], [3.0]], [[2.0]]) == 0.5
+    # Mann-Whitney: P = U / (n_x n_y) on a single task
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(0.3, 1, 40), rng.normal(0, 1, 30)
+    u = scipy.stats.mannwhitneyu(a, b).statistic
+    assert stats.probability_of_improvement(a[:, None], b[:, None]) == pytest.approx(u / 1200)
+
+
+@settings(max_examples=60, deadline=None)
+@given(matrices, st.integers(1, 4), st.integers(0, 2**31 - 1))
+def test_probability_of_improvement_is_antisymmetric(x, ny, seed):
+    y = np.random.default_rng(seed).normal(size=(ny, x.shape[1])) * 1e3
+    p, q = stats.probability_of_improvement(x, y), stats.probability_of_improvement(y, x)
+    assert 0 <= p <= 1 and p + q == pytest.approx(1.0)
+
+
+def test_identical_distributions_give_one_half():
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(60, 5)), rng.normal(size=(60, 5))
+    p, (lo, hi) = stats.probability_of_improvement_interval(x, y, reps=2000)
+    assert abs(p - 0.5) < 0.05 and lo < 0.5 < hi
+
+
+def test_interval_covers_the_true_iqm_about_95_percent_of_the_time():
+    rng = np.random.default_rng(0)
+    hits = 0
+    for i in range(40):  # IQM of a symmetric distribution centred at 0 is 0
+        point, (lo, hi) = stats.iqm_interval(rng.normal(size=(20, 10)), reps=1000, seed=i)
+        assert lo <= point <= hi
+        hits += lo < 0.0 < hi
+    assert 34 <= hits <= 40  # binomial(40, 0.95): P(hits < 34) < 1%
+
+
+def test_interval_shrinks_with_more_samples():
+    rng = np.random.default_rng(0)
+    widths = []
+    for runs in (10, 100, 1000):
+        _, (lo, hi) = stats.iqm_interval(rng.normal(size=(runs, 10)), reps=2000, seed=1)
+        widths.append(hi - lo)
+    assert widths[0] > widths[1] > widths[2]
+    assert widths[2] < 0.15 * widths[0]  # about 1/sqrt(100) of the first
+
+
+def test_stratified_interval_agrees_with_scipy_bootstrap():
+    """Stratified = each task's runs resampled independently = scipy's multi-sample bootstrap."""
+    rng = np.random.default_rng(3)
+    a = rng.normal(loc=np.arange(4), size=(30, 4))
+
+    def iqm_of_samples(*cols, axis=-1):
+        return scipy.stats.trim_mean(np.concatenate(cols, axis=axis), 0.25, axis=axis)
+
+    ref = scipy.stats.bootstrap(
+        tuple(a.T), iqm_of_samples, n_resamples=20000, method="percentile",
+        random_state=np.random.default_rng(0), vectorized=True,
+    )  # fmt: skip
+    _, (lo, hi) = stats.iqm_interval(a, reps=20000, seed=0)
+    width = ref.confidence_interval.high - ref.confidence_interval.low
+    assert lo == pytest.approx(ref.confidence_interval.low, abs=0.05 * width)
+    assert hi == pytest.approx(ref.confidence_interval.high, abs=0.05 * width)
+
+
+def test_schemes_on_one_run():
+    a = np.arange(20.0)[None]  # a deterministic heuristic: one run, 20 windows
+    assert stats.iqm_interval(a, scheme="stratified", reps=500)[1] == (9.5, 9.5)
+    _, (lo, hi) = stats.iqm_interval(a, scheme="hierarchical", reps=2000)
+    assert lo < 9.5 < hi  # the plain bootstrap over windows
+    # equal to scipy's one-sample percentile bootstrap over windows, up to Monte Carlo error
+    ref = scipy.stats.bootstrap(
+        (a[0],), lambda x, axis=-1: scipy.stats.trim_mean(x, 0.25, axis=axis),
+        n_resamples=20000, method="percentile", random_state=np.random.default_rng(0),
+    ).confidence_interval  # fmt: skip
+    assert lo == pytest.approx(ref.low, abs=0.5) and hi == pytest.approx(ref.high, abs=0.5)
+
+
+def test_hierarchical_is_wider_when_windows_differ():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(5, 20)) * 0.1 + np.linspace(-10, 0, 20)  # windows dominate
+    s = stats.iqm_interval(a, scheme="stratified", reps=2000)[1]
+    h = stats.iqm_interval(a, scheme="hierarchical", reps=2000)[1]
+    assert (h[1] - h[0]) > 10 * (s[1] - s[0])
+
+
+def test_determinism_per_seed():
+    a = np.random.default_rng(0).normal(size=(5, 20))
+    y = a[:1] + 0.1
+    for scheme in stats.SCHEMES:
+        assert stats.iqm_interval(a, scheme=scheme, seed=7) == stats.iqm_interval(
+            a, scheme=scheme, seed=7
+        )
+        assert stats.iqm_interval(a, scheme=scheme, seed=7) != stats.iqm_interval(
+            a, scheme=scheme, seed=8
+        )
+        p1 = stats.probability_of_improvement_interval(a, y, scheme=scheme, seed=3)
+        assert p1 == stats.probability_of_improvement_interval(a, y, scheme=scheme, seed=3)
+
+
+def test_performance_profile():
+    a = np.array([[1.0, 2, 3, 4]])
+    np.testing.assert_allclose(stats.performance_profile(a, [0, 1, 2.5, 4]), [1, 0.75, 0.5, 0])
+    prof, lo, hi = stats.performance_profile_interval(
+        np.random.default_rng(0).normal(size=(50, 4)), np.linspace(-3, 3, 13), reps=1000
+    )
+    assert np.all(np.diff(prof) <= 0) and np.all(lo <= prof + 1e-12) and np.all(prof <= hi + 1e-12)
+    assert lo[0] > 0.95 and hi[-1] < 0.05
+
+
+def test_bad_input_names_the_problem():
+    with pytest.raises(ValueError, match="non-empty"):
+        stats.iqm(np.zeros((0, 3)))
+    with pytest.raises(ValueError, match="non-finite"):
+        stats.iqm([1.0, np.nan])
+    with pytest.raises(ValueError, match="same tasks"):
+        stats.probability_of_improvement(np.zeros((2, 3)), np.zeros((1, 4)))
+    with pytest.raises(ValueError, match="scheme"):
+        stats.iqm_interval([1.0, 2.0], scheme="paired")
+    with pytest.raises(ValueError, match="reps"):
+        stats.iqm_interval([1.0, 2.0], reps=0)

@@ -1,0 +1,183 @@
+"""``python -m agents.study`` end to end at a tiny budget: files, JSON shape, resume, Ctrl-C, errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from agents import stats, study
+from agents.training import FINAL_EVAL_SEED, read_steps
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = ["--scenarios", "small", "--seeds", "2", "--windows", "2", "--timesteps", "256",
+        "-o", "episode_s=300", "--hp", "n_steps=64", "--n-envs", "2", "--jobs", "2",
+        "--reps", "500", "--no-progress"]  # fmt: skip
+
+
+def run_study(*args, timeout=300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run(
+        [sys.executable, "-m", "agents.study", *map(str, args)], capture_output=True, text=True,
+        timeout=timeout, env=env, cwd=REPO,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def first(tmp_path_factory):
+    out = tmp_path_factory.mktemp("study") / "s"
+    p = run_study(*TINY, "--out", out)
+    assert p.returncode == 0, p.stderr[-3000:]
+    return out, p
+
+
+def test_json_shape_report_and_plots(first):
+    import baselines
+
+    out, p = first
+    data = json.loads((out / "study.json").read_text())
+    sc = data["scenarios"]["small"]
+    assert (sc["agent"], sc["windows"], sc["seeds"]) == ("maskable_ppo", 2, 2)
+    assert set(sc["policies"]) == {"maskable_ppo", *baselines.POLICIES}
+    for name, r in sc["policies"].items():
+        lo, hi = r["reward_ci"]
+        assert lo <= r["reward_iqm"] <= hi
+        assert r["reward_iqm"] == pytest.approx(stats.iqm(r["scores"]))
+        for k in ("drop_rate", "p99_latency_s", "cost_usd", "goodput_rps", "slo_attainment"):
+            assert isinstance(r[k], float), (name, k)
+        assert 0 <= r["drop_rate"] <= 1 and 0 <= r["slo_attainment"] <= 1
+        if name == "maskable_ppo":
+            assert "prob_agent_better" not in r and np.shape(r["scores"]) == (2, 2)
+            assert len(r["per_seed"]["drop_rate"]) == 2
+        else:
+            assert 0 <= r["prob_agent_better"] <= 1 and np.shape(r["scores"]) == (1, 2)
+            a = np.array(sc["policies"]["maskable_ppo"]["scores"])
+            assert r["prob_agent_better"] == stats.probability_of_improvement(a, r["scores"])
+    assert sc["verdict"]["best_heuristic"] in baselines.POLICIES
+    assert data["metric_sources"]["drop_rate"][0].startswith(("derived", "evaluate()"))
+    report = (out / "report.md").read_text()
+    assert "| policy | reward IQM [95% CI] | P(agent better)" in report
+    assert "python -m agents.study --scenarios small" in report and "Wall time" in report
+    for kind in ("intervals", "profile", "cost_p99"):
+        assert (out / f"{kind}_small.png").stat().st_size > 1000
+    assert "train small/seed0" in p.stdout and "train small/seed1" in p.stdout
+
+
+def test_heuristic_scores_are_evaluate_episode_rewards(first):
+    from agents.evaluation import evaluate
+    from baselines import make_policy
+
+    out, _ = first
+    sc = json.loads((out / "study.json").read_text())["scenarios"]["small"]
+    res = evaluate("small", {"kpa": make_policy("kpa")}, episodes=2, seed=FINAL_EVAL_SEED,
+                   overrides={"episode_s": 300}, progress=False, record_timeline=False)  # fmt: skip
+    want = [e["episode_reward"] for e in res["policies"]["kpa"]["per_episode"]]
+    assert sc["policies"]["kpa"]["scores"] == [want]
+    row, raw = res["policies"]["kpa"], res["_raw"]["kpa"]
+    drops = sum(e["requests_dropped"] for e in row["per_episode"])
+    arrived = sum(e["requests_arrived"] for e in row["per_episode"])
+    assert sc["policies"]["kpa"]["drop_rate"] == pytest.approx(drops / arrived)
+    lat = np.concatenate([raw["latencies"], np.full(int(drops), 60.0)])  # small: 60-s timeout
+    assert sc["policies"]["kpa"]["p99_latency_s"] == pytest.approx(np.percentile(lat, 99))
+
+
+def test_second_run_does_not_retrain_and_an_unfinished_job_resumes(first):
+    out, _ = first
+    done = {k: (out / "runs/small" / k / "done.json").stat().st_mtime for k in ("seed0", "seed1")}
+    p = run_study(*TINY, "--out", out)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "train " not in p.stdout and "evaluate " not in p.stdout  # all cached
+    assert done == {k: (out / "runs/small" / k / "done.json").stat().st_mtime for k in done}
+    # seed1 as if interrupted after its last save: resumed with --resume, not restarted
+    job = out / "runs/small/seed1"
+    (job / "done.json").unlink()
+    run = next(job.glob("*/model.zip")).parent
+    steps = read_steps(run / "model.zip")
+    p = run_study(*TINY, "--out", out)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert f"train small/seed1: --resume {run}" in p.stdout and "seed0" not in p.stdout
+    assert (job / "done.json").is_file() and read_steps(run / "model.zip") == steps
+    assert len(list(job.glob("*/args.yml"))) == 1  # the same run folder
+
+
+def test_other_settings_in_the_same_folder_exit_2(first):
+    out, _ = first
+    args = [a if a != "256" else "512" for a in TINY]
+    p = run_study(*args, "--out", out)
+    assert p.returncode == 2 and p.stderr.count("\n") == 1 and "other settings" in p.stderr
+
+
+def test_ctrl_c_stops_the_children_and_keeps_their_checkpoints(tmp_path):
+    out = tmp_path / "s"
+    args = [a if a != "256" else "1000000" for a in TINY]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-m", "agents.study", *args, "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            cwd=REPO)  # fmt: skip
+    logs = [out / f"runs/small/seed{k}/train.log" for k in (0, 1)]
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:  # both children are learning (their handlers are set)
+        if all(f.is_file() and "Training maskable_ppo" in f.read_text() for f in logs):
+            break
+        time.sleep(0.5)
+    time.sleep(2)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=180)
+    assert proc.returncode == 130, stderr[-2000:]
+    assert "Continue with:" in stderr and f"--out {out}" in stderr
+    for f in logs:
+        assert "Stopped by SIGINT; checkpoint saved" in f.read_text()
+        assert read_steps(next(f.parent.glob("*/model.zip"))) > 0
+        assert not (f.parent / "done.json").exists()
+    assert not (out / "study.json").exists()
+
+
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["--scenarios", "smal"], "unknown scenario 'smal'"),
+        (["--seeds", "0"], "--seeds must be >= 1"),
+        (["--windows", "0"], "--windows must be >= 1"),
+        (["--jobs", "0"], "--jobs must be >= 1"),
+        (["--algo", "ppo2"], "unknown algorithm"),
+        (["--trace", "/nonexistent.csv"], "trace file not found"),
+        (["--trace", str(REPO / "tests/data/bad_short_row.csv")], "bad_short_row.csv"),
+        (["--scenarios", "small,small"], "twice"),
+        (["--seeds", "two"], "invalid int value"),
+        (["--hp", "bogus=1"], "'bogus' is not a MaskablePPO argument"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, capsys, argv, needle):
+    out = tmp_path / "never"
+    assert study.main([*argv, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("python -m agents.study: error: ")
+    assert needle in err and not out.exists()
+
+
+def test_unwritable_out_exits_2(tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    assert study.main(["--scenarios", "small", "--out", str(tmp_path / "file" / "sub")]) == 2
+    assert "is not a folder" in capsys.readouterr().err
+
+
+def test_metric_mapping_takes_v1_keys_when_present():
+    row = {"per_episode": [{"requests_arrived": 10, "requests_dropped": 1, "slo_decided": 10,
+                            "slo_violations": 2}], "slo_violation_rate": 0.2, "cost_usd": 1.5,
+           "p99_latency_s": 3.0}  # fmt: skip
+    ctx = {"episode_s": 100.0, "timeout_s": 60.0}
+    raw = {"latencies": np.linspace(0, 1, 9)}
+    v0, src0 = study.metric_values(row, raw, ctx)
+    assert v0["drop_rate"] == 0.1 and v0["goodput_rps"] == pytest.approx(0.08)
+    assert v0["p99_latency_s"] == pytest.approx(np.percentile([*raw["latencies"], 60.0], 99))
+    assert src0["p99_latency_s"].startswith("derived") and src0["cost_usd"] == "evaluate() cost_usd"
+    v1, src1 = study.metric_values({**row, "drop_rate": 0.3, "goodput_rps": 7.0}, raw, ctx)
+    assert (v1["drop_rate"], v1["goodput_rps"], v1["p99_latency_s"]) == (0.3, 7.0, 3.0)
+    assert src1["p99_latency_s"] == "evaluate() p99_latency_s"
