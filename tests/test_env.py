@@ -209,16 +209,21 @@ def test_bad_actions_raise_value_errors_naming_the_value(action, match):
     assert env.focus == 0 and env.invalid_actions == 0  # nothing happened
 
 
-def test_step_before_reset_and_integral_floats():
+def test_step_before_reset_and_float_actions():
     env = ServerlessGPUEnv("small", **FAST)
     with pytest.raises(RuntimeError, match="reset"):
         env.step(env.layout.noop)
     with pytest.raises(RuntimeError, match="reset"):
         env.action_masks()
     env.reset(seed=0)
-    _, _, _, _, info = env.step(float(env.layout.noop))  # integral floats are integers
-    assert info["invalid_actions"] == 0
-    env.step(np.array([env.layout.noop]))  # a one-element array too
+    # Floats are refused even when integral, as Discrete.contains() refuses them.
+    noop = env.layout.noop
+    with pytest.raises(ValueError, match=f"{float(noop)!r}"):
+        env.step(float(noop))
+    assert not env.action_space.contains(float(noop))
+    _, _, _, _, info = env.step(np.array([noop]))  # a one-element integer array is fine
+    assert info["invalid_actions"] == 0 and env.focus == 1
+    env.step(np.int32(noop))
 
 
 def test_held_out_windows_never_overlap_training_windows():

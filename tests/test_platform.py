@@ -22,6 +22,7 @@ from conftest import (
     host,
     make_sim,
     model,
+    time_limit,
     toy_config,
     toy_env,
 )
@@ -197,3 +198,16 @@ def test_diskless_host_env_resets():
     env = toy_env(toy_config(), [3.0])
     obs, _ = env.reset(seed=0)
     assert np.isfinite(obs).all()
+
+
+@pytest.mark.parametrize("t0", [0.0, 5.0])
+def test_a_request_at_the_start_is_served(t0):
+    """A request arriving exactly when the run starts (a trace window's first request at t=0)
+    must be autostarted and served, not stall ``run_until`` (guarded: fails instead of hanging)."""
+    sim = make_sim(auto_config(), [t0, t0 + 1.0])
+    with time_limit(10):
+        sim.run_until(t0)
+        sim.run_until(t0 + 20.0)
+    assert sim.autostarts == 1
+    # The second request arrives during the cold start: one batch of two.
+    assert sim.finish_s[0] - sim.arrivals[0] == pytest.approx(CLOUD_S + exec_s(2))
