@@ -120,7 +120,7 @@ class ServerlessGPUEnv(gym.Env):
     restart of it. Components (dollars) are in ``info["reward_components"]`` every step.
 
     ## Starting State
-    The part of the workload before the window (up to ``scenario.warmup_s``, 1800 s) is played
+    The part of the workload before the window (up to ``scenario.warmup_s``, 600 s) is played
     under the documented reference policy :class:`envs.warmup.WarmupPolicy` (reactive scaling
     with a 600 s keep-alive, LRU memory copies); it is not counted in reward or metrics. Before
     it, host memories hold ``scenario.initial_copies`` copies of each model. ``warmup_s: 0``
@@ -261,7 +261,7 @@ class ServerlessGPUEnv(gym.Env):
             raise RuntimeError("call reset() before step()")
         a = self._check_action(action)
         m = self.focus
-        if not self._mask(m)[a]:
+        if not self._valid(m, a):
             self.invalid_actions += 1
             a = self.layout.noop
         if a != self.layout.noop:
@@ -307,7 +307,7 @@ class ServerlessGPUEnv(gym.Env):
             for h in sim.hosts_with_copy(m):
                 sim.cache_keep(m, h, True)
             if c == _PREFETCH:
-                h = self._prefetch_host(m)
+                h = self.sim.prefetch_host(m)
                 if h >= 0:
                     sim.prefetch(m, h)
         delta = int(self.layout.deltas[s])
@@ -319,42 +319,57 @@ class ServerlessGPUEnv(gym.Env):
                 break
             sim.scale_up(m, h, sim.rule_source[m])
 
-    def _prefetch_host(self, m: int) -> int:
-        """Host whose memory would take a prefetched copy of ``m`` (most free memory), or -1."""
-        sim = self.sim
-        best, best_free = -1, -1.0
-        for h in range(self.H):
-            c = sim.mem[h]
-            if m not in c and c.can_fit(m) and not sim.prefetch_pending(m, h):
-                if c.free_gb > best_free:
-                    best, best_free = h, c.free_gb
-        return best
-
     # ------------------------------------------------------------------------------ masks ----
-    def _structure(self, m: int) -> tuple:
-        """What depends on placement state only, cached against ``Simulator.version``: the mask
-        pattern, then loading / G, copies / H, pinned copies / H and the load-time feature."""
+    def _cached(self, key, fn):
+        """``fn()`` cached against ``Simulator.version`` (placement state: instances, copies,
+        pins, prefetches, rules), under ``key``."""
         sim = self.sim
         if sim.version != self._struct_version:
             self._struct.clear()
             self._struct_version = sim.version
-        out = self._struct.get(m)
+        out = self._struct.get(key)
         if out is None:
-            inst = bool(sim.n_serving[m] + sim.n_loading[m])
-            fit = bool(((sim.free_per_host > 0) & sim.fits[m]).any())
-            pre = self.cfg.features.host_cache and self._prefetch_host(m) >= 0
-            held = sim.mem_state[:, :2, m].sum(axis=0)
-            out = self._struct[m] = (
-                self._masks[inst, fit, pre],
-                float(sim.n_loading[m]) / self.G,
-                float(held[0]) / self.H,
-                float(held[1]) / self.H,
-                min(sim.best_load_s(m) / 60.0, 5.0),
-            )
+            out = self._struct[key] = fn()
         return out
 
+    def _placement_features(self, m: int) -> tuple:
+        """loading / G, copies / H, pinned copies / H and the load-time feature of ``m``."""
+
+        def compute():
+            sim = self.sim
+            held = sim.mem_state[:, :2, m].sum(axis=0).tolist()
+            return (
+                float(sim.n_loading[m]) / self.G,
+                held[0] / self.H,
+                held[1] / self.H,
+                min(sim.best_load_s(m) / 60.0, 5.0),
+            )
+
+        return self._cached(("feat", m), compute)
+
+    def _flags(self, m: int, need_prefetch: bool = True) -> tuple[bool, bool, bool]:
+        """(has an instance, a free GPU fits, prefetch possible) of ``m``: the mask pattern.
+        The prefetch check (a loop over hosts) is made only when asked."""
+        sim = self.sim
+        inst, fit = self._cached(("inst_fit", m), lambda: (
+            bool(sim.n_serving[m] + sim.n_loading[m]),
+            bool(((sim.free_per_host > 0) & sim.fits[m]).any()),
+        ))  # fmt: skip
+        pre = need_prefetch and self._cached(
+            ("pre", m), lambda: self.sim.prefetch_host(m) >= 0
+        )
+        return inst, fit, pre
+
     def _mask(self, m: int) -> np.ndarray:
-        return self._structure(m)[0][0]
+        return self._masks[self._flags(m)][0]
+
+    def _valid(self, m: int, a: int) -> bool:
+        """Whether action ``a`` is unmasked for ``m`` (the joint mask's entry, computed from the
+        two entries that can be masked)."""
+        s, _, _, c = self.layout.decode(a)
+        inst, fit, pre = self._flags(m, need_prefetch=c == _PREFETCH)
+        d = self.layout.deltas[s]
+        return (d == 0 or (d > 0 and fit) or (d < 0 and inst)) and (c != _PREFETCH or pre)
 
     def action_masks(self) -> np.ndarray:
         """Valid actions for the focused model, shape ``(n,)`` (MaskablePPO's layout)."""
@@ -365,58 +380,63 @@ class ServerlessGPUEnv(gym.Env):
     def entry_masks(self, m: int) -> tuple[np.ndarray, np.ndarray]:
         """``(scale_ok, cache_ok)`` of model ``m`` now: the per-entry masks behind the joint one
         (placement and source choices are always valid). Read-only arrays."""
-        _, scale_ok, cache_ok = self._structure(m)[0]
+        _, scale_ok, cache_ok = self._masks[self._flags(m)]
         return scale_ok, cache_ok
 
     # ------------------------------------------------------------------------ observation ----
-    def model_features(self, m: int) -> np.ndarray:
-        """``layout.MODEL_FEATURES`` of model ``m`` now, float32 ``(n_model_features,)``."""
+    def _model_values(self, m: int) -> list[float]:
+        """``layout.MODEL_FEATURES`` of model ``m`` now, in that order (checked at import)."""
         sim, st = self.sim, self.stats
         hi = L.OBS_HIGH
-        r = st.rates[:, m].tolist()
+        r0, r1, r2 = st.rates[:, m].tolist()
         idle, busy, _ = sim.counts(m)
-        _, loading, copies, pinned, load_time = self._structure(m)
-        slo, size = self._const[m]
-        p5, p99, n_idle = st.idle_features[m].tolist()
-        f = {
-            "rate_step": min(math.log1p(r[0]), hi),
-            "rate_1min": min(math.log1p(r[1]), hi),
-            "rate_10min": min(math.log1p(r[2]), hi),
-            "queue": min(math.log1p(sim.queue_len(m)), hi),
-            "oldest_wait": min(sim.oldest_wait_s(m) / self._slo[m], 10.0) / 10.0,
-            "warm_idle": idle / self.G,
-            "warm_busy": busy / self.G,
-            "loading": loading,
-            "mem_copies": copies,
-            "pinned_copies": pinned,
-            "load_time": load_time,
-            "slo": slo,
-            "size": size,
-            "since_last": min(math.log1p(st.since_last(sim, m)), hi),
-            "idle_p5": p5,
-            "idle_p99": p99,
-            "idle_count": n_idle,
-            **{f"rule_{x}": float(sim.rule_placement[m] == x) for x in PLACEMENT_RULES},
-            "rule_cloud": float(sim.rule_source[m] == "cloud"),
-        }
-        return np.array([f[k] for k in L.MODEL_FEATURES], dtype=np.float32)
+        a, h = int(sim.arrived[m]), int(sim.head[m])
+        wait = sim.now - sim.arrivals[h] if a > h else 0.0
+        since = sim.now - sim.arrivals[a - 1] if a > sim.offsets[m] else sim.now
+        rule = sim.rule_placement[m]
+        return [
+            min(math.log1p(r0), hi),  # rate_step
+            min(math.log1p(r1), hi),  # rate_1min
+            min(math.log1p(r2), hi),  # rate_10min
+            min(math.log1p(a - h), hi),  # queue
+            min(wait / self._slo[m], 10.0) / 10.0,  # oldest_wait
+            idle / self.G,  # warm_idle
+            busy / self.G,  # warm_busy
+            *self._placement_features(m),  # loading, mem_copies, pinned_copies, load_time
+            *self._const[m],  # slo, size
+            min(math.log1p(since), hi),  # since_last
+            *st.idle_features[m].tolist(),  # idle_p5, idle_p99, idle_count
+            *(float(rule == r) for r in PLACEMENT_RULES),  # rule_<placement rule>
+            float(sim.rule_source[m] == "cloud"),  # rule_cloud
+        ]
+
+    def model_features(self, m: int) -> np.ndarray:
+        """``layout.MODEL_FEATURES`` of model ``m`` now, float32 ``(n_model_features,)``."""
+        return np.array(self._model_values(m), dtype=np.float32)
+
+    def _cluster_fractions(self) -> tuple[float, float]:
+        """Free GPUs / GPUs and free cache / cache capacity (placement state only)."""
+        sim = self.sim
+        free_mem = self._cache_cap - float(sim.mem_used.sum())
+        return (
+            float(sim.free_per_host.sum()) / self.G,
+            free_mem / self._cache_cap if self._cache_cap > 0 else 0.0,
+        )
 
     def _observe(self) -> np.ndarray:
         sim = self.sim
-        obs = np.empty(L.N_OBS, dtype=np.float32)
-        nf = len(L.MODEL_FEATURES)
-        obs[:nf] = self.model_features(self.focus)
         tod = 2 * math.pi * ((self.start_s + sim.now - self.warmup_s) % 86400.0) / 86400.0
-        free_mem = self._cache_cap - float(sim.mem_used.sum())
-        obs[nf:] = (
-            sim.free_per_host.sum() / self.G,
-            free_mem / self._cache_cap if self._cache_cap > 0 else 0.0,
-            0.5 + 0.5 * math.sin(tod),
-            0.5 + 0.5 * math.cos(tod),
-            self.t / self._n_steps,
-            self.focus / self.M,
+        return np.array(
+            [
+                *self._model_values(self.focus),
+                *self._cached("cluster", self._cluster_fractions),  # CLUSTER_FEATURES, in order
+                0.5 + 0.5 * math.sin(tod),
+                0.5 + 0.5 * math.cos(tod),
+                self.t / self._n_steps,
+                self.focus / self.M,
+            ],
+            dtype=np.float32,
         )
-        return obs
 
     # ----------------------------------------------------------------------------- reward ----
     def _reward(self) -> float:
@@ -509,4 +529,12 @@ class ServerlessGPUEnv(gym.Env):
 
 
 _ZERO_COMPS = StepInfo(cost=0.0, late=0.0, drop=0.0)
-assert PLACEMENT_RULES == L.PLACEMENT_CHOICES[1:]
+# _model_values() and _observe() list the features in the layout's order: that order is this.
+assert L.MODEL_FEATURES[:17] == (
+    "rate_step", "rate_1min", "rate_10min", "queue", "oldest_wait", "warm_idle", "warm_busy",
+    "loading", "mem_copies", "pinned_copies", "load_time", "slo", "size", "since_last",
+    "idle_p5", "idle_p99", "idle_count",
+) and L.MODEL_FEATURES[17:] == (*(f"rule_{r}" for r in PLACEMENT_RULES), "rule_cloud")
+assert L.CLUSTER_FEATURES == (
+    "free_gpus", "free_cache", "tod_sin", "tod_cos", "episode_progress", "focus"
+)  # fmt: skip

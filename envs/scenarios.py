@@ -26,7 +26,7 @@ YAML layout (all keys optional except ``models`` and ``workload``)::
     scale_deltas: [-4, -1, 0, 1, 2, 4]
     reward: {late_usd: 0.05, late_usd_per_s: 0.005, drop_usd: 0.50, scale: 100}  # RewardPrices
     initial_copies: 0 # memory copies of each model present at reset (a warmed-up pool)
-    warmup_s: 1800    # played before each episode's window under the reference policy
+    warmup_s: 600     # played before each episode's window under the reference policy
 """
 
 from __future__ import annotations
@@ -120,9 +120,11 @@ class Scenario:
     scale_deltas: tuple[int, ...] = (-4, -1, 0, 1, 2, 4)
     reward: RewardPrices = field(default_factory=RewardPrices)
     initial_copies: int = 0
-    # Assumption: 30 minutes, 3x the 600 s keep-alive of the warm-up's reference policy (AWS
-    # Lambda's), so instances, pool copies and idle-time statistics reflect recent demand.
-    warmup_s: float = 1800.0
+    # Assumption: 600 s, the keep-alive of the warm-up's reference policy (AWS Lambda's,
+    # calibration.md): after it every instance reflects demand within that window, and the
+    # pool holds what those minutes fetched. Longer is dearer: 1800 s tripled every reset's
+    # cost, which PPO pays every episode.
+    warmup_s: float = 600.0
 
     def __post_init__(self) -> None:
         def bad(name, expected):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit
 
 # Rows of ModelCache.state: what compiled code (the env's masks and features) reads.
 PRESENT, PINNED, READERS = range(3)
@@ -39,6 +40,7 @@ class ModelCache:
     ) -> None:
         self.capacity_gb = capacity_gb
         self.sizes = sizes_gb
+        self._sizes = np.asarray(sizes_gb, dtype=np.float64)
         self.entries: dict[int, CacheEntry] = {}
         self.used_gb = 0.0
         self.state = np.zeros((3, len(sizes_gb)), dtype=np.int64) if state is None else state
@@ -58,10 +60,7 @@ class ModelCache:
 
     def room_gb(self) -> float:
         """Free space plus what evicting every unpinned, unread copy would free."""
-        reclaimable = sum(
-            self.sizes[m] for m, e in self.entries.items() if not e.pinned and e.readers == 0
-        )
-        return self.free_gb + reclaimable
+        return float(room_gb(self.state, self.capacity_gb - self.used_gb, self._sizes))
 
     def can_fit(self, model: int) -> bool:
         """Whether ``model`` is here or could be inserted by evicting unpinned, unread copies."""
@@ -125,3 +124,29 @@ class ModelCache:
             self.used_gb = 0.0  # no float drift once empty
         self.used[0] = self.used_gb
         return True
+
+
+@njit(cache=True, nogil=True)
+def room_gb(state, free_gb, sizes):
+    """Room for a new copy in a cache with mirror ``state`` (int64[3, M]): its free space plus
+    the copies that are neither pinned nor being read (what LRU eviction may take)."""
+    r = free_gb
+    for k in range(sizes.shape[0]):
+        if state[PRESENT, k] == 1 and state[PINNED, k] == 0 and state[READERS, k] == 0:
+            r += sizes[k]
+    return r
+
+
+@njit(cache=True, nogil=True)
+def prefetch_host(m, mem, mem_used, mem_capacity, sizes, pending):
+    """Host whose memory would take a new copy of ``m`` (no copy there, none on its way, room
+    for it per :func:`room_gb`): the one with the most free memory (ties: lowest index); -1."""
+    best = -1
+    best_free = -1.0
+    for h in range(mem.shape[0]):
+        if mem[h, PRESENT, m] == 1 or pending[m, h] > 0:
+            continue
+        free = mem_capacity[h] - mem_used[h]
+        if sizes[m] <= room_gb(mem[h], free, sizes) + 1e-9 and free > best_free:
+            best, best_free = h, free
+    return best

@@ -163,3 +163,15 @@ def cold_with_queue(n_serving, n_loading, head, arrived):
         if n_serving[m] + n_loading[m] == 0 and head[m] < arrived[m]:
             return True
     return False
+
+
+@njit(cache=True, nogil=True)
+def has_work(arrivals, offsets, head, arrived, t1):
+    """Whether :func:`serve_segment` up to ``t1`` would change anything: some model has a queue,
+    or a request arriving by ``t1`` (a cheap call that saves the kernel's dispatch)."""
+    for m in range(head.shape[0]):
+        if head[m] < arrived[m]:
+            return True
+        if arrived[m] < offsets[m + 1] and arrivals[arrived[m]] <= t1:
+            return True
+    return False

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import cache as cache_room
 from . import kernel, sourcing
 from .cache import PRESENT, ModelCache
 from .config import PLACEMENT_RULES, TIERS, SimConfig
@@ -143,6 +144,7 @@ class Simulator:
         ]
         self.free_per_host = np.array([hs.n_gpus for hs in config.hosts], dtype=np.int64)
         self.has_disk = np.array([hs.has_disk for hs in config.hosts], dtype=np.bool_)
+        self._sizes = np.asarray(self.sizes, dtype=np.float64)
         self.fits = np.array(
             [[hs.gpu_mem_gb >= s for hs in config.hosts] for s in self.sizes], dtype=np.bool_
         )  # [m, h]: model m's weights fit host h's GPUs
@@ -260,13 +262,14 @@ class Simulator:
         self.now = t_end
 
     def _serve(self, t1: float) -> None:
-        kernel.serve_segment(
+        if kernel.has_work(self.arrivals, self.offsets, self.head, self.arrived, t1):
+            kernel.serve_segment(
             t1, self.arrivals, self.offsets, self.head, self.arrived, self.start_s,
             self.finish_s, self.cold_wait_s, self.status, self.slot_free, self.slot_on,
             self.slot_batch, self.slot_busy, self.G, self.exec1, self.exec_item, self.cpu_exec,
             self.max_batch, self.cfg.features.request_timeout_s, self.warm_since, self.served,
             self.dropped, self.slo, self.late, self.late_s,
-        )  # fmt: skip
+            )  # fmt: skip
         self.now = t1
         self._reap(t1)
 
@@ -721,6 +724,15 @@ class Simulator:
         self.version += 1
         self._run_prefetch_stage(p, self.now)
         return True
+
+    def prefetch_host(self, m: int) -> int:
+        """Host whose memory would take a prefetched copy of ``m`` (no copy, none on its way,
+        room after evicting unpinned unread copies; the most free memory), or -1."""
+        if not self.cfg.features.host_cache:
+            return -1
+        return cache_room.prefetch_host(
+            m, self.mem_state, self.mem_used, self.mem_capacity, self._sizes, self.prefetch_count
+        )
 
     def prefetch_pending(self, m: int, h: int) -> bool:
         """Whether a prefetch of ``m`` into host ``h``'s memory is on its way."""
