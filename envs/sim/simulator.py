@@ -248,7 +248,9 @@ class Simulator:
                     self.arrivals, self.offsets, self.arrived, self.n_serving, self.n_loading
                 ))  # fmt: skip
             t_seg = min(t_ev, t_end)
-            if t_seg > self.now:
+            if t_seg > self.now or (auto and t_seg == self.now):
+                # (A request arriving at the current instant for a model with no instance: mark
+                # it arrived now, so the activator sees it at the next pass.)
                 self._serve(t_seg)
             elif t_seg == self.now and ka is not None:
                 self._reap(t_seg)
