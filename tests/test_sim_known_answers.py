@@ -26,6 +26,7 @@ from conftest import (
 
 from envs.sim import CloudStoreSpec, PriceSpec, SimError, summary
 from envs.sim.kernel import DROPPED, PENDING, SERVED_CPU, SERVED_GPU
+from envs.sim.metrics import latencies
 
 REL = 1e-9
 T0 = 10.0  # when the measured cold start begins (after any preparation)
@@ -260,6 +261,11 @@ def test_timeout_drops_request_waiting_for_slow_cold_start():
     s = summary(sim)
     assert s["requests_dropped"] == 1 and s["requests_completed"] == 1
     assert s["slo_attainment"] == 0.0  # served after 2.85 s > 1 s SLO; the drop is a violation
+    # Drop-aware metrics (v1; v0 left drops out of the percentiles): the dropped request counts
+    # at the timeout, so the mean and the percentiles are over both requests.
+    np.testing.assert_allclose(latencies(sim), [3.0, w + exec_s(1) - 2.5])
+    assert s["mean_latency_s"] == approx((3.0 + w + exec_s(1) - 2.5) / 2)
+    assert s["p99_latency_s"] > 2.9 and s["drop_rate"] == 0.5
 
 
 def test_timeout_without_any_instance():
