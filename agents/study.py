@@ -21,8 +21,8 @@ trace, a folder trained with other settings) exits with status 2 and one line, h
 nothing.
 
 Metric values come from evaluate()'s per-policy results by key, through :data:`METRICS` only.
-Where evaluate() does not report a key yet (env v0), the value is derived as the table says and
-the JSON's ``metric_sources`` marks it ``derived``.
+Where evaluate() does not report a key, the value is derived as the table says and the JSON's
+``metric_sources`` marks it ``derived``.
 """
 
 from __future__ import annotations
@@ -36,8 +36,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
-
 from . import study_eval, study_jobs
 from .training import UsageError, one_line, scenario_overrides
 
@@ -46,47 +44,28 @@ REWARD_KEY = "episode_reward"  # per-episode return in evaluate()'s ``per_episod
 
 
 # --------------------------------------------------------------------------- metric mapping ----
-def _drop_rate(row: dict, raw: dict, ctx: dict) -> float:
-    arrived = sum(e["requests_arrived"] for e in row["per_episode"])
-    return sum(e["requests_dropped"] for e in row["per_episode"]) / arrived if arrived else 0.0
-
-
-def _p99_with_drops(row: dict, raw: dict, ctx: dict) -> float:
-    dropped = int(sum(e["requests_dropped"] for e in row["per_episode"]))
-    lat = np.concatenate([raw["latencies"], np.full(dropped, ctx["timeout_s"])])
-    return float(np.percentile(lat, 99)) if lat.size else float("nan")
-
-
-def _goodput(row: dict, raw: dict, ctx: dict) -> float:
-    good = sum(e["slo_decided"] - e["slo_violations"] for e in row["per_episode"])
-    return good / (len(row["per_episode"]) * ctx["episode_s"])
-
-
 def _slo_attainment(row: dict, raw: dict, ctx: dict) -> float:
     return 1.0 - row["slo_violation_rate"]
 
 
 Derive = Callable[[dict, dict, dict], float]
-# study metric -> (evaluate() key, trusted only if evaluate() also reports this key, derivation
-# while it does not, what the derivation computes). env v1 adds the drop-aware keys together, so
-# the pooled ``p99_latency_s`` of v0 (completed requests only) is not taken as drop-aware.
-METRICS: dict[str, tuple[str, str | None, Derive | None, str]] = {
-    "drop_rate": ("drop_rate", None, _drop_rate, "requests_dropped / requests_arrived, pooled"),
-    "p99_latency_s": ("p99_latency_s", "drop_rate", _p99_with_drops,
-                      "p99 of completed requests plus each dropped request at the request "
-                      "timeout (its wait when dropped), pooled over windows"),
-    "goodput_rps": ("goodput_rps", None, _goodput,
-                    "SLO-meeting completed requests per second of simulated time"),
-    "slo_attainment": ("slo_attainment", None, _slo_attainment, "1 - slo_violation_rate"),
-    "cost_usd": ("cost_usd", None, None, "mean per window"),
+# study metric -> (evaluate() key, derivation where evaluate() does not report it, what the
+# derivation computes). evaluate()'s latency, drop and goodput figures are env v1's drop-aware
+# ones (envs/sim/metrics.py: a dropped request counts at the request timeout).
+METRICS: dict[str, tuple[str, Derive | None, str]] = {
+    "drop_rate": ("drop_rate", None, ""),
+    "p99_latency_s": ("p99_latency_s", None, ""),
+    "goodput_rps": ("goodput_rps", None, ""),
+    "slo_attainment": ("slo_attainment", _slo_attainment, "1 - slo_violation_rate"),
+    "cost_usd": ("cost_usd", None, ""),
 }  # fmt: skip
 
 
 def metric_values(row: dict, raw: dict, ctx: dict) -> tuple[dict, dict]:
     """``({metric: value}, {metric: source})`` of one policy's evaluate() result."""
     values, sources = {}, {}
-    for name, (key, needs, derive, what) in METRICS.items():
-        if key in row and (needs is None or needs in row):
+    for name, (key, derive, what) in METRICS.items():
+        if key in row:
             values[name], sources[name] = float(row[key]), f"evaluate() {key}"
         elif derive is not None:
             values[name], sources[name] = derive(row, raw, ctx), f"derived: {what}"

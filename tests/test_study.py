@@ -168,16 +168,12 @@ def test_unwritable_out_exits_2(tmp_path, capsys):
     assert "is not a folder" in capsys.readouterr().err
 
 
-def test_metric_mapping_takes_v1_keys_when_present():
-    row = {"per_episode": [{"requests_arrived": 10, "requests_dropped": 1, "slo_decided": 10,
-                            "slo_violations": 2}], "slo_violation_rate": 0.2, "cost_usd": 1.5,
-           "p99_latency_s": 3.0}  # fmt: skip
-    ctx = {"episode_s": 100.0, "timeout_s": 60.0}
-    raw = {"latencies": np.linspace(0, 1, 9)}
-    v0, src0 = study.metric_values(row, raw, ctx)
-    assert v0["drop_rate"] == 0.1 and v0["goodput_rps"] == pytest.approx(0.08)
-    assert v0["p99_latency_s"] == pytest.approx(np.percentile([*raw["latencies"], 60.0], 99))
-    assert src0["p99_latency_s"].startswith("derived") and src0["cost_usd"] == "evaluate() cost_usd"
-    v1, src1 = study.metric_values({**row, "drop_rate": 0.3, "goodput_rps": 7.0}, raw, ctx)
-    assert (v1["drop_rate"], v1["goodput_rps"], v1["p99_latency_s"]) == (0.3, 7.0, 3.0)
-    assert src1["p99_latency_s"] == "evaluate() p99_latency_s"
+def test_metric_mapping_takes_evaluates_drop_aware_keys():
+    row = {"slo_violation_rate": 0.2, "cost_usd": 1.5, "p99_latency_s": 3.0, "drop_rate": 0.3,
+           "goodput_rps": 7.0}  # fmt: skip
+    v, src = study.metric_values(row, {}, {})
+    assert (v["drop_rate"], v["goodput_rps"], v["p99_latency_s"]) == (0.3, 7.0, 3.0)
+    assert src["p99_latency_s"] == "evaluate() p99_latency_s"
+    assert v["slo_attainment"] == pytest.approx(0.8) and src["slo_attainment"].startswith("derived")
+    with pytest.raises(KeyError, match="drop_rate"):
+        study.metric_values({k: x for k, x in row.items() if k != "drop_rate"}, {}, {})
