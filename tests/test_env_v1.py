@@ -230,3 +230,35 @@ def test_info_counts_on_a_toy_known_answer():
     _, _, _, _, info = env.step(env.layout.noop)  # 20 -> 30
     assert info["requests_arrived"] == 3 and info["requests_completed"] == 3
     assert info["requests_dropped"] == info["requests_pending"] == 0
+
+
+def test_idle_statistics_in_the_observation_are_the_histogram_policys():
+    """envs.stats records idle times exactly as ``histogram`` does (so imitating it from the
+    observation is possible): with no warm-up, at every interval the policy's own histogram
+    equals the env's, and the idle_p5 / idle_p99 features are its 5th / 99th percentile bins."""
+    from envs import layout as L
+
+    env = ServerlessGPUEnv("small", episode_s=1200, warmup_s=0)
+    pol = make_policy("histogram", env=env)
+    obs, _ = env.reset(seed=3)
+    done, checked = False, 0
+    while not done:
+        a, _ = pol.predict(obs)
+        if env.focus == 0:
+            st = pol._state[0]
+            np.testing.assert_array_equal(st["bins"], env.stats.bins)
+            np.testing.assert_array_equal(st["oob"], env.stats.oob)
+            for m in range(env.M):
+                n = int(st["bins"][m].sum())
+                if n == 0:
+                    continue
+                cdf = np.cumsum(st["bins"][m]) / n
+                head = int(np.searchsorted(cdf, 0.05 - 1e-12))
+                tail = int(np.searchsorted(cdf, 0.99 - 1e-12))
+                row = env.model_features(m)
+                assert row[L.F["idle_p5"]] == pytest.approx(np.log1p(head * 60.0), rel=1e-6)
+                assert row[L.F["idle_p99"]] == pytest.approx(np.log1p((tail + 1) * 60.0), rel=1e-6)
+                assert row[L.F["idle_count"]] == pytest.approx(np.log1p(n + st["oob"][m]), rel=1e-6)
+                checked += 1
+        obs, _, _, done, _ = env.step(a)
+    assert checked > 0
