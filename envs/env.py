@@ -87,7 +87,7 @@ class ServerlessGPUEnv(gym.Env):
     refused, as ``action_space.contains`` refuses it), raises ``ValueError``.
 
     ## Observation Space
-    ``Box(0, 25, (29,), float32)``: ``layout.MODEL_FEATURES`` of the focused model, then
+    ``Box(0, 25, (28,), float32)``: ``layout.MODEL_FEATURES`` of the focused model, then
     ``layout.CLUSTER_FEATURES``.
 
     | feature | meaning |
