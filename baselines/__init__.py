@@ -11,12 +11,12 @@ their factories:
 | ``keepalive`` | fixed keep-alive (``keep_alive_s``, 600 = AWS Lambda, 1200 = Azure) | Shahrad et al. 2020 |
 | ``histogram`` | hybrid histogram pre-warm / keep-alive windows | Shahrad et al. 2020 |
 | ``kpa`` | Knative KPA (target concurrency, stable/panic windows, scale to zero) | Knative |
-| ``serverlessllm`` | startup-time-optimised placement (privileged) | Fu et al. OSDI 2024 |
+| ``serverlessllm`` | startup-time-optimised placement (the ``fastest`` rule) | Fu et al. OSDI 2024 |
 | ``overprovision`` | always-warm fleet sized for peak, never scales in | state of practice |
 | ``random`` | masked uniform random | sanity floor |
 
 Every policy needs ``bind(env)`` (or ``env=``) before ``predict``: it reads the scenario's static
-facts and the env's ``action_masks()``; privileged ones also read the simulator.
+facts and the env's masks; a privileged one (none is today) would also read the simulator.
 """
 
 from __future__ import annotations

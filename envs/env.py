@@ -96,7 +96,7 @@ class ServerlessGPUEnv(gym.Env):
     | queue, oldest_wait | log1p(waiting requests); oldest waiting request's wait / SLO, clipped to 10, / 10 |
     | warm_idle, warm_busy, loading | instances in each state / GPUs in the cluster |
     | mem_copies, pinned_copies | hosts holding the model in memory (pinned) / hosts |
-    | load_time | ``Simulator.best_load_s``: uncontended cold start from the tier the sourcing rule picks, / 60 s (clipped to 5) |
+    | load_time | ``Simulator.best_load_s``: uncontended cold start from the tier its cold start would use (the sourcing rule's nearest copy, or cloud under its ``cloud`` source rule), / 60 s (clipped to 5) |
     | slo, size | SLO / 5 s; weights / largest GPU memory |
     | since_last | log1p(seconds since the model's last request) |
     | idle_p5, idle_p99, idle_count | the model's idle-time histogram (what ``histogram`` uses): log1p of its 5th and 99th percentiles (s), log1p(idle times recorded) |

@@ -42,7 +42,7 @@ MODEL_FEATURES = (
     "loading",  # instances in a cold start / GPUs
     "mem_copies",  # hosts holding the model in memory / hosts
     "pinned_copies",  # of those, pinned by the policy / hosts
-    "load_time",  # Simulator.best_load_s / 60 s, clipped to 5
+    "load_time",  # Simulator.best_load_s (its standing rules' tier) / 60 s, clipped to 5
     "slo",  # SLO / 5 s
     "size",  # weights size / largest GPU memory
     "since_last",  # log1p(seconds since the model's last arrival), clipped

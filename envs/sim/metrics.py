@@ -13,7 +13,8 @@ window, so a policy cannot improve its tail by letting requests drop. A request'
   the timeout;
 * still queued at the end: its wait so far (a lower bound).
 
-A request meets its SLO when it was not dropped and that latency is within the model's SLO;
+A request meets its SLO when it was dispatched (completed or in service) within the model's
+SLO; one still queued at the end has not been served and does not count as meeting it.
 ``slo_attainment`` is the fraction of arrived requests that did, ``goodput_rps`` their number per
 second of the window, ``drop_rate`` the fraction dropped.
 """
@@ -68,7 +69,7 @@ def _request_metrics(sim, idx: np.ndarray, model: np.ndarray, duration: float) -
     out["mean_latency_s"] = float(lat.mean()) if lat.size else float("nan")
     st = sim.status[idx]
     dropped = st == DROPPED
-    met = int(np.count_nonzero(~dropped & (lat <= sim.slo[model])))
+    met = int(np.count_nonzero(~dropped & (st != PENDING) & (lat <= sim.slo[model])))
     n = int(idx.size)
     in_service = (st != PENDING) & ~dropped & (sim.finish_s[idx] > sim.now)
     n_drop = int(dropped.sum())

@@ -567,9 +567,10 @@ class Simulator:
         return wait
 
     def best_load_s(self, m: int) -> float:
-        """Uncontended cold-start time of ``m`` where the ``locality`` rule would put it now
-        (the configured sourcing rule's tier on that host); with no free GPU that fits, the best
-        over every host that fits. The env's ``load_time`` feature."""
+        """Uncontended cold-start time of ``m`` where the ``locality`` rule would put it now,
+        from the tier its cold start would load from there (the sourcing rule's nearest copy, or
+        cloud storage under the model's ``cloud`` source rule); with no free GPU that fits, the
+        best over every host that fits. The env's ``load_time`` feature."""
         if self._tables is None:
             t = _TABLES.get(self.cfg)
             if t is None:
@@ -577,9 +578,10 @@ class Simulator:
                     _TABLES.clear()
                 t = _TABLES[self.cfg] = self.load_time_tables()
             self._tables = (t["local_mem"], t["remote_mem"], t["disk"], t["cloud"])
+        mem, disk, has_disk, cache, pool, cloud_only = self._rule_args()
         return sourcing.best_load(
-            m, self.free_per_host, self.fits[m], *self._rule_args(), self._out_transfers,
-            *self._tables,
+            m, self.free_per_host, self.fits[m], mem, disk, has_disk, cache, pool,
+            cloud_only or self.rule_source[m] == "cloud", self._out_transfers, *self._tables,
         )  # fmt: skip
 
     def scale_up(self, m: int, host: int | None = None, source: str | None = None) -> Instance:
