@@ -80,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Train an SB3 agent on coldstart/ServerlessGPU-v1, then compare it with every "
             "reference heuristic on held-out windows. With no arguments: MaskablePPO on the "
-            "'small' scenario for 800k steps, about 5 minutes on 2 CPU cores (measured 4 min 39 s)."
+            "'small' scenario for 300k steps, about 4 minutes on 2 CPU cores (measured 3 min 40 s)."
         ),
         epilog=(
             "examples:\n"
