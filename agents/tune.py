@@ -174,6 +174,9 @@ def run_sweep(
         job_argv(j, ".")  # validate before anything starts
     path = Path(storage_path).resolve() / name
     stored = path / CONFIGS_FILE
+    restore = resume and tune.Tuner.can_restore(str(path))
+    if restore and stored.is_file() and json.loads(stored.read_text()) != jobs:
+        raise ValueError(f"{path} holds a sweep of other jobs; pass resume=False or another name")
     started = not ray.is_initialized()
     if started:
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -186,11 +189,7 @@ def run_sweep(
             ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
     try:
         trainable = tune.with_resources(sb3_trainable, {"cpu": cpus_per_trial})
-        if resume and tune.Tuner.can_restore(str(path)):
-            if stored.is_file() and json.loads(stored.read_text()) != jobs:
-                raise ValueError(
-                    f"{path} holds a sweep of other jobs; pass resume=False or another name"
-                )
+        if restore:
             tuner = tune.Tuner.restore(str(path), trainable, resume_errored=True)
         else:
             indexed = [{"index": i, **j} for i, j in enumerate(jobs)]

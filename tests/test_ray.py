@@ -240,26 +240,24 @@ def test_rllib_on_two_nodes_checkpoint_worker_death_resume_and_adapter(cluster, 
     assert res["policies"]["rllib"]["invalid_actions"] == 0
 
 
-def test_bad_input_exits_2_with_one_line(tmp_path):
+def test_bad_input_exits_2_with_one_line(tmp_path, capsys):
+    from agents.rllib_train import main
 
     port = _free_port()  # nothing listens there
-    cases = [
-        (["--address", f"127.0.0.1:{port}"], "no Ray cluster answers"),
-        (["--engine", "rlib"], "did you mean 'rllib'"),
-        (["--resume", str(tmp_path)], "not an RLlib checkpoint"),
-        (["--num-env-runners", "-1"], ">= 0"),
-    ]
-    for argv, expect in cases:
-        r = subprocess.run([sys.executable, "-m", "agents.rllib_train", "--logdir", str(tmp_path / "runs"), *argv],
-                           cwd=ROOT, capture_output=True, text=True)  # fmt: skip
-        assert r.returncode == 2, (argv, r.stderr)
-        assert len(r.stderr.strip().splitlines()) == 1 and expect in r.stderr, (argv, r.stderr)
-    assert not (tmp_path / "runs").exists()  # nothing written
-
-    # An RLlib checkpoint of another env: RLlib's files, no coldstart meta.
-    foreign = tmp_path / "cartpole_ckpt"
+    foreign = tmp_path / "cartpole_ckpt"  # RLlib's marker file, but no coldstart meta
     foreign.mkdir()
     (foreign / "rllib_checkpoint.json").write_text('{"type": "Algorithm"}')
-    r = subprocess.run([sys.executable, "-m", "agents.rllib_train", "--resume", str(foreign)],
-                       cwd=ROOT, capture_output=True, text=True)  # fmt: skip
-    assert r.returncode == 2 and "without coldstart_meta.json" in r.stderr, r.stderr
+    cases = [
+        (["--address", f"127.0.0.1:{port}"], "no Ray cluster answers"),
+        (["--address", "nohostport"], "expected host:port"),
+        (["--engine", "rlib"], "did you mean 'rllib'"),
+        (["--resume", str(tmp_path / "nothing")], "not an RLlib checkpoint"),
+        (["--resume", str(foreign)], "without coldstart_meta.json"),
+        (["--num-env-runners", "-1"], ">= 0"),
+        (["--scenario", "smal"], "smal"),
+    ]
+    for argv, expect in cases:
+        assert main(["--logdir", str(tmp_path / "runs"), *argv]) == 2, argv
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and expect in err, (argv, err)
+    assert not (tmp_path / "runs").exists()  # nothing written
