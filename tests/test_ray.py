@@ -27,10 +27,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install -e '.[ray]')")
+# `make test-ray` (and so CI) sets COLDSTART_REQUIRE_RAY=1: there a missing extra or a
+# namespace that did not take is an error, not a skip.
+REQUIRED = os.environ.get("COLDSTART_REQUIRE_RAY") == "1"
+if REQUIRED:
+    import ray  # noqa: F401
+else:
+    pytest.importorskip("ray", reason="the ray extra is not installed (pip install -e '.[ray]')")
 
 ROOT = Path(__file__).resolve().parents[1]
 ONLY_LOOPBACK = {name for _, name in socket.if_nameindex()} <= {"lo"}
+if REQUIRED and not ONLY_LOOPBACK:
+    raise RuntimeError(
+        "COLDSTART_REQUIRE_RAY=1 but interfaces other than lo exist: run in `unshare -n`"
+    )
 pytestmark = [
     pytest.mark.ray,
     pytest.mark.skipif(
@@ -137,7 +147,7 @@ class Cluster:
                 os.killpg(p.pid, signal.SIGTERM)
         for p in self.procs:
             try:
-                p.wait(timeout=30)
+                p.wait(timeout=10)  # a node drains a few seconds after SIGTERM
             except subprocess.TimeoutExpired:
                 os.killpg(p.pid, signal.SIGKILL)
                 p.wait()
@@ -238,26 +248,3 @@ def test_rllib_on_two_nodes_checkpoint_worker_death_resume_and_adapter(cluster, 
     res = evaluate("small", {"rllib": policy}, episodes=1, seed=10_000, split="eval")
     assert np.isfinite(res["policies"]["rllib"]["episode_reward"])
     assert res["policies"]["rllib"]["invalid_actions"] == 0
-
-
-def test_bad_input_exits_2_with_one_line(tmp_path, capsys):
-    from agents.rllib_train import main
-
-    port = _free_port()  # nothing listens there
-    foreign = tmp_path / "cartpole_ckpt"  # RLlib's marker file, but no coldstart meta
-    foreign.mkdir()
-    (foreign / "rllib_checkpoint.json").write_text('{"type": "Algorithm"}')
-    cases = [
-        (["--address", f"127.0.0.1:{port}"], "no Ray cluster answers"),
-        (["--address", "nohostport"], "expected host:port"),
-        (["--engine", "rlib"], "did you mean 'rllib'"),
-        (["--resume", str(tmp_path / "nothing")], "not an RLlib checkpoint"),
-        (["--resume", str(foreign)], "without coldstart_meta.json"),
-        (["--num-env-runners", "-1"], ">= 0"),
-        (["--scenario", "smal"], "smal"),
-    ]
-    for argv, expect in cases:
-        assert main(["--logdir", str(tmp_path / "runs"), *argv]) == 2, argv
-        err = capsys.readouterr().err
-        assert len(err.strip().splitlines()) == 1 and expect in err, (argv, err)
-    assert not (tmp_path / "runs").exists()  # nothing written

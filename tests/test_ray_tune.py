@@ -9,9 +9,7 @@ import json
 
 import pytest
 
-pytest.importorskip("ray", reason="the ray extra is not installed (pip install -e '.[ray]')")
-
-from tests.test_ray import pytestmark  # noqa: E402,F401  (marker and loopback-only skip)
+from tests.test_ray import pytestmark  # noqa: E402,F401  (the extra, marker, loopback-only skip)
 
 JOB = {"algo": "maskable_ppo", "timesteps": 128, "n_envs": 1, "eval_freq": 0, "eval_episodes": 1,
        "checkpoint_freq": 0, "hp": {"n_steps": 64, "batch_size": 64, "n_epochs": 1}}  # fmt: skip
