@@ -13,6 +13,7 @@ group, one shared auth token, and only those two groups are stopped at the end (
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -74,6 +75,13 @@ def _children(pid: int) -> list[int]:
         out += kids
         todo += kids
     return out
+
+
+def _start_time(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def _cmdline(pid: int) -> str:
@@ -142,15 +150,23 @@ class Cluster:
         return [c for c in pids if "SingleAgentEnvRunner" in _cmdline(c)]
 
     def stop(self) -> None:
-        for p in self.procs:  # only the process groups this test started
+        """SIGTERM to the two process groups this test started, then SIGKILL to whatever of
+        them (by pid, listed before) is still there after a short drain."""
+        ours = [(c, _start_time(c)) for p in self.procs for c in _children(p.pid)]
+        for p in self.procs:
             if p.poll() is None:
                 os.killpg(p.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 8  # a node drains a few seconds after SIGTERM
         for p in self.procs:
             try:
-                p.wait(timeout=10)  # a node drains a few seconds after SIGTERM
+                p.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 os.killpg(p.pid, signal.SIGKILL)
                 p.wait()
+        for pid, started in ours:  # the same process (start time), not a reused pid
+            if started is not None and _start_time(pid) == started:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
 
 
 @pytest.fixture(scope="module")
@@ -179,7 +195,7 @@ def _scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
     return out
 
 
-def test_rllib_on_two_nodes_checkpoint_worker_death_resume_and_adapter(cluster, tmp_path):
+def test_rllib_on_two_nodes_checkpoint_worker_death_resume_and_adapter(cluster, tmp_path, capsys):
     """2 env runners (one per node) through --address: two iterations checkpointed, no masked
     action taken, a killed env runner reported with its error, resume, then the adapter."""
     from agents.rllib_policy import is_rllib_checkpoint, load_rllib_policy
@@ -213,15 +229,15 @@ def test_rllib_on_two_nodes_checkpoint_worker_death_resume_and_adapter(cluster, 
     assert len(masked) >= 2 and all(v == 0 for _, v in masked)
 
     # A checkpoint of another scenario (or seed) is refused before Ray starts.
+    from agents.rllib_train import main
+
     for argv, expect in (
-        (["--scenario", "paper"], "--scenario 'small'"),
-        (["--seed", "7"], "--seed 0"),
+        (("--scenario", "paper"), "--scenario 'small'"),
+        (("--seed", "7"), "--seed 0"),
     ):
-        r = subprocess.run([sys.executable, "-m", "agents.rllib_train", "--resume", str(run_dir), *argv],
-                           cwd=ROOT, capture_output=True, text=True)  # fmt: skip
-        assert r.returncode == 2 and expect in r.stderr and len(r.stderr.splitlines()) == 1, (
-            r.stderr
-        )
+        assert main(["--resume", str(run_dir), *argv]) == 2
+        err = capsys.readouterr().err
+        assert expect in err and len(err.strip().splitlines()) == 1, err
 
     # Resume from the last complete checkpoint to 4 iterations, on the same cluster.
     proc = _train(cluster, tmp_path, "--resume", str(run_dir), "--timesteps", str(4 * BATCH))
