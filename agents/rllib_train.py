@@ -255,6 +255,8 @@ def init_ray(args: dict) -> None:
         log_to_driver=bool(args["verbose"]),
         logging_level=logging.WARNING if args["verbose"] else logging.ERROR,
     )
+    # RLlib logs deprecation notices of its own example module at WARNING on every start.
+    logging.getLogger("ray.rllib").setLevel(kw["logging_level"])
     if args["address"]:
         try:
             ray.init(address=args["address"], **kw)
