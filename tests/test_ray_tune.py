@@ -6,6 +6,7 @@ Loopback only, like tests/test_ray.py: run inside ``unshare -n`` (``make test-ra
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -25,28 +26,36 @@ def test_bad_job_is_refused_before_ray_starts(tmp_path):
     assert not ray.is_initialized()
 
 
-def test_two_trial_sweep_then_restore(tmp_path, monkeypatch):
+def test_two_trial_sweep_resumed_after_a_failed_trial(tmp_path, monkeypatch):
+    """Job 1's scenario file does not exist yet, so its trial errors; once the file is there,
+    the same call restores the sweep: job 0 (finished) is kept, job 1 runs again and finishes."""
     from agents.tune import run_sweep
 
     monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
-    jobs = [{**JOB, "seed": 0}, {**JOB, "seed": 1, "override": {"episode_s": 600}}]
+    scenario = tmp_path / "mine.yaml"
+    jobs = [{**JOB, "seed": 0}, {**JOB, "seed": 1, "scenario": str(scenario)}]
     rows = run_sweep(jobs, storage_path=tmp_path, name="s")
-    assert [r["status"] for r in rows] == ["TERMINATED", "TERMINATED"], rows
-    for row, job in zip(rows, jobs, strict=True):
-        assert row["job"] == job and row["error"] is None
-        results = json.loads(
-            (tmp_path / "s").glob("job_*/runs/*/results.json").__next__().read_text()
-        )
-        assert "maskable_ppo" in results["policies"]
-        assert row["references"] >= 1 and 0 <= row["references_beaten"] <= row["references"]
-    # In job order: the seed is in the run folder's name, episode_s in its results.
-    assert "__0__" in rows[0]["run_dir"] and "__1__" in rows[1]["run_dir"]
-    logs = sorted((tmp_path / "s").glob("job_*/train.log"))
-    assert len(logs) == 2 and all(p.read_text().count("Training maskable_ppo") == 1 for p in logs)
+    assert [r["status"] for r in rows] == ["TERMINATED", "ERROR"], rows
+    assert "exited with status 2" in rows[1]["error"] and "mine.yaml" in rows[1]["error"]
+    first = rows[0]
+    assert first["job"] == jobs[0] and first["error"] is None
+    results = json.loads((Path(first["run_dir"]) / "results.json").read_text())
+    assert first["episode_reward"] == results["policies"]["maskable_ppo"]["episode_reward"]
+    assert first["references"] >= 1 and 0 <= first["references_beaten"] <= first["references"]
+    log0 = tmp_path / "s" / "job_000" / "train.log"
+    assert log0.read_text().count("Training maskable_ppo") == 1
 
-    # The same sweep again: restored from its folder, finished trials not run again.
+    from envs.scenarios import PRESET_DIR
+
+    scenario.write_text(
+        (PRESET_DIR / "small.yaml").read_text().replace("episode_s: 1200", "episode_s: 600")
+    )
     again = run_sweep(jobs, storage_path=tmp_path, name="s")
-    assert again == rows
-    assert all(p.read_text().count("Training maskable_ppo") == 1 for p in logs)
+    assert [r["status"] for r in again] == ["TERMINATED", "TERMINATED"], again
+    assert again[0] == first  # kept, not run again
+    assert log0.read_text().count("Training maskable_ppo") == 1
+    assert "__1__" in again[1]["run_dir"]  # the seed is in the run folder's name
+    done = json.loads((Path(again[1]["run_dir"]) / "results.json").read_text())
+    assert done["episode_s"] == 600.0
     with pytest.raises(ValueError, match="other jobs"):
         run_sweep(jobs[:1], storage_path=tmp_path, name="s")
