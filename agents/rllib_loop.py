@@ -13,7 +13,9 @@ results are written under SB3's names: ``rollout/ep_rew_mean``, ``rollout/ep_len
 from __future__ import annotations
 
 import math
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -85,7 +87,8 @@ def train(cfg: SimpleNamespace, build_config, save_checkpoint) -> int:
     """Build (or restore) the algorithm and train to ``--timesteps``; returns the exit status.
 
     A Ray error during an iteration (a worker that died, an exception in the env) ends the run
-    with status 1 and one line naming the error and the last checkpoint to resume from.
+    with status 1 and one line naming the error and the last checkpoint to resume from. SIGINT
+    or SIGTERM lets the iteration finish, checkpoints and returns 0 (a second one stops at once).
     """
     import ray
     from stable_baselines3.common.logger import configure
@@ -127,8 +130,19 @@ def train(cfg: SimpleNamespace, build_config, save_checkpoint) -> int:
         )  # fmt: skip
         evaluator.init_callback(view)
     last_saved, t_start = done, time.perf_counter()
+    stop: list[str] = []
+
+    def on_signal(signum, frame):  # finish the iteration, checkpoint, exit 0 (as the SB3 path)
+        stop.append(signal.Signals(signum).name)
+        signal.signal(
+            signum, signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL
+        )
+
+    main_thread = threading.current_thread() is threading.main_thread()  # else no handlers
+    sigs = (signal.SIGINT, signal.SIGTERM) if main_thread else ()
+    old = {s: signal.signal(s, on_signal) for s in sigs}
     try:
-        while view.num_timesteps < args["timesteps"]:
+        while view.num_timesteps < args["timesteps"] and not stop:
             t0 = time.perf_counter()
             try:
                 result = algo.train()
@@ -166,6 +180,10 @@ def train(cfg: SimpleNamespace, build_config, save_checkpoint) -> int:
             last_ckpt = save_checkpoint(algo, cfg, view.num_timesteps)
         dt = time.perf_counter() - t_start
         print(f"Trained to {view.num_timesteps} steps in {dt:.0f} s; checkpoint: {last_ckpt}")
+        if stop:
+            print(f"Stopped by {stop[0]}; resume with:\n"
+                  f"  python train.py --engine rllib --resume {cfg.run_dir}")  # fmt: skip
+            return 0
         if not args["no_final_eval"]:
             from .training import final_evaluation
 
@@ -175,5 +193,7 @@ def train(cfg: SimpleNamespace, build_config, save_checkpoint) -> int:
             )  # fmt: skip
         return 0
     finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
         logger.close()
         algo.stop()
