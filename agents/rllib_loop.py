@@ -94,7 +94,7 @@ def train(cfg: SimpleNamespace, build_config, save_checkpoint) -> int:
     from stable_baselines3.common.logger import configure
 
     from .callbacks import ClusterMetricsCallback, HeldOutEvalCallback, HyperparamsCallback
-    from .rllib_train import ALGO, FINAL_INFO_KEY, HIDDEN, PPO, policy_of
+    from .rllib_train import ALGO, FINAL_INFO_KEY, HIDDEN, PPO, policy_of, ppo_overrides
 
     args, meta = cfg.args, cfg.meta
     done = int(meta["env_steps"])
@@ -113,12 +113,8 @@ def train(cfg: SimpleNamespace, build_config, save_checkpoint) -> int:
     view.num_timesteps = done
     cluster = ClusterMetricsCallback()
     cluster.init_callback(view)
-    hp = {
-        "algo": ALGO,
-        **PPO,
-        "fcnet_hiddens": HIDDEN,
-        "train_batch_size": args["train_batch_size"],
-    }
+    hp = {"algo": ALGO, **PPO, **ppo_overrides(args.get("hp") or [])}
+    hp.update(fcnet_hiddens=HIDDEN, train_batch_size=args["train_batch_size"])
     hyper = HyperparamsCallback(hp, {k: v for k, v in args.items() if k != "resume"})
     hyper.init_callback(view)
     hyper.on_training_start({}, {})

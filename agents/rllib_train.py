@@ -62,10 +62,11 @@ DEFAULTS: dict[str, Any] = {
     "eval_episodes": 5,
     "checkpoint_freq": 50_000,
     "train_batch_size": 2048,
+    "hp": [],
     "no_final_eval": False,
     "verbose": 0,
 }
-FIXED_ON_RESUME = ("scenario", "override", "seed", "train_batch_size")
+FIXED_ON_RESUME = ("scenario", "override", "seed", "train_batch_size", "hp")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -136,6 +137,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         help="env steps per PPO update (default: 2048, as the SB3 default)",
     )
+    a(
+        "--hp",
+        action="append",
+        metavar="KEY=VALUE",
+        help="PPO setting over the defaults, repeatable: lr=1e-4, num_epochs=5, use_kl_loss=false "
+        "(PPOConfig.training keywords)",
+    )
     a("--no-final-eval", action="store_true", default=None, help="skip the final comparison")
     a("-v", "--verbose", type=int, help="1: a line per iteration and Ray's worker logs")
     return p
@@ -189,6 +197,7 @@ def prepare(argv: list[str] | None) -> SimpleNamespace:
         if args[k] < 0:
             raise UsageError(f"--{k.replace('_', '-')} must be >= 0, got {args[k]}")
     overrides = scenario_overrides({**args, "trace": None, "time_col": None, "model_col": None})
+    ppo_overrides(args["hp"])  # validate
     probe = make_env(env_config(args["scenario"], "train", overrides))
     shape = {"n_actions": int(probe.action_space.n),
              "obs_shape": list(probe.observation_space["observations"].shape)}  # fmt: skip
@@ -213,6 +222,30 @@ def prepare(argv: list[str] | None) -> SimpleNamespace:
     )
 
 
+def ppo_overrides(items: list[str]) -> dict[str, Any]:
+    """``--hp`` items as ``PPOConfig.training`` keywords.
+
+    Raises:
+        UsageError: A malformed item or a key that is not a PPOConfig setting.
+    """
+    from .hyperparams import parse_assignments
+
+    try:
+        hp = parse_assignments(items, "--hp")
+    except ValueError as e:
+        raise UsageError(e) from None
+    if hp:
+        from ray.rllib.algorithms.ppo import PPOConfig
+
+        known = sorted(k for k in vars(PPOConfig()) if not k.startswith("_"))
+        for k in hp:
+            if k not in known:
+                close = difflib.get_close_matches(k, known, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise UsageError(f"--hp {k}: not a PPOConfig setting{hint}")
+    return hp
+
+
 def build_config(cfg: SimpleNamespace, seed: int):
     """The ``PPOConfig`` of a run (env, runners, masking RLModule, metrics callback)."""
     from ray.rllib.algorithms.ppo import PPOConfig
@@ -227,7 +260,8 @@ def build_config(cfg: SimpleNamespace, seed: int):
         .environment(register(), env_config=env_config(args["scenario"], "train", cfg.overrides))
         .env_runners(num_env_runners=args["num_env_runners"], num_envs_per_env_runner=1)
         .training(train_batch_size_per_learner=args["train_batch_size"],
-                  **{**PPO, "minibatch_size": min(PPO["minibatch_size"], args["train_batch_size"])})
+                  **{**PPO, "minibatch_size": min(PPO["minibatch_size"], args["train_batch_size"]),
+                     **ppo_overrides(args.get("hp") or [])})
         .rl_module(rl_module_spec=RLModuleSpec(
             module_class=ActionMaskingTorchRLModule,
             model_config={"fcnet_hiddens": HIDDEN, "head_fcnet_hiddens": [], "vf_share_layers": False}))

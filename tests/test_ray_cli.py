@@ -94,6 +94,16 @@ def test_bad_input_exits_2_with_one_line(tmp_path, capsys):
     assert not (tmp_path / "runs").exists()  # nothing written
 
 
+def test_unknown_ppo_setting_exits_2(tmp_path, capsys):
+    pytest.importorskip("ray", reason="the names come from RLlib's PPOConfig")
+    from agents.rllib_train import main
+
+    assert main(["--logdir", str(tmp_path / "runs"), "--hp", "num_epoch=3"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "did you mean 'num_epochs'" in err, err
+    assert not (tmp_path / "runs").exists()
+
+
 def test_sweep_job_flags():
     from agents.tune import job_argv
 
