@@ -28,7 +28,7 @@ from .wrappers import DiscreteActions, EpisodeLatencies
 
 ENV_ID = "coldstart/ServerlessGPU-v0"
 RLLIB_ENV_NAME = "coldstart_masked"  # the name registered with ray.tune.registry.register_env
-CONFIG_KEYS = ("scenario", "split", "overrides")
+CONFIG_KEYS = ("scenario", "split", "overrides", "normalize_reward")
 
 
 def discrete_view(env: gym.Env) -> gym.Env:
@@ -54,7 +54,8 @@ class ActionMaskObservation(gym.Wrapper):
 
     ``info["masked_actions_taken"]`` counts, over the episode, the actions received that the
     mask of the observation they answered had ruled out (0 under the masking RLModule; the test
-    of the Ray path asserts it on every sampled episode).
+    of the Ray path asserts it on every sampled episode). The final step's
+    ``info["episode_reward"]`` is the episode's return in the env's own units.
     """
 
     def __init__(self, env: gym.Env) -> None:
@@ -76,6 +77,7 @@ class ActionMaskObservation(gym.Wrapper):
         )
         self._mask = np.ones(n, dtype=bool)
         self.masked_actions_taken = 0
+        self.episode_reward = 0.0
 
     def action_masks(self) -> np.ndarray:
         return self._masks_fn()
@@ -87,6 +89,7 @@ class ActionMaskObservation(gym.Wrapper):
     def reset(self, **kwargs):
         obs, info = self.env.reset(**kwargs)
         self.masked_actions_taken = 0
+        self.episode_reward = 0.0
         return self._observe(obs), info
 
     def step(self, action):
@@ -95,22 +98,30 @@ class ActionMaskObservation(gym.Wrapper):
             self.masked_actions_taken += 1
         obs, reward, terminated, truncated, info = self.env.step(a)
         info["masked_actions_taken"] = self.masked_actions_taken
+        self.episode_reward += float(reward)
+        if terminated or truncated:
+            info["episode_reward"] = self.episode_reward  # the env's, whatever scales it above
         return self._observe(obs), reward, terminated, truncated, info
 
 
 def env_config(
-    scenario: str = "small", split: str = "train", overrides: Mapping | None = None
+    scenario: str = "small",
+    split: str = "train",
+    overrides: Mapping | None = None,
+    normalize_reward: bool = False,
 ) -> dict:
     """The ``env_config`` dict :func:`make_env` takes (what RLlib ships to its env runners)."""
-    return {"scenario": scenario, "split": split, "overrides": dict(overrides or {})}
+    return {"scenario": scenario, "split": split, "overrides": dict(overrides or {}),
+            "normalize_reward": bool(normalize_reward)}  # fmt: skip
 
 
 def make_env(config: Mapping | None = None) -> gym.Env:
     """The env of the Ray path: ``gym.make(ENV_ID)`` -> ``EpisodeLatencies`` -> discrete view ->
-    :class:`ActionMaskObservation`.
+    :class:`ActionMaskObservation` (-> ``NormalizeReward`` with ``normalize_reward``).
 
     Args:
-        config: :func:`env_config`'s keys (``scenario``, ``split``, ``overrides``); RLlib passes
+        config: :func:`env_config`'s keys (``scenario``, ``split``, ``overrides``,
+            ``normalize_reward``); RLlib passes
             an ``EnvContext`` (a dict with the runner's index), whose other attributes are unused.
 
     Raises:
@@ -128,7 +139,12 @@ def make_env(config: Mapping | None = None) -> gym.Env:
         split=cfg.get("split", "train"),
         **dict(cfg.get("overrides") or {}),
     )
-    return ActionMaskObservation(discrete_view(EpisodeLatencies(env)))
+    env = ActionMaskObservation(discrete_view(EpisodeLatencies(env)))
+    if cfg.get("normalize_reward"):
+        # Running scale of the discounted return (what SB3's VecNormalize(norm_reward) does),
+        # per env; training only: it changes what the learner sees, not what the policy reads.
+        env = gym.wrappers.NormalizeReward(env, gamma=0.99)
+    return env
 
 
 def register() -> str:

@@ -53,10 +53,10 @@ def record_iteration(
 ) -> None:
     """RLlib's result of one iteration under SB3's key names (see the module docstring)."""
     runners = result.get("env_runners", {})
-    for src, dst in (
-        ("episode_return_mean", "rollout/ep_rew_mean"),
-        ("episode_len_mean", "rollout/ep_len_mean"),
-    ):
+    returns = [float(i["episode_reward"]) for i in infos if "episode_reward" in i]
+    if returns:  # the env's units (RLlib's own mean is of the rewards the learner saw)
+        logger.record("rollout/ep_rew_mean", float(np.mean(returns)))
+    for src, dst in (("episode_len_mean", "rollout/ep_len_mean"),):
         if _finite(runners.get(src)):
             logger.record(dst, float(runners[src]))
     taken = [float(i["masked_actions_taken"]) for i in infos if "masked_actions_taken" in i]

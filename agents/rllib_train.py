@@ -63,10 +63,11 @@ DEFAULTS: dict[str, Any] = {
     "checkpoint_freq": 50_000,
     "train_batch_size": 2048,
     "hp": [],
+    "normalize_reward": False,
     "no_final_eval": False,
     "verbose": 0,
 }
-FIXED_ON_RESUME = ("scenario", "override", "seed", "train_batch_size", "hp")
+FIXED_ON_RESUME = ("scenario", "override", "seed", "train_batch_size", "hp", "normalize_reward")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -143,6 +144,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="PPO setting over the defaults, repeatable: lr=1e-4, num_epochs=5, use_kl_loss=false "
         "(PPOConfig.training keywords)",
+    )
+    a(
+        "--normalize-reward",
+        action=argparse.BooleanOptionalAction,
+        help="scale training rewards by a running std of the return (gymnasium NormalizeReward; "
+        "default: off)",
     )
     a("--no-final-eval", action="store_true", default=None, help="skip the final comparison")
     a("-v", "--verbose", type=int, help="1: a line per iteration and Ray's worker logs")
@@ -257,7 +264,8 @@ def build_config(cfg: SimpleNamespace, seed: int):
     args = cfg.args
     return (
         PPOConfig()
-        .environment(register(), env_config=env_config(args["scenario"], "train", cfg.overrides))
+        .environment(register(), env_config=env_config(
+            args["scenario"], "train", cfg.overrides, args.get("normalize_reward", False)))
         .env_runners(num_env_runners=args["num_env_runners"], num_envs_per_env_runner=1)
         .training(train_batch_size_per_learner=args["train_batch_size"],
                   **{**PPO, "minibatch_size": min(PPO["minibatch_size"], args["train_batch_size"]),

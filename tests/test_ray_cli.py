@@ -57,6 +57,25 @@ def test_masked_actions_taken_counts_exactly_the_masked_picks(env, seed, take_ma
         assert masked_picks == 0
 
 
+def test_normalized_rewards_leave_the_reported_return_in_env_units():
+    plain, scaled = (
+        make_env(env_config("small")),
+        make_env(env_config("small", normalize_reward=True)),
+    )
+    plain.reset(seed=5)
+    scaled.reset(seed=5)
+    total, seen, done = 0.0, [], False
+    while not done:
+        _, r, term, trunc, info = plain.step(0)
+        _, r2, _, _, info2 = scaled.step(0)
+        total += r
+        seen.append((r, r2))
+        done = term or trunc
+    assert info["episode_reward"] == pytest.approx(total)
+    assert info2["episode_reward"] == pytest.approx(total)  # the env's units, not the learner's
+    assert any(abs(a - b) > 1e-6 for a, b in seen)  # the learner did see other rewards
+
+
 def test_wrapper_and_factory_refuse_what_they_cannot_serve():
     import gymnasium as gym
 
