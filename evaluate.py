@@ -129,8 +129,10 @@ def run(args) -> int:
     agents = []
     for path in args.model:
         from agents.loading import load_agent
+        from agents.rllib_policy import is_rllib_checkpoint, load_rllib_policy
 
-        agent = load_agent(path)
+        # An RLlib checkpoint (train.py --engine rllib) or an SB3 model: one predict() either way.
+        agent = load_rllib_policy(path) if is_rllib_checkpoint(path) else load_agent(path)
         agents.append((path, agent))
         name = str(getattr(agent, "name", None) or Path(path).stem)
         base, k = name, 2
@@ -155,7 +157,10 @@ def run(args) -> int:
         probe = make_env(args.scenario, args.split, overrides)
         try:
             for path, agent in agents:
-                check_compatible(agent, probe.unwrapped, f"--model {path!r}")
+                if hasattr(agent, "model"):  # SB3
+                    check_compatible(agent, probe.unwrapped, f"--model {path!r}")
+                else:  # RLlib: bind() checks the action count and observation shape
+                    agent.bind(probe.unwrapped)
         finally:
             probe.close()
     results = evaluate(

@@ -7,13 +7,9 @@ smallest float) to the action logits, so a masked action has probability exactly
 :class:`ActionMaskObservation` builds that ``Dict`` from any env with a ``Discrete(n)`` action
 space and ``action_masks() -> bool[n]``; the env itself is unchanged.
 
-Every env the Ray path uses (RLlib's env runners, the benchmark, the policy adapter) comes from
-:func:`make_env` / :func:`discrete_view`, so moving to another env version is one line each:
-
-* today: ``coldstart/ServerlessGPU-v0`` (``MultiDiscrete``) seen through
-  :class:`agents.wrappers.DiscreteActions` (``Discrete`` composite actions + ``action_masks()``);
-* env v1 (``Discrete`` + ``action_masks()`` natively): ``ENV_ID = "coldstart/ServerlessGPU-v1"``
-  and ``discrete_view`` returns its argument.
+Every env the Ray path uses (RLlib's env runners, the benchmark) comes from :func:`make_env`:
+``coldstart/ServerlessGPU-v1``, whose own ``Discrete`` space and ``action_masks()`` are what the
+module needs (no action wrapper).
 """
 
 from __future__ import annotations
@@ -24,26 +20,12 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from .wrappers import DiscreteActions, EpisodeLatencies
+from envs import ENV_ID
 
-ENV_ID = "coldstart/ServerlessGPU-v0"
+from .wrappers import EpisodeLatencies
+
 RLLIB_ENV_NAME = "coldstart_masked"  # the name registered with ray.tune.registry.register_env
 CONFIG_KEYS = ("scenario", "split", "overrides", "normalize_reward")
-
-
-def discrete_view(env: gym.Env) -> gym.Env:
-    """``env`` with a ``Discrete`` action space and ``action_masks()`` over it.
-
-    A wrapper holds no simulator state of its own, so a view built around a live env (the
-    evaluation's raw env) reads that env's masks as it steps.
-    """
-    return DiscreteActions(env)
-
-
-def env_action(view: gym.Env, action: int):
-    """The action of the env under ``view`` for the view's ``Discrete`` action ``action``."""
-    table = getattr(view, "table", None)
-    return int(action) if table is None else table[int(action)]
 
 
 class ActionMaskObservation(gym.Wrapper):
@@ -139,7 +121,7 @@ def make_env(config: Mapping | None = None) -> gym.Env:
         split=cfg.get("split", "train"),
         **dict(cfg.get("overrides") or {}),
     )
-    env = ActionMaskObservation(discrete_view(EpisodeLatencies(env)))
+    env = ActionMaskObservation(EpisodeLatencies(env))
     if cfg.get("normalize_reward"):
         # Running scale of the discounted return (what SB3's VecNormalize(norm_reward) does),
         # per env; training only: it changes what the learner sees, not what the policy reads.

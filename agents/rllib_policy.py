@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from .rllib_env import ENV_ID, discrete_view, env_action
+from .rllib_env import ENV_ID
 
 META_FILE = "coldstart_meta.json"
 RLLIB_FILE = "rllib_checkpoint.json"
@@ -105,7 +105,7 @@ class RLlibPolicy:
             ValueError: The env's action count or observation shape is not the checkpoint's.
         """
         envs = list(env) if isinstance(env, (list, tuple)) else [env]
-        views = [discrete_view(getattr(e, "unwrapped", e)) for e in envs]
+        views = [getattr(e, "unwrapped", e) for e in envs]
         n, shape = int(views[0].action_space.n), list(views[0].observation_space.shape)
         want_n, want_shape = self.meta.get("n_actions"), self.meta.get("obs_shape")
         if n != want_n or shape != want_shape:
@@ -144,8 +144,8 @@ class RLlibPolicy:
             idx = logits.argmax(dim=-1)
         else:
             idx = torch.distributions.Categorical(logits=logits).sample()
-        acts = [env_action(v, i) for v, i in zip(views, idx.tolist(), strict=True)]
-        return (acts[0] if single else np.stack(acts)), None
+        acts = idx.numpy().astype(np.int64)
+        return (acts[0] if single else acts), None
 
 
 def load_rllib_policy(path: str | Path, name: str | None = None) -> RLlibPolicy:

@@ -567,8 +567,35 @@ def final_evaluation(cfg: RunConfig, agent: AgentPolicy) -> None:
     )
 
 
+def _engine(argv: list[str]) -> tuple[str | None, list[str]]:
+    """``--engine NAME`` (or ``--engine=NAME``) taken out of ``argv``: ``(name, the rest)``."""
+    rest, name, it = [], None, iter(argv)
+    for a in it:
+        if a == "--engine":
+            name = next(it, "")
+        elif a.startswith("--engine="):
+            name = a.split("=", 1)[1]
+        else:
+            rest.append(a)
+    return name, rest
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``train.py``; returns the exit status."""
+    """Entry point of ``train.py``; returns the exit status. ``--engine rllib`` hands the
+    command line to :func:`agents.rllib_train.main` (RLlib PPO, the ``ray`` extra)."""
+    engine, rest = _engine(list(sys.argv[1:] if argv is None else argv))
+    if engine is not None:
+        from .rllib_train import check_engine
+        from .rllib_train import main as rllib_main
+
+        try:
+            check_engine(engine)
+        except UsageError as e:
+            print(f"train.py: error: {one_line(e)}", file=sys.stderr)
+            return 2
+        if engine == "rllib":
+            return rllib_main(["--engine", "rllib", *rest])
+        argv = rest
     try:
         cfg = prepare(argv)
     except UsageError as e:

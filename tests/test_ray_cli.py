@@ -147,3 +147,17 @@ def test_benchmark_rejects_bad_rounds(capsys):
     assert main(["--rounds", "0"]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "--rounds" in err
+
+
+def test_train_py_dispatches_on_engine(capsys):
+    """train.py's --engine: an unknown engine exits 2 with one line naming the choices; rllib
+    reaches the RLlib parser (its --help), sb3 the default path."""
+    from agents import training
+
+    assert training.main(["--engine", "tf"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "sb3, rllib" in err[0]
+    with pytest.raises(SystemExit) as e:
+        training.main(["--engine=rllib", "--help"])
+    assert e.value.code == 0 and "--num-env-runners" in capsys.readouterr().out
+    assert training._engine(["--engine", "sb3", "--seed", "1"]) == ("sb3", ["--seed", "1"])
