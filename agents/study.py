@@ -219,6 +219,9 @@ def run(argv: list[str]) -> int:
         raise UsageError(e) from None
     cmd = shlex.join([*PROG.split(), *argv])
     old = signal.signal(signal.SIGTERM, _interrupt)
+    # Ctrl-C must reach us even when started from a shell that made background jobs ignore
+    # SIGINT (a non-interactive shell's `cmd &`): Python keeps an inherited SIG_IGN.
+    old_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     status = "interrupted"
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -239,6 +242,7 @@ def run(argv: list[str]) -> int:
         return 130
     finally:
         signal.signal(signal.SIGTERM, old)
+        signal.signal(signal.SIGINT, old_int)
         if status != "done" and out.is_dir():
             _log_invocation(out, cmd, status, time.perf_counter() - t0)
     print(f"study: {out / 'study.json'}, report: {out / 'report.md'}, {len(paths)} plots")
