@@ -4,8 +4,8 @@
     python -m benchmarks.rllib_scaling --quick    # 1 round x 1200 steps
     unshare -n bash -c 'ip link set lo up && python -m benchmarks.rllib_scaling'   # loopback only
 
-Both sides sample the cold-start env on ``small`` with the policy in the loop and the same
-composite ``Discrete`` actions and masks (:func:`agents.rllib_env.make_env` for RLlib,
+Both sides sample the cold-start env (v1) on ``small`` with the policy in the loop, on v1's own
+``Discrete`` actions and masks (:func:`agents.rllib_env.make_env` for RLlib,
 :class:`agents.wrappers.EnvFactory` for SB3), an untrained 64x64 MLP policy each:
 
 * RLlib: PPO (new API stack, action-masking RLModule) with ``num_env_runners`` = 1, 2; a round
@@ -63,7 +63,7 @@ def _sb3_model(n_envs: int, steps: int, seed: int):
 
     from agents.wrappers import EnvFactory
 
-    venv = SubprocVecEnv([EnvFactory("small", discrete=True, masked=True)] * n_envs)
+    venv = SubprocVecEnv([EnvFactory("small", masked=True)] * n_envs)
     venv.seed(seed)
     model = MaskablePPO("MlpPolicy", venv, n_steps=steps // n_envs, batch_size=64, seed=seed,
                         policy_kwargs={"net_arch": [64, 64]}, device="cpu")  # fmt: skip
