@@ -282,8 +282,7 @@ class Policy:
         """Every model's observation row of batch index ``i`` now."""
         env = self._envs[i]
         rows = np.stack([env.model_features(m) for m in range(self.facts.M)])
-        cluster = env._observe()[len(L.MODEL_FEATURES) :]
-        return ObsView(self.facts, rows, cluster)
+        return ObsView(self.facts, rows, np.asarray(env.cluster_features()))
 
     def plan(self, i: int, view: ObsView, masks: list, st: dict) -> np.ndarray:
         """Choices ``[scale, placement, source, cache]`` (indices into the layout's entries)

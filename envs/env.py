@@ -423,19 +423,21 @@ class ServerlessGPUEnv(gym.Env):
             free_mem / self._cache_cap if self._cache_cap > 0 else 0.0,
         )
 
-    def _observe(self) -> np.ndarray:
+    def cluster_features(self) -> list[float]:
+        """``layout.CLUSTER_FEATURES`` now, in that order (checked at import)."""
         sim = self.sim
         tod = 2 * math.pi * ((self.start_s + sim.now - self.warmup_s) % 86400.0) / 86400.0
+        return [
+            *self._cached("cluster", self._cluster_fractions),  # free_gpus, free_cache
+            0.5 + 0.5 * math.sin(tod),
+            0.5 + 0.5 * math.cos(tod),
+            self.t / self._n_steps,
+            self.focus / self.M,
+        ]
+
+    def _observe(self) -> np.ndarray:
         return np.array(
-            [
-                *self._model_values(self.focus),
-                *self._cached("cluster", self._cluster_fractions),  # CLUSTER_FEATURES, in order
-                0.5 + 0.5 * math.sin(tod),
-                0.5 + 0.5 * math.cos(tod),
-                self.t / self._n_steps,
-                self.focus / self.M,
-            ],
-            dtype=np.float32,
+            [*self._model_values(self.focus), *self.cluster_features()], dtype=np.float32
         )
 
     # ----------------------------------------------------------------------------- reward ----
