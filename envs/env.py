@@ -390,21 +390,18 @@ class ServerlessGPUEnv(gym.Env):
         hi = L.OBS_HIGH
         r0, r1, r2 = st.rates[:, m].tolist()
         idle, busy, _ = sim.counts(m)
-        a, h = int(sim.arrived[m]), int(sim.head[m])
-        wait = sim.now - sim.arrivals[h] if a > h else 0.0
-        since = sim.now - sim.arrivals[a - 1] if a > sim.offsets[m] else sim.now
         rule = sim.rule_placement[m]
         return [
             min(math.log1p(r0), hi),  # rate_step
             min(math.log1p(r1), hi),  # rate_1min
             min(math.log1p(r2), hi),  # rate_10min
-            min(math.log1p(a - h), hi),  # queue
-            min(wait / self._slo[m], 10.0) / 10.0,  # oldest_wait
+            min(math.log1p(sim.queue_len(m)), hi),  # queue
+            min(sim.oldest_wait_s(m) / self._slo[m], 10.0) / 10.0,  # oldest_wait
             idle / self.G,  # warm_idle
             busy / self.G,  # warm_busy
             *self._placement_features(m),  # loading, mem_copies, pinned_copies, load_time
             *self._const[m],  # slo, size
-            min(math.log1p(since), hi),  # since_last
+            min(math.log1p(st.since_last(sim, m)), hi),  # since_last
             *st.idle_features[m].tolist(),  # idle_p5, idle_p99, idle_count
             *(float(rule == r) for r in PLACEMENT_RULES),  # rule_<placement rule>
             float(sim.rule_source[m] == "cloud"),  # rule_cloud

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import yaml
 
+from . import yamlvalues
 from .sim import catalog
 from .sim.config import ConfigError, HostSpec, ModelSpec, StartupSpec
 
@@ -113,11 +114,11 @@ def load_host_profile(path: str | os.PathLike) -> dict:
         raise ConfigError(f"{where} does not exist (or is not a file)")
     try:
         with open(path) as f:
-            data = yaml.safe_load(f)
+            data = yamlvalues.load(f)  # the scenarios' YAML reading: 1e1 is a float here too
     except yaml.YAMLError as e:
         raise ConfigError(f"{where}: not valid YAML ({' '.join(str(e).split())})") from None
-    except OSError as e:
-        raise ConfigError(f"{where}: cannot be read ({e.strerror})") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{where}: cannot be read ({e})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: must hold a mapping of sections, got {type(data).__name__}")
     for k in data:
