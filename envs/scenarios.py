@@ -122,8 +122,8 @@ class Scenario:
     initial_copies: int = 0
     # Assumption: 600 s, the keep-alive of the warm-up's reference policy (AWS Lambda's,
     # calibration.md): after it every instance reflects demand within that window, and the
-    # pool holds what those minutes fetched. Longer is dearer: 1800 s tripled every reset's
-    # cost, which PPO pays every episode.
+    # pool holds what those minutes fetched. Longer is dearer: every reset plays the whole
+    # warm-up, which PPO pays every episode.
     warmup_s: float = 600.0
 
     def __post_init__(self) -> None:
