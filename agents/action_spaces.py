@@ -137,7 +137,9 @@ class JointScale(gym.Wrapper):
         total, info, done = 0.0, {}, (False, False)
         for m in range(self.u.M):
             assert self.u.focus == m
-            _, r, term, trunc, info = self.env.step(self.layout.encode(int(act[m]), KEEP, KEEP, HOLD))
+            _, r, term, trunc, info = self.env.step(
+                self.layout.encode(int(act[m]), KEEP, KEEP, HOLD)
+            )
             total += float(r)
             done = (term, trunc)
         return self._obs(), total, done[0], done[1], info

@@ -76,7 +76,13 @@ def evaluate_agent(model, venv, scenario: str, space: str, windows: int) -> dict
         rows.append((total, m["drop_rate"], m["p99_latency_s"], m["cost_usd"]))
     env.close()
     r = np.array(rows)
-    return dict(zip(("reward", "drop_rate", "p99_latency_s", "cost_usd"), r.mean(axis=0).tolist()))
+    return dict(
+        zip(
+            ("reward", "drop_rate", "p99_latency_s", "cost_usd"),
+            r.mean(axis=0).tolist(),
+            strict=True,
+        )
+    )
 
 
 def heuristics(scenario: str, windows: int) -> dict:
