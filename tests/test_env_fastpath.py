@@ -140,7 +140,8 @@ class Reference:
     def mask(self, m: int) -> np.ndarray:
         env, sim = self.env, self.env.sim
         lay = env.layout
-        has_inst = sim.instance_count(m) > 0
+        # Scale-in needs an instance it may remove: while requests wait, one must stay.
+        has_inst = sim.instance_count(m) > (1 if sim.queue_len(m) > 0 else 0)
         fits = any(
             sim.free_per_host[h] > 0 and env.cfg.hosts[h].gpu_mem_gb >= env.cfg.models[m].size_gb
             for h in range(env.H)

@@ -81,14 +81,16 @@ def test_requests_still_queued_at_the_end_count_at_their_wait():
 def paper_all():
     return evaluate(
         "paper", {n: make_policy(n) for n in POLICIES}, episodes=1,
-        overrides={"episode_s": 600}, progress=False, record_timeline=False,
+        overrides={"episode_s": 1800}, progress=False, record_timeline=False,
     )  # fmt: skip
 
 
 def test_evaluate_every_policy_dropping_over_1pct_has_p99_at_the_timeout(paper_all):
     timeout = ServerlessGPUEnv("paper", episode_s=600).cfg.features.request_timeout_s
     flagged = [n for n, r in paper_all["policies"].items() if r["drop_rate"] > DROP_FLAG]
-    assert flagged  # random drops on paper's sparse deployments: the check is not vacuous
+    # baseline (cloud loads of t5-3b outlast the timeout), overprovision (no GPU left for two
+    # deployments) and random drop over 1% in this half hour: the check is not vacuous
+    assert flagged
     for name in flagged:
         assert paper_all["policies"][name]["p99_latency_s"] >= timeout - 1e-9, name
     table = format_table(paper_all).splitlines()

@@ -192,6 +192,38 @@ def test_scaling_a_queued_model_to_zero_restarts_it_at_once():
     assert sim.instance_count(0) == 1
 
 
+def _queued_env(n_instances: int):
+    """One model on a 2-GPU host, requests every 2 ms from t = 0.01 (more than two instances
+    serve: a queue at every interval boundary), ``n_instances`` started at t = 0."""
+    env = toy_env(auto_config(n_gpus=2, request_timeout_s=60.0), np.arange(0.01, 60.0, 0.002))
+    env.reset(seed=0)
+    env.step(env_action(env, delta=n_instances))  # t 0 -> 10 (a 5.25 s cold start, then warm)
+    return env
+
+
+def test_scale_in_cannot_cancel_the_last_instance_of_a_queued_model():
+    """A policy cannot refuse to serve by cancelling the platform's cold starts: while requests
+    wait, scale-in keeps one instance (warm or loading); the mask says so."""
+    env = _queued_env(1)
+    sim = env.sim
+    sim.scale_down(0, 1)  # the simulator itself may: the env's platform rule is what protects
+    env.step(env.layout.noop)  # the platform restarts it for the queue, t 10 -> 20
+    assert sim.queue_len(0) > 0 and sim.instance_count(0) == 1
+    down = env_action(env, delta=-4)
+    assert not env.action_masks()[down] and not env.entry_masks(0)[0][env.layout.deltas < 0].any()
+    env.step(down)  # masked: the no-op, counted
+    assert env.invalid_actions == 1 and sim.instance_count(0) >= 1
+
+
+def test_scale_in_of_a_queued_model_leaves_one_instance():
+    env = _queued_env(2)
+    sim = env.sim
+    assert sim.queue_len(0) > 0 and sim.instance_count(0) == 2
+    env.step(env_action(env, delta=-4))  # valid: one of the two may go
+    assert env.invalid_actions == 0
+    assert sim.instance_count(0) + sim.n_draining >= 1 and sim.instance_count(0) >= 1
+
+
 def test_diskless_host_env_resets():
     """A host with no local disk (``disk_gb_per_s: 0``, HostSpec's documented 'no disk') must be
     usable by the env: the load-time tables must not divide by its zero disk bandwidth."""

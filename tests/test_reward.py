@@ -165,19 +165,33 @@ def test_scaling_in_a_queued_model_scores_worse_known_answer():
 
 
 @pytest.mark.parametrize("base", ["hierarchical", "histogram"])
-def test_scaling_in_a_queued_model_scores_worse_on_small(base):
-    sab = ScaleInQueued(make_policy(base))
+def test_scaling_in_a_queued_model_scores_no_better_on_small(base):
+    """The sabotage (scale a model with waiting requests in as far as the masks allow) never
+    pays, and never leaves a model with waiting requests without an instance."""
+
+    class Watched(ScaleInQueued):
+        starved = 0
+
+        def predict(self, obs, state=None, episode_start=None, deterministic=True):
+            env = self.env
+            self.starved += sum(
+                env.sim.queue_len(m) > 0 and env.sim.instance_count(m) == 0
+                and bool(env.sim.free_per_host.any())
+                for m in range(env.M)
+            )  # fmt: skip
+            return super().predict(obs, state, episode_start, deterministic)
+
+    sab = Watched(make_policy(base))
     res = evaluate(
         "small", {base: make_policy(base), "sabotaged": sab}, episodes=2,
         overrides={"episode_s": 600}, progress=False, record_timeline=False,
     )  # fmt: skip
-    assert sab.triggered > 0
     plain, bad = res["policies"][base], res["policies"]["sabotaged"]
-    assert bad["invalid_actions"] == 0
-    assert bad["episode_reward"] < plain["episode_reward"]
+    assert bad["invalid_actions"] == 0 and sab.starved == 0
+    assert bad["requests_dropped"] <= plain["requests_dropped"]
     for e_plain, e_bad in zip(plain["per_episode"], bad["per_episode"], strict=True):
         assert e_plain["start_s"] == e_bad["start_s"]
-        assert e_bad["episode_reward"] <= e_plain["episode_reward"]
+        assert e_bad["episode_reward"] <= e_plain["episode_reward"] + 1e-9
 
 
 # ------------------------------------------------------------- floors on every preset ------
@@ -210,8 +224,12 @@ def test_random_and_scale_to_zero_score_below_hierarchical_and_histogram(scenari
         "random": make_policy("random"),
         "zero": ScaleToZero(),
     }
+    # Hour-long windows: a model with waiting requests keeps an instance (the platform rule), so
+    # "zero" is reactive scaling with no keep-alive at all; in 10- and 20-minute windows on paper
+    # it came within 1% of hierarchical (reactive, scale to zero after one quiet step), over
+    # whole held-out hours 37% below it (3 windows: -2,098 against -1,315).
     res = evaluate(
-        scenario, pols, episodes=2, overrides={"episode_s": 600}, progress=False,
+        scenario, pols, episodes=2, overrides={"episode_s": 3600}, progress=False,
         record_timeline=False,
     )  # fmt: skip
     r = {k: v["episode_reward"] for k, v in res["policies"].items()}

@@ -13,6 +13,10 @@ window, so a policy cannot improve its tail by letting requests drop. A request'
   the timeout;
 * still queued at the end: its wait so far (a lower bound).
 
+Percentiles are empirical quantiles (:func:`percentiles`: the smallest latency with at least q%
+of the requests at or below it, numpy's ``inverted_cdf``), so the claim above holds for any
+number of requests (linear interpolation broke it: one drop in 65 requests gave a p99 of 21.6 s).
+
 A request meets its SLO when it was dispatched (completed or in service) within the model's
 SLO; one still queued at the end has not been served and does not count as meeting it.
 ``slo_attainment`` is the fraction of arrived requests that did, ``goodput_rps`` their number per
@@ -60,12 +64,22 @@ def latencies(sim, model: int | None = None) -> np.ndarray:
     return request_latencies(sim, idx)
 
 
+_QS = tuple(PERCENTILES.values())
+
+
+def percentiles(lat: np.ndarray, qs=_QS) -> list[float]:
+    """The ``qs`` percentiles of ``lat`` as empirical quantiles (see the module docstring);
+    NaN for no latencies."""
+    if not np.size(lat):
+        return [float("nan")] * len(qs)
+    return [float(x) for x in np.percentile(lat, list(qs), method="inverted_cdf")]
+
+
 def _request_metrics(sim, idx: np.ndarray, model: np.ndarray, duration: float) -> dict:
     out: dict = {}
     lat = request_latencies(sim, idx)
-    qs = np.percentile(lat, list(PERCENTILES.values())) if lat.size else None
-    for i, k in enumerate(PERCENTILES):
-        out[f"{k}_latency_s"] = float(qs[i]) if lat.size else float("nan")
+    for k, q in zip(PERCENTILES, percentiles(lat), strict=True):
+        out[f"{k}_latency_s"] = q
     out["mean_latency_s"] = float(lat.mean()) if lat.size else float("nan")
     st = sim.status[idx]
     dropped = st == DROPPED
