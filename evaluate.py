@@ -6,12 +6,18 @@
     python evaluate.py --scenario paper --policies baseline,hierarchical --trace my.csv \\
         --time-col t --model-col model
     python evaluate.py --scenario paper --policies all -o workload__time_scale=0.05
+    python evaluate.py --scenario small --trace sparse.csv --time-col t --model-col model \\
+        --windows all    # every held-out request of a sparse trace, window after window
 
 Every policy runs the same episodes (seeds ``--seed``, ``--seed + 1``, ...) on the same split.
 ``--trace`` replaces the scenario's workload by a trace file (see ``envs.workloads.traces``),
 sets ``span_s`` to the trace's length and shrinks ``episode_s`` if the trace is too short for one
-training and one held-out episode (said on stderr). Bad input (unknown scenario or policy, a bad
-YAML field, an unreadable trace) exits with status 2 and one line on stderr.
+training and one held-out episode (said on stderr). Windows that held no request are counted
+on stderr (one line); ``--windows all`` plays every window of the held-out part of a trace
+(``--trace``, or a scenario whose workload is a trace) back to back instead of drawing some. The
+table's footer says how many windows and requests the figures cover. Bad input (unknown scenario
+or policy, a bad YAML field, an unreadable trace, ``--windows`` neither a positive integer nor
+``all``, ``all`` on a synthetic workload) exits with status 2 and one line on stderr.
 """
 
 from __future__ import annotations
@@ -41,8 +47,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     a("--policies", default="baseline,pool,hierarchical",
       help="comma-separated policy names, or 'all' (default: baseline,pool,hierarchical)")  # fmt: skip
-    a("--episodes", type=int, default=DEFAULT_EPISODES,
-      help=f"episodes per policy (default: {DEFAULT_EPISODES})")  # fmt: skip
+    a("--episodes", type=int, default=None,
+      help=f"episodes per policy, in drawn windows (default: {DEFAULT_EPISODES})")  # fmt: skip
+    a("--windows", metavar="N|all", default=None,
+      help="N: the same as --episodes N; all: every window of the held-out part of a trace, "
+      "back to back, so every held-out request is scored once (the last episode is the rest, "
+      "rounded up to whole steps)")  # fmt: skip
     a("--seed", type=int, default=0, help="seed of the first episode (default: 0)")
     a("--split", choices=("eval", "train"), default="eval",
       help="workload windows: held-out 'eval' (default) or 'train'")  # fmt: skip
@@ -105,8 +115,30 @@ def check_args(args) -> None:
     """Everything about the command line that can be checked before loading anything."""
     from agents.cli import UsageError, check_output
 
-    if args.episodes < 1:
+    if args.episodes is not None and args.episodes < 1:
         raise UsageError(f"--episodes must be >= 1, got {args.episodes}")
+    if args.windows is not None:
+        w = args.windows.strip()
+        if w != "all":
+            try:
+                n = int(w)
+            except ValueError:
+                n = 0
+            if n < 1:
+                raise UsageError(
+                    f"--windows must be a positive integer or 'all', got {args.windows!r}"
+                )
+            args.windows = n
+        else:
+            args.windows = w
+        if args.episodes is not None:
+            raise UsageError(
+                f"--windows {args.windows} and --episodes {args.episodes}: give one of them"
+            )
+        if args.windows == "all" and args.split != "eval":
+            raise UsageError("--windows all tiles the held-out part of a trace; drop --split train")
+    if args.episodes is None:
+        args.episodes = args.windows if args.windows is not None else DEFAULT_EPISODES
     if args.seed < 0:
         raise UsageError(f"--seed must be >= 0 (numpy seeds are non-negative), got {args.seed}")
     if args.episode_s is not None and not (math.isfinite(args.episode_s) and args.episode_s > 0):
@@ -119,6 +151,7 @@ def check_args(args) -> None:
 
 def run(args) -> int:
     from agents.evaluation import evaluate, format_table, make_env, plot_results, write_json
+    from agents.windows import empty_windows_note
     from baselines import make_policy
 
     check_args(args)
@@ -151,6 +184,15 @@ def run(args) -> int:
     if args.episode_s is not None:
         overrides["episode_s"] = args.episode_s
     overrides = trace_overrides(args, overrides)
+    if args.episodes == "all":  # a trace workload only: say so before any policy runs
+        from agents.cli import UsageError
+        from agents.windows import tiled_windows
+        from envs import load_scenario
+
+        try:
+            tiled_windows(load_scenario(args.scenario, **overrides))
+        except ValueError as e:
+            raise UsageError(f"--windows all: {e}") from None
     if agents:  # before any policy runs: an agent must fit the evaluated env's spaces
         from agents.loading import check_compatible
 
@@ -174,6 +216,9 @@ def run(args) -> int:
         record_timeline=args.out is not None,
     )
     print(format_table(results, baseline="baseline"))
+    note = empty_windows_note(results)
+    if note:
+        print(f"evaluate.py: warning: {note}", file=sys.stderr)
     if args.out:  # plots first: a plot that fails leaves no JSON claiming a finished run
         paths = plot_results(results, args.out)
         print(f"plots: {', '.join(str(p) for p in paths)}", file=sys.stderr)

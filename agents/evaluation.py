@@ -20,6 +20,12 @@ Aggregation over episodes (:func:`evaluate`):
 Per-episode values are kept under ``per_episode``; the pooled latencies and the first episode's
 timeline (for the plots) under the private key ``results["_raw"]``, which :func:`write_json`
 drops.
+
+Windows: ``episodes=N`` draws N windows at random from the split's part of the scenario's span
+(the env's reset); ``episodes="all"`` (a trace workload, held-out split) plays every window of
+the held-out part back to back (:func:`tiled_windows`), so every held-out request is scored in
+exactly one episode. ``results["windows"]`` says how many windows and requests the figures
+cover and which windows held no request (:func:`empty_windows_note` words it for stderr).
 """
 
 from __future__ import annotations
@@ -36,6 +42,8 @@ import numpy as np
 
 from envs import ENV_ID
 from envs.sim.metrics import percentiles
+
+from .windows import coverage, coverage_line, tiled_windows
 
 DROP_FLAG = 0.01  # the table marks a policy that drops more than 1% of its requests
 METRICS = (
@@ -117,8 +125,11 @@ _EPISODE_KEYS = (
 )  # fmt: skip
 
 
-def run_episode(env, policy, seed: int, record_timeline: bool = False, bar=None) -> dict:
-    """One episode of ``policy`` on ``env`` (raw env) from ``env.reset(seed=seed)``.
+def run_episode(
+    env, policy, seed: int, record_timeline: bool = False, bar=None, start_s: float | None = None
+) -> dict:
+    """One episode of ``policy`` on ``env`` (raw env) from ``env.reset(seed=seed)``, in the
+    window that starts at ``start_s`` (source seconds) if given, else in one the env draws.
 
     Returns the episode's metrics, its drop-aware latencies per model under
     ``"_model_latencies"`` and, with
@@ -129,7 +140,7 @@ def run_episode(env, policy, seed: int, record_timeline: bool = False, bar=None)
     t0 = time.perf_counter()
     if hasattr(policy, "bind"):
         policy.bind(env)
-    obs, _ = env.reset(seed=int(seed))
+    obs, _ = env.reset(seed=int(seed), options=None if start_s is None else {"start_s": start_s})
     masks = _accepts_masks(policy)
     state, start = None, np.ones((1,), dtype=bool)
     total, done, info = 0.0, False, {}
@@ -231,7 +242,7 @@ def _aggregate(eps: list[dict], privileged: bool) -> dict:
 def evaluate(
     scenario: str,
     policies: dict[str, object],
-    episodes: int = 3,
+    episodes: int | str = 3,
     seed: int = 0,
     split: str = "eval",
     overrides: dict | None = None,
@@ -244,7 +255,9 @@ def evaluate(
         scenario: Preset name or YAML path.
         policies: ``name -> policy`` (anything with ``predict``; ``bind(env)`` is called before
             each episode when present; ``action_masks`` is passed when ``predict`` accepts it).
-        episodes: Episodes per policy (>= 1).
+        episodes: Episodes per policy (>= 1), in windows the env draws; or ``"all"``: every
+            window of the held-out part of a trace, back to back (:func:`tiled_windows`;
+            needs ``split="eval"``).
         seed: Seed of the first episode.
         split: ``"eval"`` (held-out windows) or ``"train"``.
         overrides: Scenario overrides (``{"episode_s": 300}``).
@@ -253,14 +266,19 @@ def evaluate(
 
     Returns:
         ``{"policies": {name: metrics}, "scenario", "split", "episodes", "seed", "overrides",
-        "episode_s", "step_s", "n_steps", "_raw": {name: {"latencies", "timeline"}}}``; see the
-        module docstring for the aggregation.
+        "episode_s", "step_s", "n_steps", "windows", "_raw": {name: {"latencies",
+        "timeline"}}}``; see the module docstring for the aggregation and ``windows``.
 
     Raises:
         ValueError: Bad arguments, scenario or overrides (``ConfigError`` is a ``ValueError``).
     """
-    if not isinstance(episodes, int) or episodes < 1:
-        raise ValueError(f"episodes must be an integer >= 1, got {episodes!r}")
+    tiled = episodes == "all"
+    if not tiled and (not isinstance(episodes, int) or isinstance(episodes, bool) or episodes < 1):
+        raise ValueError(f"episodes must be an integer >= 1 or 'all', got {episodes!r}")
+    if tiled and split != "eval":
+        raise ValueError(
+            f"episodes='all' tiles the held-out part: split must be 'eval', got {split!r}"
+        )
     if not policies:
         raise ValueError("evaluate() needs at least one policy")
     for name, pol in policies.items():
@@ -271,11 +289,19 @@ def evaluate(
     sc = probe.scenario
     n_steps = sc.n_steps
     probe.close()
+    plan = tiled_windows(sc) if tiled else [(None, sc.episode_s)] * episodes
+    # One env per episode length: the full one, and the tiling's shorter last episode, which
+    # may reach one step past the trace's end (silence).
+    env_overrides = {sc.episode_s: overrides}
+    for _, length in plan:
+        if length != sc.episode_s:
+            env_overrides[length] = {**overrides, "episode_s": length,
+                                     "workload__pad_s": sc.step_s * sc.time_scale}  # fmt: skip
     results: dict = {
         "policies": {},
         "scenario": sc.name,
         "split": split,
-        "episodes": episodes,
+        "episodes": len(plan),
         "seed": seed,
         "overrides": overrides,
         "episode_s": float(sc.episode_s),
@@ -285,26 +311,31 @@ def evaluate(
     }
     from tqdm.auto import tqdm
 
-    total = len(policies) * episodes * n_steps
+    total = len(policies) * sum(round(length / sc.step_s) for _, length in plan)
     with tqdm(
         total=total, disable=None if progress else True, file=sys.stderr, unit="step", leave=False,
         desc=f"evaluate {sc.name}", mininterval=0.5,
     ) as bar:  # fmt: skip
         for name, pol in policies.items():
             bar.set_postfix_str(name)
-            env = make_env(scenario, split, overrides)
+            made = {}
             try:
-                eps = [
-                    run_episode(env, pol, seed + i, record_timeline and i == 0, bar)
-                    for i in range(episodes)
-                ]
+                eps = []
+                for i, (start, length) in enumerate(plan):
+                    if length not in made:
+                        made[length] = make_env(scenario, split, env_overrides[length])
+                    eps.append(run_episode(
+                        made[length], pol, seed + i, record_timeline and i == 0, bar, start
+                    ))  # fmt: skip
             finally:
-                env.close()
+                for env in made.values():
+                    env.close()
             results["policies"][name] = _aggregate(eps, getattr(pol, "privileged", False))
             results["_raw"][name] = {
                 "latencies": np.concatenate([np.concatenate(e["_model_latencies"]) for e in eps]),
                 "timeline": eps[0].get("_timeline"),
             }
+            results.setdefault("windows", coverage(sc, eps, tiled))
     return results
 
 
@@ -388,6 +419,9 @@ def format_table(results: dict, baseline: str | None = "baseline") -> str:
     )
     out.append("")
     out.append(notes)
+    cover = coverage_line(results)
+    if cover:
+        out.append(cover)
     if any(r.get("drop_rate", 0.0) > DROP_FLAG for r in pols.values()):
         out.append(f"! drops more than {100 * DROP_FLAG:g}% of its requests.")
     if any(r.get("privileged") for r in pols.values()):

@@ -559,6 +559,11 @@ def final_evaluation(cfg: RunConfig, agent: AgentPolicy) -> None:
         progress=not args["no_progress"],
     )
     print(format_table(results, baseline="baseline" if "baseline" in baselines.POLICIES else None))
+    from agents.windows import empty_windows_note
+
+    note = empty_windows_note(results)  # a sparse --trace: drawn windows may hold no request
+    if note:
+        print(f"train.py: warning: {note}", file=sys.stderr)
     write_json(results, cfg.run_dir / "results.json")
     plots = plot_results(results, cfg.run_dir / "plots")
     print(

@@ -8,7 +8,8 @@ Time semantics of :class:`TraceWorkload` (``time_scale`` = trace seconds per sim
 So ``start_s`` is an offset into the trace in *trace* seconds and ``duration_s`` is the simulated
 length. ``time_scale = 1`` replays in real time, ``time_scale = 2`` plays two trace seconds per
 simulated second (twice the request rate). A window that leaves the trace is an error, never
-silently clipped.
+silently clipped, unless ``pad_s`` allows it to reach that far past the trace's end: the part
+after the end is then replayed as silence (the trace recorded no request there).
 
 Loading is in :mod:`envs.workloads.trace_io`; its public names are re-exported here.
 """
@@ -145,6 +146,9 @@ class TraceWorkload:
         time_col: Passed to :func:`load_trace` when ``trace`` is a path.
         model_col: Passed to :func:`load_trace` when ``trace`` is a path.
         request_zipf_s: Zipf exponent of the ``per_request`` mapping.
+        pad_s: Trace seconds of silence after the trace's end that a window may reach (0: a
+            window past the end is an error). ``evaluate.py --windows all`` sets it to one
+            control step so that its last, rounded-up episode covers the trace's last requests.
     """
 
     def __init__(
@@ -159,6 +163,7 @@ class TraceWorkload:
         model_col: str | None = None,
         request_zipf_s: float = 1.0,
         min_requests: int = 1,
+        pad_s: float = 0.0,
     ) -> None:
         if isinstance(trace, Trace):
             if time_col is not None or model_col is not None:
@@ -187,6 +192,12 @@ class TraceWorkload:
                 f"TraceWorkload.mapping_seed only applies to mapping='hash' or 'sample', got mapping_seed="
                 f"{mapping_seed!r} with mapping={mapping!r}"
             )
+        if not (
+            isinstance(pad_s, (int, float)) and not isinstance(pad_s, bool)
+            and math.isfinite(pad_s) and pad_s >= 0
+        ):  # fmt: skip
+            raise ValueError(f"TraceWorkload.pad_s must be a finite number >= 0, got {pad_s!r}")
+        self.pad_s = float(pad_s)
         self.time_scale = float(time_scale)
         self.mapping = mapping
         self.mapping_seed = int(mapping_seed)
@@ -212,16 +223,20 @@ class TraceWorkload:
     def window(self, duration_s: float, start_s: float = 0.0) -> tuple[float, float]:
         """The trace-time window ``(t0, t1)`` replayed for a simulated ``duration_s``.
 
+        The second value is clipped to the trace's end when ``pad_s`` lets the window reach past
+        it (the rest of the window is silence).
+
         Raises:
-            ValueError: The window starts before 0 or ends after the trace.
+            ValueError: The window starts before 0 or ends after the trace (plus ``pad_s``).
         """
         t0 = float(start_s)
         t1 = t0 + float(duration_s) * self.time_scale
-        if t0 < 0 or t1 > self.trace.duration_s * (1 + 1e-12):
+        if t0 < 0 or t1 > (self.trace.duration_s + self.pad_s) * (1 + 1e-12):
+            pad = f" plus pad_s={self.pad_s:g} s of silence" if self.pad_s else ""
             raise ValueError(
                 f"TraceWorkload: window start_s={start_s} .. start_s + duration_s * time_scale = "
                 f"{start_s} + {duration_s} * {self.time_scale} = {t1} s lies outside the trace "
-                f"[0, {self.trace.duration_s}] s of {self.trace.path}"
+                f"[0, {self.trace.duration_s}] s of {self.trace.path}{pad}"
             )
         return t0, min(t1, self.trace.duration_s)
 
