@@ -377,3 +377,18 @@ def test_a_striped_load_alone_takes_its_estimate_and_beats_one_holder(nics, rx, 
     assert ready == approx(est)
     _, one, _ = striped(tuple(nics), rx, pipelined)
     assert ready <= one * (1 + 1e-12)
+
+
+def test_a_simulator_pickled_mid_relay_resumes_identically():
+    import pickle
+
+    sim = make_sim(toy_config(hosts=[host() for _ in range(4)], multicast=True, striping=False))
+    sim.seed_copy(0, 0)
+    for h in (1, 2, 3):
+        sim.scale_up(0, h, "remote_mem")
+    sim.run_until(2.0)  # the relay is half way
+    copy = pickle.loads(pickle.dumps(sim))
+    for s in (sim, copy):
+        s.run_until(100.0)
+    ready = [[i.ready_s for i in s.instances[0]] for s in (sim, copy)]
+    assert ready[0] == ready[1] == [approx(START + 1.0 + d * 0.25 + AFTER) for d in range(3)]

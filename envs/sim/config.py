@@ -224,9 +224,11 @@ class FeatureSpec:
             do, instead of one unicast per receiver over the source's NIC. The relay moves at
             the pace of its slowest link (each relaying host's NIC sends once per child), and a
             receiver ``d`` hops from the source lands ``d`` pipeline chunks
-            (``StartupSpec.pipeline_chunks``) after the first. The source is read (and cloud
-            egress paid) once. Loads that start their fetch later do not join a relay already
-            moving (with ``jitter_cv > 0`` fetches rarely start together).
+            (``StartupSpec.pipeline_chunks``) after the first. With pipelined stages each
+            receiver streams the weights into its GPU (PCIe, deserialisation) beside the relay
+            and its fetch ends when both have. The source is read (and cloud egress paid) once.
+            Loads that start their fetch later do not join a relay already moving (with
+            ``jitter_cv > 0`` fetches rarely start together).
         multicast_fanout: Receivers each relaying host (and the source) sends to: 1 is a chain,
             where every link carries the model once at full rate; 2 or more a tree (FaaSNet's
             function trees), fewer hops but each sender's NIC split among its children.

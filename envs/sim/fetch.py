@@ -3,8 +3,8 @@ several holders at once (striping), or one relayed transfer shared by every load
 that starts from the same source at the same instant (multicast).
 
 A new loading technique goes here: its links in :meth:`FetchMixin._start_fetch` and its
-uncontended rate in :func:`envs.sim.sourcing.fetch_bw` (which the stage plan, the estimates and
-the env's observation share). The techniques are features (``FeatureSpec.multicast``,
+uncontended rate in :func:`envs.sim.sourcing.fetch_bw` (which the pipelined stage plan, the
+estimates and the env's observation share). The techniques are features (``FeatureSpec.multicast``,
 ``striping``), off by default; documented there.
 
 Mixed into :class:`envs.sim.simulator.Simulator`: the methods use its links (``link_tx``,
@@ -25,7 +25,7 @@ SHAREABLE = ("remote_mem", "cloud")  # tiers one send can serve many receivers f
 _EPS_GB = 1e-12
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Fetch:
     """The plan of one load's fetch stage.
 
@@ -41,7 +41,6 @@ class Fetch:
         size_gb: Weights.
         own_cap: This load's own rate cap (deserialisation when pipelined, else inf).
         net_cap: The source's rate cap (the store's streams from cloud storage, else inf).
-        bw: Uncontended fetch rate (:func:`envs.sim.sourcing.fetch_bw`).
         shares: Fraction of the weights each shard carries (``(1.0,)`` unless striped).
     """
 
@@ -55,7 +54,6 @@ class Fetch:
     size_gb: float
     own_cap: float
     net_cap: float
-    bw: float
     shares: tuple = (1.0,)
 
     @property
@@ -116,11 +114,6 @@ class FetchMixin:
         cap (deserialisation when pipelined, else inf)."""
         net_cap = math.inf
         size = self.sizes[m]
-        # (Before the locks below change the holders' counts.)
-        bw = sourcing.fetch_bw(
-            m, h, sourcing.TIER_INDEX[source], self.mem_state, self._out_transfers,
-            self._hp, self._stripes,
-        )  # fmt: skip
         senders: tuple = ()
         if source == "local_mem":
             self._lock(obj, self.mem[h], m)
@@ -145,7 +138,7 @@ class FetchMixin:
                 bound = min([c[k] for k in recv + own] + [cap])
                 rates = water_fill(bound, [c[k] for k in src])
                 total = sum(rates)
-                return Fetch(source, m, h, senders, src, recv, own, size, cap, net_cap, bw,
+                return Fetch(source, m, h, senders, src, recv, own, size, cap, net_cap,
                              tuple(r / total for r in rates))  # fmt: skip
         elif source == "disk":
             self._lock(obj, self.disk[h], m)
@@ -153,7 +146,7 @@ class FetchMixin:
         else:
             src, recv = (self.link_egress,), (self.link_rx[h],)
             net_cap = self.cfg.cloud.per_transfer_gb_per_s
-        return Fetch(source, m, h, senders, src, recv, own, size, cap, net_cap, bw)
+        return Fetch(source, m, h, senders, src, recv, own, size, cap, net_cap)
 
     def _start_fetch(self, obj, f: Fetch, t: float) -> None:
         """Start ``obj``'s fetch stage; :meth:`_advance_stage` hears when it is done."""

@@ -77,6 +77,11 @@ class LifecycleMixin:
         pcie = self.link_pcie[g]
         deser = spec.deserialize_gb_per_s
         if st.pipelined:  # the fetch streams through the PCIe link at the deserialiser's pace
+            # (Its uncontended rate, before the fetch's locks change the holders' counts.)
+            bw = sourcing.fetch_bw(
+                m, h, sourcing.TIER_INDEX[source], self.mem_state, self._out_transfers,
+                self._hp, self._stripes,
+            )  # fmt: skip
             f = self._plan_fetch(inst, m, h, source, (pcie,), deser)
         else:
             f = self._plan_fetch(inst, m, h, source, (), math.inf)
@@ -92,7 +97,7 @@ class LifecycleMixin:
             stages.append(("delay", size / deser))
             return stages
         fill = sourcing.pipeline_fill_s(
-            size / f.bw, size / self.net.capacity[pcie], size / deser, st.pipeline_chunks
+            size / bw, size / self.net.capacity[pcie], size / deser, st.pipeline_chunks
         )
         stages.append(("fetch", f))
         stages.append(("fetched", source))
