@@ -2,8 +2,11 @@
 
 Modules, one concept each: :mod:`.config` (validated specs), :mod:`.catalog` (default models),
 :mod:`.engine` (event queue), :mod:`.links` (shared links, fair sharing), :mod:`.cache` (model
-copies under capacity), :mod:`.kernel` (request serving), :mod:`.simulator` (the cluster and its
-control interface), :mod:`.metrics`, :mod:`.workload`.
+copies under capacity), :mod:`.kernel` (request serving), :mod:`.sourcing` (where a load reads
+from, how long it takes), :mod:`.fetch` (how weights move: unicast, striped, multicast),
+:mod:`.lifecycle` (stages of instances and prefetches), :mod:`.accounting` (GPU time, memory,
+cost, counts), :mod:`.simulator` (the cluster, its event loop and control interface),
+:mod:`.metrics`, :mod:`.workload`.
 """
 
 from .catalog import CATALOG, get_models

@@ -28,6 +28,10 @@ class ConfigError(ValueError):
     """A configuration value is out of its allowed range."""
 
 
+class SimError(ValueError):
+    """A control call the simulator cannot carry out (no free GPU, tier without a copy, ...)."""
+
+
 def _check(obj: object, name: str, ok: bool, expected: str) -> None:
     if not ok:
         raise ConfigError(
@@ -213,6 +217,30 @@ class FeatureSpec:
             its source rule (``Simulator.set_rules``); with no free GPU that fits, the platform
             tries again whenever a GPU frees up. Off, a model with no instance queues until the
             policy scales it out (the simulator's own tests use that).
+        multicast: Loads of one model whose fetch starts at the same instant from the same
+            source (the same holder's memory, or cloud storage) share one transfer: the source
+            sends the weights once and the receivers relay them on, as FaaSNet's function trees
+            (Wang et al., USENIX ATC 2021) and the seed author's Flashpoint (calibration.md)
+            do, instead of one unicast per receiver over the source's NIC. The relay moves at
+            the pace of its slowest link (each relaying host's NIC sends once per child), and a
+            receiver ``d`` hops from the source lands ``d`` pipeline chunks
+            (``StartupSpec.pipeline_chunks``) after the first. With pipelined stages each
+            receiver streams the weights into its GPU (PCIe, deserialisation) beside the relay
+            and its fetch ends when both have. The source is read (and cloud egress paid) once.
+            Loads that start their fetch later do not join a relay already moving (with
+            ``jitter_cv > 0`` fetches rarely start together).
+        multicast_fanout: Receivers each relaying host (and the source) sends to: 1 is a chain,
+            where every link carries the model once at full rate; 2 or more a tree (FaaSNet's
+            function trees), fewer hops but each sender's NIC split among its children.
+        striping: A load from remote memory reads disjoint shards of the weights from
+            several holders at once, as lambda-Scale (Yu et al., arXiv 2502.09922) and
+            BlitzScale (Zhang et al., OSDI 2025) load from several sources: each shard crosses
+            its sender's NIC, all cross the receiver's, so a receiver faster than each sender
+            gets up to the senders' sum. Shards are sized to what each sender can give the
+            receiver alone (so that, uncontended, they land together); under contention the
+            last shard sets the pace. Needs ``remote_pool``.
+        stripe_holders: Most holders one striped load reads from (those serving the fewest
+            remote reads); ``None``: every holder.
     """
 
     host_cache: bool = True
@@ -225,9 +253,18 @@ class FeatureSpec:
     cpu_fallback: bool = False
     cpu_workers: int = 1
     autostart: bool = False
+    # Off by default: the seed paper's platform loads every cold start by unicast from one source.
+    multicast: bool = False
+    # Assumption: a chain. For a model much larger than a chunk a pipelined chain delivers at the
+    # full link rate to every receiver (the bandwidth-optimal broadcast for long messages); a
+    # tree (FaaSNet's function trees) trades that rate for fewer hops.
+    multicast_fanout: int = 1
+    striping: bool = False  # Off by default, as multicast.
+    stripe_holders: int | None = None  # Assumption: every holder (no cap given by the papers).
 
     def __post_init__(self) -> None:
-        for f in ("host_cache", "remote_pool", "cpu_fallback", "autostart"):
+        flags = ("host_cache", "remote_pool", "cpu_fallback", "autostart", "multicast", "striping")
+        for f in flags:
             _check(self, f, isinstance(getattr(self, f), bool), "a bool")
         _check(self, "sourcing", self.sourcing in SOURCING_RULES, f"one of {SOURCING_RULES}")
         _check(
@@ -239,6 +276,16 @@ class FeatureSpec:
         _num(self, "request_timeout_s")
         _num(self, "keep_alive_s", strict=False, allow_none=True)
         _int(self, "cpu_workers")
+        _int(self, "multicast_fanout")
+        v = self.stripe_holders
+        ok = v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 2)
+        _check(self, "stripe_holders", ok, "an integer >= 2, or None (every holder)")
+        if self.striping and not (self.remote_pool and self.host_cache):
+            raise ConfigError(
+                "FeatureSpec.striping needs remote_pool and host_cache (a striped load reads "
+                f"other hosts' memory), got remote_pool={self.remote_pool!r}, "
+                f"host_cache={self.host_cache!r}"
+            )
 
 
 @dataclass(frozen=True)

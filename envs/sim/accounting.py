@@ -1,0 +1,107 @@
+"""What the simulator counts: GPU-seconds held, pool memory GB-seconds, cost, cold starts and
+bytes by tier, the measured window, and the request conservation identity.
+
+Mixed into :class:`envs.sim.simulator.Simulator`; :func:`envs.sim.metrics.summary` reads these.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .config import TIERS
+
+
+class AccountingMixin:
+    """Counters and integrals of one simulation (see the module docstring)."""
+
+    def _init_accounting(self) -> None:
+        M = self.M
+        self.gpu_s_closed = 0.0
+        self._n_live = 0  # instances holding a GPU, and the sum of their creation times
+        self._live_created_s = 0.0
+        p = self.cfg.prices
+        self._usd_per_gpu_s = p.gpu_usd_per_hour / 3600.0
+        self._usd_per_gb_s = p.host_mem_usd_per_gb_hour / 3600.0
+        self._mem_gb_s = 0.0
+        self._mem_used_total = 0.0  # sum of mem_used, kept for the GB-second integral
+        self._mem_t = 0.0
+        self.cold_starts = dict.fromkeys(TIERS, 0)
+        self.cold_starts_by_model = np.zeros(M, dtype=np.int64)
+        self.gb_by_tier = dict.fromkeys(TIERS, 0.0)  # GB each tier sent (once per multicast)
+        self.gb_pcie = 0.0
+        self.egress_gb = 0.0
+        self.prefetches_done = 0
+        self.autostarts = 0  # instances the platform started on demand
+
+    # ------------------------------------------------------------------ GPU time ----
+    def _open_gpu_time(self, inst) -> None:
+        self._n_live += 1
+        self._live_created_s += inst.created_s
+
+    def _close_gpu_time(self, inst, t: float) -> None:
+        self.gpu_s_closed += max(t - inst.created_s, 0.0)
+        self._n_live -= 1
+        self._live_created_s = self._live_created_s - inst.created_s if self._n_live else 0.0
+
+    def gpu_seconds(self) -> float:
+        """GPU-seconds held: closed instances, plus every live one since its creation."""
+        return self.gpu_s_closed + (self._n_live * self.now - self._live_created_s)
+
+    def gpu_busy_seconds(self) -> float:
+        busy = self.slot_busy[:, : self.G]
+        ahead = np.clip(self.slot_free[:, : self.G] - self.now, 0.0, None)
+        ahead = np.minimum(ahead, busy)
+        return float((busy - ahead).sum())
+
+    # ----------------------------------------------------------------- pool memory ----
+    def _mem_change(self, fn):
+        """Run ``fn`` (a change of host-memory copies), integrating GB-seconds up to now."""
+        self.version += 1
+        self._mem_gb_s += self._mem_used_total * (self.now - self._mem_t)
+        self._mem_t = self.now
+        out = fn()
+        self._mem_used_total = sum(c.used_gb for c in self.mem)
+        return out
+
+    def mem_gb_seconds(self) -> float:
+        return self._mem_gb_s + self._mem_used_total * (self.now - self._mem_t)
+
+    def cost_usd(self) -> float:
+        return (
+            self.gpu_seconds() * self._usd_per_gpu_s
+            + self.mem_gb_seconds() * self._usd_per_gb_s
+            + self.egress_gb * self.cfg.prices.egress_usd_per_gb
+        )
+
+    # ---------------------------------------------------------------------- window ----
+    def open_window(self) -> None:
+        """Start the measured window now: :func:`envs.sim.metrics.summary` covers the requests
+        that arrive after this instant and the costs, cold starts and bytes from here on (an
+        episode's warm-up before it is state, not score). Called at construction (window = all)."""
+        self.window_s = self.now
+        self.window_first = self.arrived.copy()  # per model: first request of the window
+        self.window_base = {
+            "cold_starts": dict(self.cold_starts),
+            "cold_starts_by_model": self.cold_starts_by_model.copy(),
+            "gb_by_tier": dict(self.gb_by_tier),
+            "gb_pcie": self.gb_pcie,
+            "gpu_seconds": self.gpu_seconds(),
+            "gpu_busy_seconds": self.gpu_busy_seconds(),
+            "cost_usd": self.cost_usd(),
+            "autostarts": self.autostarts,
+            "prefetches_done": self.prefetches_done,
+        }
+
+    def request_counts(self) -> dict[str, int]:
+        """Every arrived request is exactly one of queued, in service, completed, dropped."""
+        arrived = int((self.arrived - self.offsets[:-1]).sum())
+        served = int(self.served.sum())
+        dropped = int(self.dropped.sum())
+        in_service = int(self.slot_batch[self.slot_free > self.now].sum())
+        return {
+            "arrived": arrived,
+            "queued": arrived - served - dropped,
+            "in_service": in_service,
+            "completed": served - in_service,
+            "dropped": dropped,
+        }
