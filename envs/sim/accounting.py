@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .cache import PRESENT
 from .config import TIERS
 
 
@@ -32,16 +33,32 @@ class AccountingMixin:
         self.egress_gb = 0.0
         self.prefetches_done = 0
         self.autostarts = 0  # instances the platform started on demand
+        # The same integrals per model (cost_usd_by_model sums to cost_usd): what a reward that
+        # credits each model with its own outcome needs.
+        self.gpu_s_closed_by_model = np.zeros(M)
+        self._n_live_by_model = np.zeros(M, dtype=np.int64)
+        self._live_created_by_model = np.zeros(M)
+        self._mem_gb_s_by_model = np.zeros(M)
+        self._mem_by_model = np.zeros(M)  # GB of each model's copies in host memory
+        self.egress_gb_by_model = np.zeros(M)
 
     # ------------------------------------------------------------------ GPU time ----
     def _open_gpu_time(self, inst) -> None:
         self._n_live += 1
         self._live_created_s += inst.created_s
+        self._n_live_by_model[inst.model] += 1
+        self._live_created_by_model[inst.model] += inst.created_s
 
     def _close_gpu_time(self, inst, t: float) -> None:
-        self.gpu_s_closed += max(t - inst.created_s, 0.0)
+        held = max(t - inst.created_s, 0.0)
+        self.gpu_s_closed += held
         self._n_live -= 1
         self._live_created_s = self._live_created_s - inst.created_s if self._n_live else 0.0
+        m = inst.model
+        self.gpu_s_closed_by_model[m] += held
+        self._n_live_by_model[m] -= 1
+        live = self._live_created_by_model[m] - inst.created_s
+        self._live_created_by_model[m] = live if self._n_live_by_model[m] else 0.0
 
     def gpu_seconds(self) -> float:
         """GPU-seconds held: closed instances, plus every live one since its creation."""
@@ -58,13 +75,31 @@ class AccountingMixin:
         """Run ``fn`` (a change of host-memory copies), integrating GB-seconds up to now."""
         self.version += 1
         self._mem_gb_s += self._mem_used_total * (self.now - self._mem_t)
+        self._mem_gb_s_by_model += self._mem_by_model * (self.now - self._mem_t)
         self._mem_t = self.now
         out = fn()
         self._mem_used_total = sum(c.used_gb for c in self.mem)
+        self._mem_by_model = self.mem_state[:, PRESENT, :].sum(axis=0) * self.sizes
         return out
 
     def mem_gb_seconds(self) -> float:
         return self._mem_gb_s + self._mem_used_total * (self.now - self._mem_t)
+
+    def gpu_seconds_by_model(self) -> np.ndarray:
+        """:meth:`gpu_seconds` per model, shape ``(M,)``."""
+        return self.gpu_s_closed_by_model + (
+            self._n_live_by_model * self.now - self._live_created_by_model
+        )
+
+    def cost_usd_by_model(self) -> np.ndarray:
+        """:meth:`cost_usd` per model (its GPU-seconds, the GB-seconds of its memory copies,
+        its cloud egress), shape ``(M,)``; the entries sum to :meth:`cost_usd`."""
+        mem = self._mem_gb_s_by_model + self._mem_by_model * (self.now - self._mem_t)
+        return (
+            self.gpu_seconds_by_model() * self._usd_per_gpu_s
+            + mem * self._usd_per_gb_s
+            + self.egress_gb_by_model * self.cfg.prices.egress_usd_per_gb
+        )
 
     def cost_usd(self) -> float:
         return (

@@ -173,6 +173,7 @@ class LifecycleMixin:
             self.gb_by_tier[tier] += self.sizes[m]
             if tier == "cloud":
                 self.egress_gb += self.sizes[m]
+                self.egress_gb_by_model[m] += self.sizes[m]
         if not self.cfg.features.host_cache:
             return
         if tier != "local_mem" and self.mem[h].can_fit(m):

@@ -1,0 +1,142 @@
+"""One simulator as M parallel sub-envs, one per model: per-model credit for a shared policy.
+
+In ``coldstart/ServerlessGPU-v1`` a control interval has one step per model and the interval's
+reward (every model's cost, lateness and drops) is paid once, so the return that scores a
+model's action carries the noise of every other model's (17 others on ``paper``). This VecEnv
+presents each model of each simulator as its own sub-env (parameter sharing, as PettingZoo's
+SuperSuit turns agents into vector-env entries): one ``step`` takes one action per model, plays
+them in catalog order through the env's own ``step`` (masks and rules as in the env), advances
+one interval, and returns per model its observation (the env's, focused on it), and its own
+reward: ``-scale x`` (its cost, :meth:`Simulator.cost_usd_by_model`, + the late and drop prices
+of its own requests). The rewards of a simulator sum to the env's reward of the interval, so
+the objective is the env's; only the credit is split. GAE then runs per model.
+
+    venv = ModelsVecEnv("paper", n_sims=1)          # 18 sub-envs
+    model = MaskablePPO("MlpPolicy", VecNormalize(venv), n_steps=128)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from gymnasium import spaces
+from stable_baselines3.common.vec_env.base_vec_env import VecEnv
+
+from envs import layout as L
+
+_FOCUS = L.C["focus"]
+
+
+class ModelsVecEnv(VecEnv):
+    """``n_sims`` simulators of ``scenario`` (split ``split``), ``n_sims * M`` sub-envs."""
+
+    def __init__(self, scenario: str, n_sims: int = 1, split: str = "train",
+                 overrides: dict | None = None, seed: int = 0) -> None:  # fmt: skip
+        from envs.env import ServerlessGPUEnv
+
+        self.envs = [ServerlessGPUEnv(scenario, split=split, **(overrides or {}))
+                     for _ in range(n_sims)]  # fmt: skip
+        e = self.envs[0]
+        self.M = e.M
+        super().__init__(n_sims * self.M, e.observation_space, e.action_space)
+        self._seed = seed
+        self._episodes = [0] * n_sims
+        self._ret = np.zeros(self.num_envs)
+        self._len = 0
+        self._prev = [None] * n_sims
+        self._actions = None
+
+    # -------------------------------------------------------------------- helpers ----
+    def _obs(self, env) -> np.ndarray:
+        """Each model's observation as the env shows it when that model is focused."""
+        cl = np.asarray(env.cluster_features(), dtype=np.float32)
+        rows = []
+        for m in range(self.M):
+            c = cl.copy()
+            c[_FOCUS - len(L.MODEL_FEATURES)] = m / self.M
+            rows.append(np.concatenate([env.model_features(m), c]))
+        return np.stack(rows)
+
+    @staticmethod
+    def _totals(env) -> np.ndarray:
+        """Per model: dollars so far (cost + late and drop prices), shape ``(M,)``."""
+        s, p = env.sim, env._prices
+        return (s.cost_usd_by_model() + p.late_usd * s.late + p.late_usd_per_s * s.late_s
+                + p.drop_usd * s.dropped)  # fmt: skip
+
+    def _reset_one(self, i: int) -> np.ndarray:
+        env = self.envs[i]
+        env.reset(seed=self._seed + 1000 * i + self._episodes[i])
+        self._episodes[i] += 1
+        self._prev[i] = self._totals(env)
+        return self._obs(env)
+
+    # ---------------------------------------------------------------------- VecEnv ----
+    def reset(self):
+        self._ret[:] = 0.0
+        self._len = 0
+        return np.concatenate([self._reset_one(i) for i in range(len(self.envs))])
+
+    def step_async(self, actions) -> None:
+        self._actions = np.asarray(actions).reshape(-1)
+
+    def step_wait(self):
+        obs, rews, dones, infos = [], [], [], []
+        for i, env in enumerate(self.envs):
+            trunc, info = False, {}
+            for m in range(self.M):
+                _, _, _, trunc, info = env.step(int(self._actions[i * self.M + m]))
+            tot = self._totals(env)
+            r = -env._prices.scale * (tot - self._prev[i])
+            self._prev[i] = tot
+            sl = slice(i * self.M, (i + 1) * self.M)
+            self._ret[sl] += r
+            o = self._obs(env)
+            sub = [dict(info) for _ in range(self.M)]
+            if trunc:
+                for m, d in enumerate(sub):
+                    d["terminal_observation"] = o[m]
+                    d["TimeLimit.truncated"] = True
+                    d["episode"] = {"r": float(self._ret[i * self.M + m]),
+                                    "l": env._n_steps, "t": 0.0}  # fmt: skip
+                self._ret[sl] = 0.0
+                o = self._reset_one(i)
+            obs.append(o)
+            rews.append(r)
+            dones.append(np.full(self.M, trunc))
+            infos.extend(sub)
+        return np.concatenate(obs), np.concatenate(rews).astype(np.float32), np.concatenate(dones), infos
+
+    def action_masks(self) -> np.ndarray:
+        """Each sub-env's mask at the interval's start, shape ``(num_envs, n)``."""
+        out = []
+        for env in self.envs:
+            for m in range(self.M):
+                out.append(env.layout.joint_mask(*env.entry_masks(m)))
+        return np.stack(out)
+
+    def close(self) -> None:
+        for e in self.envs:
+            e.close()
+
+    def get_attr(self, attr_name, indices=None):
+        return [getattr(self.envs[i // self.M], attr_name) for i in self._get_indices(indices)]
+
+    def set_attr(self, attr_name, value, indices=None) -> None:
+        for i in self._get_indices(indices):
+            setattr(self.envs[i // self.M], attr_name, value)
+
+    def env_method(self, method_name, *args, indices=None, **kwargs):
+        idx = list(self._get_indices(indices))
+        if method_name == "action_masks":
+            masks = self.action_masks()
+            return [masks[i] for i in idx]
+        return [getattr(self.envs[i // self.M], method_name)(*args, **kwargs) for i in idx]
+
+    def env_is_wrapped(self, wrapper_class, indices=None):
+        return [False for _ in self._get_indices(indices)]
+
+    def get_images(self):
+        return []
+
+    def observation_spaces_equal(self, other: spaces.Space) -> bool:  # pragma: no cover
+        return other == self.observation_space
