@@ -10,15 +10,13 @@ a drawn window often holds none, and a table of dashes should say why
 
 from __future__ import annotations
 
-__all__ = ["EDGE_S", "coverage", "coverage_line", "empty_windows_note", "merge", "tiled_windows"]
+__all__ = ["coverage", "coverage_line", "empty_windows_note", "merge", "tiled_windows"]
 
-EDGE_S = 2.0**-20  # trace seconds (~0.95 us) every tiled window starts early; see tiled_windows
 
 
 def tiled_windows(sc) -> list[tuple[float, float]]:
     """``(start_s, episode_s)`` of the consecutive episodes that tile the held-out part
-    ``[span_s * (1 - held_out_fraction), span_s)`` of a trace scenario ``sc`` (each start
-    :data:`EDGE_S` early, see below).
+    ``[span_s * (1 - held_out_fraction), span_s)`` of a trace scenario ``sc``.
 
     Full episodes last ``sc.episode_s``; the last lasts the rest rounded up to whole control
     steps, so it may reach up to one step past ``span_s`` (replayed as silence past the trace's
@@ -47,12 +45,10 @@ def tiled_windows(sc) -> list[tuple[float, float]]:
         )
     lo, _ = sc.window_bounds("eval")
     ts = sc.time_scale
-    # Every boundary EDGE_S early: the env scores the requests strictly after its window's start
-    # (one at the very instant is played in the warm-up, which the simulator runs up to and
-    # including that instant) and before its end, so a request exactly on a boundary would be
-    # scored in no episode. Trace timestamps (whole seconds, decimal fractions) do not fall on
-    # boundary - 2**-20 s; a request in [cut - 2**-20 s, cut) would be counted as held out.
-    tiles = tile(lo - EDGE_S, sc.span_s, sc.episode_s * ts, sc.step_s * ts)
+    # The env scores the requests at or after its window's start and before its end
+    # (Simulator.open_window), so back-to-back windows score each request once, one exactly on
+    # a boundary included.
+    tiles = tile(lo, sc.span_s, sc.episode_s * ts, sc.step_s * ts)
     return [(t0, round(n / (sc.step_s * ts)) * sc.step_s) for t0, n in tiles]
 
 

@@ -111,10 +111,17 @@ class AccountingMixin:
     # ---------------------------------------------------------------------- window ----
     def open_window(self) -> None:
         """Start the measured window now: :func:`envs.sim.metrics.summary` covers the requests
-        that arrive after this instant and the costs, cold starts and bytes from here on (an
-        episode's warm-up before it is state, not score). Called at construction (window = all)."""
+        that arrive at or after this instant and the costs, cold starts and bytes from here on
+        (an episode's warm-up before it is state, not score). Called at construction (window =
+        all). A request at exactly this instant belongs to the window even if the warm-up's run
+        up to it has already admitted it: windows that tile a trace then score every request
+        once (one on a boundary was scored in neither)."""
         self.window_s = self.now
-        self.window_first = self.arrived.copy()  # per model: first request of the window
+        first = self.arrived.copy()  # per model: first request of the window
+        for m in range(self.M):
+            lo = self.offsets[m]
+            first[m] = lo + np.searchsorted(self.arrivals[lo : self.arrived[m]], self.now, "left")
+        self.window_first = first
         self.window_base = {
             "cold_starts": dict(self.cold_starts),
             "cold_starts_by_model": self.cold_starts_by_model.copy(),
