@@ -95,9 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
       help="training jobs at once: processes, or Ray Tune trials (default: 1)")  # fmt: skip
     a("--algo", default="maskable_ppo", help="algorithm of train.py (default: maskable_ppo)")
     a("--backend", choices=sorted(study_jobs.BACKENDS),
-      help="where the training jobs run: local processes (the default) or Ray Tune trials")
+      help="where training jobs run: local processes (default) or Ray Tune trials")  # fmt: skip
     a("--ray", action="store_true", help="--backend ray: training jobs as Ray Tune trials on a "
-      "local Ray instance (the ray extra)")
+      "local Ray instance (the ray extra)")  # fmt: skip
     a("--address", metavar="HOST:PORT", help="--backend ray on the Ray cluster there "
       "(`ray start --head`; or auto); --out must be on storage every node sees")  # fmt: skip
     a("--n-envs", type=int, help="train.py --n-envs")
@@ -254,9 +254,7 @@ def run(argv: list[str]) -> int:
     status = "interrupted"
     try:
         out.mkdir(parents=True, exist_ok=True)
-        failed = study_jobs.BACKENDS[args.backend](
-            jobs, args.jobs, out=out, address=args.address
-        )
+        failed = study_jobs.BACKENDS[args.backend](jobs, args.jobs, out=out, address=args.address)
         if failed:
             status = "failed"
             print(f"{PROG}: {len(failed)} training job(s) failed: "

@@ -5,7 +5,7 @@ started with ``ray start --head``) hands the jobs of :mod:`agents.study_jobs` to
 :func:`run_ray` instead of the local process pool. Tune schedules them (at most ``--jobs``
 trials at once, each reserving :data:`CPUS_PER_TRIAL`), through :mod:`agents.tune`'s Ray session
 and grid Tuner; no scheduler of our own. Each trial is :func:`study_trainable`, a Tune function
-trainable that runs the job exactly as the local backend does (``study_jobs._start``: the same
+trainable that runs the job exactly as the local backend does (``study_jobs.start``: the same
 ``train.py`` command line, ``train.log``, ``segments.jsonl``, ``done.json``), so the folders,
 resume semantics, JSON and report do not depend on the backend, and a study may switch
 backends between invocations.
@@ -19,7 +19,8 @@ when the folders changed since (a job finished by the local backend, more ``--se
 Ctrl-C or SIGTERM: the driver writes ``DIR/tune/stop``; every trial then stops its training
 process the local backend's way (SIGINT: a checkpoint; ``study_jobs.stop``) and ends, trials not
 started yet end at once, and the study exits 130 with the command that continues it. A second
-Ctrl-C stops at once (Ray ends the trials; their last periodic checkpoint remains). A trial that
+Ctrl-C stops at once: Ray ends the trials, and each training process, its parent gone, still
+gets the parent-death signal and checkpoints (``agents.tune.child_setup``). A trial that
 errors (``train.py`` fails, its Ray worker dies) is reported with its error; run the study again
 to resume it from its last checkpoint.
 
@@ -98,13 +99,13 @@ def run_ray(
             process (a checkpoint) and ended; finished jobs keep their ``done.json``.
         UsageError: Nothing answers at ``address``.
     """
+    todo = {j.key: j for j in jobs if not study_jobs.is_done(j)}
+    if not todo:
+        return {}  # Ray not even imported
     from ray import tune
 
     from .tune import error_line, grid_tuner, ray_session
 
-    todo = {j.key: j for j in jobs if not study_jobs.is_done(j)}
-    if not todo:
-        return {}
     exp = Path(out).resolve() / "tune" / EXPERIMENT
     stop_file = exp.parent / STOP_FILE
     exp.parent.mkdir(parents=True, exist_ok=True)

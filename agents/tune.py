@@ -167,7 +167,7 @@ def ray_session(address: str | None = None):
         yield
         return
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    # Tune's progress table is not printed at verbose=0 by its older reporter only.
+    # At verbose=0 only Tune's older reporter is silent (the newer one prints its tables).
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     kw = dict(log_to_driver=False, logging_level=logging.WARNING)
     if address:
