@@ -63,8 +63,8 @@ DEFAULTS: dict[str, Any] = {
     "checkpoint_freq": 50_000,
     "train_batch_size": 2048,
     "hp": [],
-    # On: measured on `small` (README, Scale-out on Ray): held-out -84 at 53k steps with it,
-    # -120 at 53k and the no-op policy still at 150k without.
+    # On: measured on `small` on env v0 (README, Scale-out on Ray; not re-measured on v1):
+    # held-out -84 at 53k steps with it, -120 at 53k and the no-op policy still at 150k without.
     "normalize_reward": True,
     "no_final_eval": False,
     "verbose": 0,

@@ -3,10 +3,13 @@
     python -m agents.study --scenarios small,paper,azure --seeds 5 --windows 20 --out DIR
     python -m agents.study --scenarios paper --seeds 3 --windows 10 --out DIR --timesteps 400000 \\
         --jobs 2 --trace azure_llm_2023 --trace-scenario paper
+    python -m agents.study --scenarios small --seeds 5 --out DIR --ray --jobs 2
+    python -m agents.study --scenarios paper --seeds 8 --out /shared/DIR --address HEAD:6379 -j 8
 
 1. Train one agent per (scenario, seed) with ``train.py`` (seeds 0 .. S-1; jobs in
-   :mod:`agents.study_jobs`, up to ``--jobs`` processes at once). A finished job is never
-   retrained; an interrupted one resumes from its checkpoint.
+   :mod:`agents.study_jobs`, up to ``--jobs`` processes at once; with ``--ray`` or ``--address``
+   as Ray Tune trials, :mod:`agents.study_ray`). A finished job is never retrained; an
+   interrupted or failed one resumes from its checkpoint when the study is run again.
 2. Evaluate, with :func:`agents.evaluation.evaluate`, every heuristic of ``baselines.POLICIES``
    once per scenario and every agent, on the same ``--windows`` held-out windows (split
    ``eval``, episode seeds 10000 ..., those of train.py's final comparison), up to ``--jobs``
@@ -17,8 +20,8 @@
 Ctrl-C (or SIGTERM) stops the training processes after their checkpoint, keeps every finished
 job and evaluation, and prints the command that continues the study. Bad input (an unknown
 scenario or algorithm, ``--seeds``/``--windows``/``--jobs`` < 1, an unwritable ``--out``, a bad
-trace, a folder trained with other settings) exits with status 2 and one line, having written
-nothing.
+trace, a folder trained with other settings, ``--address`` where no Ray cluster answers) exits
+with status 2 and one line, having written nothing.
 
 Metric values come from evaluate()'s per-policy results by key, through :data:`METRICS` only.
 Where evaluate() does not report a key, the value is derived as the table says and the JSON's
@@ -88,10 +91,15 @@ def build_parser() -> argparse.ArgumentParser:
     a("--windows", type=int, default=20, help="held-out evaluation windows (default: 20)")
     a("--out", "-d", required=True, metavar="DIR", help="study folder (created; reused to resume)")
     a("--timesteps", type=int, help="training steps per agent (default: the hyperparameter file)")
-    a("--jobs", "-j", type=int, default=1, help="training processes at once (default: 1)")
+    a("--jobs", "-j", type=int, default=1,
+      help="training jobs at once: processes, or Ray Tune trials (default: 1)")  # fmt: skip
     a("--algo", default="maskable_ppo", help="algorithm of train.py (default: maskable_ppo)")
-    a("--backend", default="local", choices=sorted(study_jobs.BACKENDS),
-      help="where the training jobs run (default: local processes)")  # fmt: skip
+    a("--backend", choices=sorted(study_jobs.BACKENDS),
+      help="where training jobs run: local processes (default) or Ray Tune trials")  # fmt: skip
+    a("--ray", action="store_true", help="--backend ray: training jobs as Ray Tune trials on a "
+      "local Ray instance (the ray extra)")  # fmt: skip
+    a("--address", metavar="HOST:PORT", help="--backend ray on the Ray cluster there "
+      "(`ray start --head`; or auto); --out must be on storage every node sees")  # fmt: skip
     a("--n-envs", type=int, help="train.py --n-envs")
     a("--hp", action="append", default=[], metavar="KEY=VALUE", help="train.py --hp, repeatable")
     a("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
@@ -129,6 +137,7 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, dict[str, dict]]:
         args.algo = get_algo(args.algo).name
     except ValueError as e:
         raise UsageError(f"--algo: {e}") from None
+    _check_backend(args)
     names = [s.strip() for s in args.scenarios.split(",") if s.strip()]
     if not names and not args.trace:
         raise UsageError("--scenarios names no scenario")
@@ -173,6 +182,26 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, dict[str, dict]]:
     for spec in plan.values():  # train.py's own checks (hyperparameters...); writes nothing
         prepare([*spec["train_args"], "--logdir", str(Path(args.out) / "runs"), "--no-progress"])
     return args, plan
+
+
+def _check_backend(args: argparse.Namespace) -> None:
+    """Resolve ``--backend``/``--ray``/``--address`` into ``args.backend``; with Ray, check the
+    extra is installed and something listens at ``--address`` (before anything is written)."""
+    import importlib.util
+
+    ray = args.ray or args.address is not None
+    if args.backend == "local" and ray:
+        raise UsageError(f"--backend local with {'--ray' if args.ray else '--address'}: "
+                         "those run the jobs on Ray")  # fmt: skip
+    args.backend = args.backend or ("ray" if ray else "local")
+    if args.backend != "ray":
+        return
+    if importlib.util.find_spec("ray") is None:
+        raise UsageError("the Ray backend needs the ray extra: pip install -e '.[ray]'")
+    if args.address is not None:
+        from .rllib_train import check_address
+
+        check_address(args.address)  # UsageError: malformed, or no cluster answers there
 
 
 def _check_out(out: Path) -> None:
@@ -225,11 +254,13 @@ def run(argv: list[str]) -> int:
     status = "interrupted"
     try:
         out.mkdir(parents=True, exist_ok=True)
-        failed = study_jobs.BACKENDS[args.backend](jobs, args.jobs)
+        failed = study_jobs.BACKENDS[args.backend](jobs, args.jobs, out=out, address=args.address)
         if failed:
             status = "failed"
             print(f"{PROG}: {len(failed)} training job(s) failed: "
-                  + "; ".join(f"{k}: {v}" for k, v in failed.items()), file=sys.stderr)  # fmt: skip
+                  + "; ".join(f"{k}: {v}" for k, v in failed.items())
+                  + f". Finished jobs are kept; the same command resumes the others from their "
+                  f"last checkpoint:\n  {cmd}", file=sys.stderr)  # fmt: skip
             return 1
         evals = study_eval.evaluate_all(args, plan, jobs, out)
         status = "done"

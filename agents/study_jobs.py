@@ -2,7 +2,7 @@
 
 One :class:`TrainJob` per (scenario, seed) is a command line of ``agents.training.main`` (the
 entry point of ``train.py``) plus the folder it trains in, so any backend can run it (here:
-subprocesses; ``agents.training.main(list(job.argv))`` in a Ray task would do as well). A job's
+subprocesses; :mod:`agents.study_ray` runs the same processes as Ray Tune trials). A job's
 folder ``DIR/runs/<scenario>/seed<k>/``::
 
     job.json     the job's command line, written at each fresh start (once a model is saved,
@@ -20,17 +20,16 @@ starts again in a fresh run folder.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
+from .tune import child_env, child_setup, train_command
+
 STOP_WAIT_S = 60.0  # how long a child gets to checkpoint after SIGINT (assumption; one
 # held-out evaluation in progress must end first)
 
@@ -92,7 +91,7 @@ def _target(run: Path) -> int:
     return int(yaml.safe_load((run / "config.yml").read_text())["n_timesteps"])
 
 
-def _segment(job: TrainJob, argv: list[str], rc: int, wall_s: float) -> float:
+def log_segment(job: TrainJob, argv: list[str], rc: int, wall_s: float) -> float:
     """Log one training process in ``segments.jsonl``; return the job's total wall time."""
     f = Path(job.folder) / "segments.jsonl"
     with open(f, "a") as fh:
@@ -117,6 +116,11 @@ def finish(job: TrainJob, wall_s: float) -> bool:
     return True
 
 
+def training_wall_s(job: TrainJob) -> float:
+    """A finished job's training wall time over all its processes (from ``done.json``)."""
+    return float(json.loads((Path(job.folder) / "done.json").read_text())["wall_s"])
+
+
 def _has_model(job: TrainJob) -> bool:
     from .loading import latest_checkpoint
 
@@ -135,7 +139,8 @@ def command(job: TrainJob) -> list[str]:
     return list(job.argv)
 
 
-def _start(job: TrainJob) -> tuple[subprocess.Popen, float, object]:
+def start(job: TrainJob) -> tuple[subprocess.Popen, float, object]:
+    """Start ``command(job)`` in a child process; returns ``(process, start time, its log)``."""
     folder = Path(job.folder)
     folder.mkdir(parents=True, exist_ok=True)
     argv = command(job)
@@ -144,21 +149,14 @@ def _start(job: TrainJob) -> tuple[subprocess.Popen, float, object]:
     log = open(folder / "train.log", "a")  # closed when the child ends
     log.write(f"$ python train.py {' '.join(argv)}\n")
     log.flush()
-    path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": path}
     # Own session: the terminal's Ctrl-C reaches the study only, which forwards exactly one
     # SIGINT (a second one would cut a child's checkpoint short).
     proc = subprocess.Popen(
-        [sys.executable, "-m", "agents.training", *argv], stdout=log, stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL, env=env, start_new_session=True, preexec_fn=_child_setup,
+        train_command(argv), stdout=log, stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL, env=child_env(), start_new_session=True,
+        preexec_fn=child_setup(),
     )  # fmt: skip
     return proc, time.perf_counter(), log
-
-
-def _child_setup() -> None:  # in the child, before exec
-    # A study started in the background inherits an ignored SIGINT; the child must not, or the
-    # SIGINT sent by stop() is lost before train.py installs its own handler.
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _wait_all(procs: list[subprocess.Popen], seconds: float) -> list[subprocess.Popen]:
@@ -192,13 +190,14 @@ def stop(running: dict) -> None:
             log.close()
 
 
-def _last_line(path: Path) -> str:
+def last_line(path: Path) -> str:
     lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
     return lines[-1].strip() if lines else "no output"
 
 
-def run_local(jobs: list[TrainJob], parallel: int, say=print) -> dict[str, str]:
-    """Run the unfinished ``jobs``, up to ``parallel`` at a time.
+def run_local(jobs: list[TrainJob], parallel: int, say=print, **_ray_only) -> dict[str, str]:
+    """Run the unfinished ``jobs``, up to ``parallel`` at a time (processes on this machine;
+    ``_ray_only``: the Ray backend's ``out`` and ``address``, not used here).
 
     Returns:
         ``{job key: reason}`` of the jobs that failed (empty when every job finished).
@@ -215,7 +214,7 @@ def run_local(jobs: list[TrainJob], parallel: int, say=print) -> dict[str, str]:
             while todo and len(running) < parallel:
                 job = todo.pop(0)
                 say(f"train {job.key}: {' '.join(command(job))}")
-                proc, t0, log = _start(job)
+                proc, t0, log = start(job)
                 running[job.key] = (proc, t0, log, job)
             time.sleep(0.2)
             for key, (proc, t0, log, job) in list(running.items()):
@@ -223,11 +222,11 @@ def run_local(jobs: list[TrainJob], parallel: int, say=print) -> dict[str, str]:
                     continue
                 log.close()
                 del running[key]
-                wall = _segment(job, proc.args[3:], proc.returncode, time.perf_counter() - t0)
+                wall = log_segment(job, proc.args[3:], proc.returncode, time.perf_counter() - t0)
                 if proc.returncode == 0 and finish(job, wall):
                     say(f"done  {key} in {wall:.0f} s")
                     continue
-                last = _last_line(Path(job.folder) / "train.log")
+                last = last_line(Path(job.folder) / "train.log")
                 failed[key] = (f"exit status {proc.returncode} ({last}); "
                                f"see {Path(job.folder) / 'train.log'}")  # fmt: skip
                 say(f"FAILED {key}: {failed[key]}")
@@ -239,8 +238,15 @@ def run_local(jobs: list[TrainJob], parallel: int, say=print) -> dict[str, str]:
     return failed
 
 
-# Backends: name -> run(jobs, parallel, say) -> {failed job key: reason}, raising
-# KeyboardInterrupt after stopping its workers. Another backend (Ray) registers itself here; per
-# unfinished job (not is_done) it runs agents.training.main(command(job)) and then finish(job,
-# wall_s), which writes done.json.
-BACKENDS = {"local": run_local}
+def run_ray(jobs: list[TrainJob], parallel: int, say=print, **kw) -> dict[str, str]:
+    """The Ray backend (:func:`agents.study_ray.run_ray`; imported only when used)."""
+    from .study_ray import run_ray as run
+
+    return run(jobs, parallel, say, **kw)
+
+
+# Backends: name -> run(jobs, parallel, say, out=DIR, address=ADDR|None) -> {failed job key:
+# reason}, raising KeyboardInterrupt after stopping its workers. Per unfinished job (not
+# is_done) a backend runs command(job) as start does, then finish(job, wall_s), which writes
+# done.json.
+BACKENDS = {"local": run_local, "ray": run_ray}

@@ -21,12 +21,15 @@ On a multi-node cluster ``storage_path`` must be on storage every node sees (Tun
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from .cli import UsageError, one_line
 
 FLAGS = {  # job key -> train.py flag
     "algo": "--algo", "scenario": "--scenario", "seed": "--seed", "timesteps": "--timesteps",
@@ -38,6 +41,7 @@ JOB_KEYS = (*FLAGS, "normalize", "hp", "override")
 REPORTED = ("episode_reward", "episode_reward_std", "p50_latency_s", "p99_latency_s",
             "slo_violation_rate", "cost_usd", "requests_dropped", "cold_starts")  # fmt: skip
 CONFIGS_FILE = "sweep_jobs.json"
+ROOT = Path(__file__).resolve().parents[1]  # the project, importable in a training child
 
 
 def job_argv(job: dict, logdir: str | Path, resume: Path | None = None) -> list[str]:
@@ -70,16 +74,119 @@ def job_argv(job: dict, logdir: str | Path, resume: Path | None = None) -> list[
     return argv
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
-    """Linux: the training process gets SIGTERM (it then saves a checkpoint) if the trial's
-    worker dies, so a killed sweep leaves no orphan."""
+PARENT_DEATH = "SIGUSR1"  # what the kernel sends a training child when its parent thread ends
+
+
+def train_command(argv: list[str]) -> list[str]:
+    """The command line of a training child process: train.py's ``argv`` through
+    :func:`train_child` (``argv`` from index 3 on)."""
+    return [sys.executable, "-c", "from agents.tune import train_child; train_child()", *argv]
+
+
+def train_child() -> None:  # pragma: no cover - the child's entry point
+    """``agents.training.main`` with the parent-death signal relayed, once, as SIGINT.
+
+    :func:`child_setup` asks the kernel for SIGUSR1 when the thread that started this process
+    ends (a trial's worker that dies, a study killed), so that train.py checkpoints and exits
+    instead of training on orphaned. The kernel sends it again each time the next thread of a
+    dying worker ends; train.py would take a third SIGINT in its checkpoint's write as
+    KeyboardInterrupt, so only the first becomes a SIGINT.
+    """
+    import signal
+
+    def relay(signum, frame):
+        signal.signal(signum, signal.SIG_IGN)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    signal.signal(getattr(signal, PARENT_DEATH), relay)
+    from agents.training import main
+
+    sys.exit(main(sys.argv[1:]))
+
+
+def child_setup():
+    """The ``preexec_fn`` of a training child process (:func:`train_command`).
+
+    In the child, before exec: SIGINT back to its default and SIGINT/SIGTERM unblocked (a study
+    started as a background job inherits an ignored SIGINT, a Ray worker's thread a blocked
+    one; either would swallow the SIGINT that asks train.py to checkpoint), and on Linux
+    ``PR_SET_PDEATHSIG`` (:data:`PARENT_DEATH`, see :func:`train_child`). Everything is resolved
+    here, in the parent: the forked child of a threaded process must not import.
+    """
     import ctypes
     import signal
 
+    prctl = None
+    if sys.platform.startswith("linux"):
+        try:
+            prctl = ctypes.CDLL(None).prctl
+        except (OSError, AttributeError):
+            pass
+    death = int(getattr(signal, PARENT_DEATH))
+    sigint, both = signal.SIGINT, (signal.SIGINT, signal.SIGTERM)
+
+    def setup() -> None:
+        signal.signal(sigint, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, both)
+        if prctl is not None:
+            prctl(1, death)  # PR_SET_PDEATHSIG
+
+    return setup
+
+
+def child_env() -> dict[str, str]:
+    """The environment of a training child: this project importable, output unbuffered."""
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "PYTHONPATH": path, "PYTHONUNBUFFERED": "1"}
+
+
+def error_line(err: BaseException) -> str:
+    """One line for a trial's error: the trainable's own exception (not Ray's traceback), or
+    the first line of Ray's (a worker that died: ``RayActorError``)."""
+    cause = getattr(err, "cause", None)  # RayTaskError: the exception the trainable raised
+    if isinstance(cause, BaseException):
+        return f"{type(cause).__name__}: {one_line(cause)}"
+    first = next((ln.strip() for ln in str(err).splitlines() if ln.strip()), "")
+    return f"{type(err).__name__}: {first}" if first else type(err).__name__
+
+
+@contextlib.contextmanager
+def ray_session(address: str | None = None):
+    """Join ``address`` (``host:port`` or ``auto``) or start a new local Ray instance (one CPU
+    per core), unless this process is already connected; disconnect (a local instance: stop
+    it) at the end.
+
+    Raises:
+        UsageError: Nothing listens at ``address``, or Ray refuses it (one line).
+    """
+    import logging
+
+    import ray
+
+    if ray.is_initialized():
+        yield
+        return
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    # At verbose=0 only Tune's older reporter is silent (the newer one prints its tables).
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    kw = dict(log_to_driver=False, logging_level=logging.WARNING)
+    if address:
+        from .rllib_train import check_address
+
+        check_address(address)
+        try:
+            ray.init(address=address, **kw)
+        except (ConnectionError, RuntimeError) as e:
+            raise UsageError(f"--address {address}: {one_line(e)}") from None
+    else:
+        # "local": a new instance, even where `ray start` left a cluster that ray.init()
+        # would join.
+        ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, **kw)
+    logging.getLogger("ray.tune").setLevel(logging.WARNING)
     try:
-        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
+        yield
+    finally:
+        ray.shutdown()
 
 
 def sb3_trainable(config: dict) -> None:
@@ -100,17 +207,11 @@ def sb3_trainable(config: dict) -> None:
     logdir = trial_dir / "runs"
     runs = sorted(p.parent for p in logdir.glob("*/args.yml"))
     argv = job_argv(job, logdir, resume=runs[-1] if runs else None)
-    root = str(Path(__file__).resolve().parents[1])  # the project, importable in the child
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])),
-    }
-    code = "import sys; from agents.training import main; sys.argv[0] = 'train.py'; sys.exit(main(sys.argv[1:]))"
     trial_dir.mkdir(parents=True, exist_ok=True)
     with open(trial_dir / "train.log", "ab") as log:
         rc = subprocess.run(
-            [sys.executable, "-c", code, *argv], stdout=log, stderr=subprocess.STDOUT, env=env,
-            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+            train_command(argv), stdout=log, stderr=subprocess.STDOUT, env=child_env(),
+            preexec_fn=child_setup(),
         ).returncode  # fmt: skip
     if rc != 0:
         lines = (trial_dir / "train.log").read_text(errors="replace").strip().splitlines()
@@ -140,6 +241,20 @@ def _absolute(job: dict) -> dict:
     return job
 
 
+def grid_tuner(trainable, jobs: list[dict], fixed: dict, path: Path, max_concurrent: int = 0):
+    """A Tuner with one trial per entry of ``jobs`` (``config["job"]``; ``fixed`` beside it),
+    its experiment folder ``path`` (``<storage>/<name>``), trials at once capped at
+    ``max_concurrent`` (0: as many as the cluster's CPUs allow)."""
+    from ray import tune
+
+    return tune.Tuner(
+        trainable,
+        param_space={"job": tune.grid_search(jobs), **fixed},
+        tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent or None),
+        run_config=tune.RunConfig(name=path.name, storage_path=str(path.parent), verbose=0),
+    )
+
+
 def run_sweep(
     configs: Sequence[dict],
     address: str | None = None,
@@ -166,7 +281,6 @@ def run_sweep(
     Raises:
         ValueError: A bad job, or ``resume`` with a sweep folder of other jobs.
     """
-    import ray
     from ray import tune
 
     jobs = [_absolute(c) for c in configs]
@@ -177,39 +291,22 @@ def run_sweep(
     restore = resume and tune.Tuner.can_restore(str(path))
     if restore and stored.is_file() and json.loads(stored.read_text()) != jobs:
         raise ValueError(f"{path} holds a sweep of other jobs; pass resume=False or another name")
-    started = not ray.is_initialized()
-    if started:
-        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-        if address:
-            from .rllib_train import check_address
-
-            check_address(address)
-            ray.init(address=address, log_to_driver=False)
-        else:
-            ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
-    try:
-        trainable = tune.with_resources(sb3_trainable, {"cpu": cpus_per_trial})
+    trainable = tune.with_resources(sb3_trainable, {"cpu": cpus_per_trial})
+    with ray_session(address):
         if restore:
             tuner = tune.Tuner.restore(str(path), trainable, resume_errored=True)
         else:
             indexed = [{"index": i, **j} for i, j in enumerate(jobs)]
-            tuner = tune.Tuner(
-                trainable,
-                param_space={"job": tune.grid_search(indexed), "sweep_dir": str(path)},
-                run_config=tune.RunConfig(name=name, storage_path=str(path.parent), verbose=0),
-            )
+            tuner = grid_tuner(trainable, indexed, {"sweep_dir": str(path)}, path)
             path.mkdir(parents=True, exist_ok=True)
             stored.write_text(json.dumps(jobs, indent=1))
         grid = tuner.fit()
-    finally:
-        if started:
-            ray.shutdown()
     rows: list[dict[str, Any]] = [{} for _ in jobs]
     for r in grid:
         job = dict(r.config["job"])
         i = job.pop("index")
         row = {"job": job, "status": "ERROR" if r.error else "TERMINATED"}
-        row["error"] = str(r.error).strip().splitlines()[-1] if r.error else None
+        row["error"] = error_line(r.error) if r.error else None
         row.update(
             {
                 k: v

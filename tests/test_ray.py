@@ -1,4 +1,5 @@
-"""The Ray path on a real local cluster (no mocks): RLlib training, the policy adapter, Tune.
+"""The Ray path on a real local cluster (no mocks): RLlib training, the policy adapter, and the
+study's training jobs as Tune trials (``agents.study --ray`` / ``--address``).
 
 Ray binds the machine's interface address unless it runs in a fresh network namespace, and these
 tests may talk only to loopback, so they skip unless the only interface is ``lo``::
@@ -17,6 +18,7 @@ import contextlib
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -50,6 +52,9 @@ pytestmark = [
         "unshare -n bash -c 'ip link set lo up && python -m pytest -q -m ray'",
     ),
 ]
+TINY_STUDY = ["--scenarios", "small", "--windows", "2", "--timesteps", "256",
+              "-o", "episode_s=300", "--hp", "n_steps=64", "--n-envs", "2", "--jobs", "2",
+              "--reps", "200", "--no-progress"]  # fmt: skip
 BATCH = 240  # two 120-step episodes of `small` per PPO iteration (v1: 40 intervals x 3 models)
 SHORT = ("-o", "episode_s=400")
 
@@ -271,3 +276,51 @@ def test_rllib_on_two_nodes_checkpoint_worker_death_resume_and_adapter(cluster, 
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
     assert "| baseline" in out.stdout and "rllib" in out.stdout, out.stdout
+
+
+def test_study_reports_a_failed_trial_on_the_cluster_then_finishes_on_local_ray(cluster, tmp_path):
+    """The study's training jobs as Tune trials. With ``--address`` (the two-node cluster), one
+    job whose run folder is torn (a model.zip that is not one): its trial errors, and the study
+    reports it with train.py's error and exits 1, with no study.json. With the torn folder gone,
+    ``--ray`` (a new local instance) and a second seed: 2 trials train, and the study writes its
+    JSON and report. (Resuming a job from its model, and a finished job not retrained, are the
+    backend-independent ``study_jobs`` rules, tested in tests/test_study.py.)"""
+    out = tmp_path / "s"
+    argv = [sys.executable, "-m", "agents.study", "--out", str(out), *TINY_STUDY]
+    torn = out / "runs/small/seed0/torn"
+    torn.mkdir(parents=True)
+    (torn / "args.yml").write_text("algo: maskable_ppo\n")
+    (torn / "model.zip").write_text("not a zip")
+
+    p = subprocess.run([*argv, "--seeds", "1", "--address", cluster.address], capture_output=True,
+                       text=True, env=cluster.env, cwd=ROOT, timeout=240)  # fmt: skip
+    assert p.returncode == 1, p.stderr[-3000:]
+    assert f"train small/seed0: --resume {torn}" in p.stdout, p.stdout
+    err = [ln for ln in p.stderr.splitlines() if ln.startswith("python -m agents.study: ")]
+    assert len(err) == 1 and "1 training job(s) failed: small/seed0: " in err[0], p.stderr
+    assert "exited with status 2" in err[0] and "not a model zip" in err[0], err
+    lines = p.stderr.splitlines()
+    again = lines[lines.index(err[0]) + 1]  # the command that resumes
+    assert "the same command resumes" in err[0] and again.startswith("  python -m agents.study ")
+    assert f"--address {cluster.address}" in again and "--seeds 1" in again
+    assert not (out / "study.json").exists() and (out / "tune/train").is_dir()  # Tune's folder
+
+    shutil.rmtree(torn)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    p = subprocess.run([*argv, "--seeds", "2", "--ray"], capture_output=True, text=True, env=env,
+                       cwd=ROOT, timeout=240)  # fmt: skip
+    assert p.returncode == 0, p.stderr[-3000:]
+    for k in (0, 1):
+        assert f"train small/seed{k}: --scenario small" in p.stdout, p.stdout
+        assert f"done  small/seed{k} in" in p.stdout
+    data = json.loads((out / "study.json").read_text())
+    sc = data["scenarios"]["small"]
+    assert (sc["seeds"], sc["windows"], sc["train_steps"]) == (2, 2, 256)
+    assert np.shape(sc["policies"]["maskable_ppo"]["scores"]) == (2, 2)
+    assert set(data["wall_s"]["training"]) == {"small/seed0", "small/seed1"}
+    assert data["wall_s"]["invocations"] == 2 and "--ray" in data["command"]
+    assert "| **maskable_ppo** |" in (out / "report.md").read_text()
+    for k in (0, 1):
+        job = out / f"runs/small/seed{k}"
+        assert json.loads((job / "done.json").read_text())["steps"] >= 256
+        assert len(list(job.glob("*/model.zip"))) == 1

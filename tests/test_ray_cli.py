@@ -5,7 +5,11 @@ arguments. Part of the base suite: nothing here imports ray or opens a non-loopb
 
 from __future__ import annotations
 
+import json
 import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +17,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agents.rllib_env import ActionMaskObservation, env_config, make_env
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _free_port() -> int:
@@ -93,6 +99,7 @@ def test_bad_input_exits_2_with_one_line(tmp_path, capsys):
     foreign = tmp_path / "cartpole_ckpt"  # RLlib's marker file, no coldstart meta
     foreign.mkdir()
     (foreign / "rllib_checkpoint.json").write_text('{"type": "Algorithm"}')
+    v0 = _checkpoint_of(tmp_path / "v0_ckpt", "coldstart/ServerlessGPU-v0")  # an older env's
     cases = [
         (["--address", f"127.0.0.1:{_free_port()}"], "no Ray cluster answers"),
         (["--address", "nohostport"], "expected host:port"),
@@ -100,6 +107,7 @@ def test_bad_input_exits_2_with_one_line(tmp_path, capsys):
         (["--engine", "sb3"], "train.py's own path"),
         (["--resume", str(tmp_path / "nothing")], "not an RLlib checkpoint"),
         (["--resume", str(foreign)], "without coldstart_meta.json"),
+        (["--resume", str(v0)], "trained on 'coldstart/ServerlessGPU-v0', not"),
         (["--num-env-runners", "-1"], ">= 0"),
         (["--timesteps", "0"], ">= 1"),
         (["--scenario", "smal"], "smal"),
@@ -111,6 +119,32 @@ def test_bad_input_exits_2_with_one_line(tmp_path, capsys):
         assert len(err.strip().splitlines()) == 1 and expect in err, (argv, err)
         assert err.startswith("train.py: error: ")
     assert not (tmp_path / "runs").exists()  # nothing written
+
+
+def _checkpoint_of(folder, env_id: str):
+    """A folder RLlib and agents.rllib_train would both recognise, saved on ``env_id``."""
+    folder.mkdir()
+    (folder / "rllib_checkpoint.json").write_text('{"type": "Algorithm"}')
+    (folder / "coldstart_meta.json").write_text(json.dumps({"env_id": env_id, "scenario": "small"}))
+    return folder
+
+
+def test_evaluate_py_refuses_another_envs_checkpoint_with_one_line(tmp_path):
+    """``evaluate.py --model`` on RLlib checkpoints it cannot table: exit 2, one line."""
+    foreign = tmp_path / "cartpole_ckpt"
+    foreign.mkdir()
+    (foreign / "rllib_checkpoint.json").write_text('{"type": "Algorithm"}')
+    for path, expect in (
+        (foreign, "without coldstart_meta.json"),
+        (_checkpoint_of(tmp_path / "v0", "coldstart/ServerlessGPU-v0"), "ServerlessGPU-v0"),
+    ):
+        p = subprocess.run(
+            [sys.executable, "evaluate.py", "--model", str(path), "--episodes", "1"],
+            cwd=ROOT, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert p.returncode == 2 and p.stdout == "", (p.stdout, p.stderr)
+        err = p.stderr.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("evaluate.py: error: ") and expect in err[0]
 
 
 def test_unknown_ppo_setting_exits_2(tmp_path, capsys):

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -20,6 +22,12 @@ REPO = Path(__file__).resolve().parents[1]
 TINY = ["--scenarios", "small", "--seeds", "2", "--windows", "2", "--timesteps", "256",
         "-o", "episode_s=300", "--hp", "n_steps=64", "--n-envs", "2", "--jobs", "2",
         "--reps", "500", "--no-progress"]  # fmt: skip
+
+
+def _free_port() -> int:  # loopback only: nothing listens there once closed
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def run_study(*args, timeout=300) -> subprocess.CompletedProcess:
@@ -141,6 +149,40 @@ def test_ctrl_c_stops_the_children_and_keeps_their_checkpoints(tmp_path):
     assert not (out / "study.json").exists()
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_training_child_checkpoints_and_exits_when_the_thread_that_started_it_ends(tmp_path):
+    """What a Ray trial's worker that dies (or a killed study) leaves: its training child gets
+    the parent-death signal, relayed once as SIGINT, so it saves a checkpoint and exits rather
+    than training on orphaned. A thread that starts the child and then ends stands in for it."""
+    from agents import study_jobs
+
+    train = ["--scenario", "small", "--timesteps", "1000000", "-o", "episode_s=300",
+             "--hp", "n_steps=64", "--n-envs", "1"]  # fmt: skip
+    job = study_jobs.make_job("small", 0, train, tmp_path)
+    log = Path(job.folder) / "train.log"
+    started: list = []
+
+    def parent() -> None:  # starts the child, waits until it learns, then ends
+        started.extend(study_jobs.start(job))
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and "Training maskable_ppo" not in log.read_text():
+            time.sleep(0.2)
+
+    t = threading.Thread(target=parent)
+    t.start()
+    t.join()
+    proc, _, fh = started
+    try:
+        assert proc.wait(timeout=120) == 0, log.read_text()[-2000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        fh.close()
+    text = log.read_text()
+    assert "Stopped by SIGINT; checkpoint saved" in text and "Traceback" not in text, text
+    assert 0 < read_steps(next(Path(job.folder).glob("*/model.zip"))) < 1_000_000
+
+
 @pytest.mark.parametrize(
     "argv, needle",
     [
@@ -154,6 +196,9 @@ def test_ctrl_c_stops_the_children_and_keeps_their_checkpoints(tmp_path):
         (["--scenarios", "small,small"], "twice"),
         (["--seeds", "two"], "invalid int value"),
         (["--hp", "bogus=1"], "'bogus' is not a MaskablePPO argument"),
+        (["--address", f"127.0.0.1:{_free_port()}"], "no Ray cluster answers there"),
+        (["--address", "nohostport"], "expected host:port"),
+        (["--backend", "local", "--ray"], "--backend local with --ray"),
     ],
 )
 def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, capsys, argv, needle):
@@ -162,6 +207,19 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, capsys, ar
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("python -m agents.study: error: ")
     assert needle in err and not out.exists()
+
+
+def test_ray_backend_without_the_extra_exits_2(tmp_path, capsys, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda n, *a: None if n == "ray" else real(n, *a)
+    )
+    assert study.main(["--scenarios", "small", "--ray", "--out", str(tmp_path / "s")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "pip install -e '.[ray]'" in err
+    assert not (tmp_path / "s").exists()
 
 
 def test_unwritable_out_exits_2(tmp_path, capsys):
