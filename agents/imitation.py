@@ -1,7 +1,8 @@
 """Behaviour cloning: a MaskablePPO policy that imitates a reference policy on v1.
 
-    python -m agents.imitation --scenario paper --teacher histogram --episodes 10 --out runs/bc
-    python evaluate.py --model runs/bc/model.zip --policies histogram,hierarchical
+    python -m agents.imitation --scenario paper --teacher histogram --episodes 10 --out runs/bc \
+        [--finetune-steps 200000]
+    python evaluate.py --model runs/bc/clone.zip --policies histogram,hierarchical
 
 The teacher (a heuristic of :mod:`baselines`) plays ``--episodes`` training windows (split
 ``train``, seeds 0 ...); every step's observation, the teacher's action and the env's mask are
@@ -11,8 +12,11 @@ data's (``VecNormalize``, saved inside the zip as training saves them), trained 
 cross-entropy. The teachers act on rare steps only (``histogram`` on ``paper``: 1% of its
 actions scale, the rest hold), so each action's loss is weighted by its inverse frequency to the
 power ``--weight-exponent`` (0.5): with none the student learns "always hold", which is
-``noop``'s policy, not the teacher's. The result is a model like ``train.py``'s: ``evaluate.py
---model`` puts it in the table. What the clone is for (the learning issue): a start at the best
+``noop``'s policy, not the teacher's. The result, ``clone.zip``, is a model like ``train.py``'s:
+``evaluate.py --model`` puts it in the table. ``--finetune-steps N`` then continues it with
+MaskablePPO on :class:`agents.model_vec_env.ModelsVecEnv` (each model its own sub-env with its
+own reward), its observation statistics frozen and its critic fitted first
+(:func:`finetune`), into ``finetuned.zip``. What the clone is for (the learning issue): a start at the best
 heuristic's level for RL; the README's learning section has the measured figures.
 """
 
@@ -90,10 +94,52 @@ def clone(obs, actions, masks, scenario: str, epochs: int = 15, seed: int = 0,
             opt.zero_grad()
             loss.backward()
             opt.step()
-            total += float(loss) * len(b)
+            total += float(loss.detach()) * len(b)
         if say is not None:
             say(f"epoch {epoch + 1}/{epochs}: weighted cross-entropy {total / len(y):.4f}")
     return model, vn
+
+
+# Fine-tuning: discount and GAE lambda per control interval (a ModelsVecEnv step is one
+# interval of one model): maskable_ppo.yml's per-step values at small's 3 models, 0.995^3 and
+# ~0.9 per interval; a conservative PPO step from a good start (lr 1e-4, clip 0.1, no entropy).
+FINETUNE = dict(learning_rate=1e-4, gamma=0.985, gae_lambda=0.9, n_steps=128, batch_size=512,
+                n_epochs=5, clip_range=0.1, ent_coef=0.0)  # fmt: skip
+
+
+def finetune(model, vn, scenario: str, steps: int, seed: int = 0, critic_steps: int = 23_040,
+             say=None):  # fmt: skip
+    """Continue ``model`` (the clone) with MaskablePPO on :class:`ModelsVecEnv` (per-model
+    credit), its observation statistics frozen; the first ``critic_steps`` train the critic
+    alone (the clone's actor frozen), so the first policy updates see a fitted baseline.
+    Returns ``(model, vecnormalize)``."""
+    import io
+
+    from sb3_contrib import MaskablePPO
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    from .model_vec_env import FrozenStats, ModelsVecEnv
+
+    venv = VecNormalize(ModelsVecEnv(scenario, n_sims=1, seed=seed), norm_obs=True,
+                        norm_reward=True, gamma=FINETUNE["gamma"])  # fmt: skip
+    frozen = FrozenStats(shape=vn.obs_rms.mean.shape)
+    frozen.mean, frozen.var, frozen.count = vn.obs_rms.mean, vn.obs_rms.var, vn.obs_rms.count
+    venv.obs_rms = frozen
+    buf = io.BytesIO()
+    model.save(buf)
+    buf.seek(0)
+    model = MaskablePPO.load(buf, env=venv, device="cpu", custom_objects=FINETUNE)
+    actor = [*model.policy.mlp_extractor.policy_net.parameters(),
+             *model.policy.action_net.parameters()]  # fmt: skip
+    for p in actor:
+        p.requires_grad_(False)
+    model.learn(critic_steps)
+    for p in actor:
+        p.requires_grad_(True)
+    if say is not None:
+        say(f"critic fitted on {model.num_timesteps} model-steps; fine-tuning {steps}")
+    model.learn(steps, reset_num_timesteps=False)
+    return model, venv
 
 
 def agreement(model, vn, obs, actions, masks) -> float:
@@ -116,13 +162,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=15)
     p.add_argument("--weight-exponent", type=float, default=0.5)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--finetune-steps", type=int, default=0,
+                   help="then MaskablePPO on ModelsVecEnv for this many model-steps (0: none)")
     p.add_argument("--eval-windows", type=int, default=3, help="held-out windows (0: none)")
     p.add_argument("--out", type=Path, required=True, help="folder for model.zip")
     a = p.parse_args(argv)
     try:
         baselines.check_policy_name(a.teacher)
         for flag, v, lo in (("--episodes", a.episodes, 1), ("--epochs", a.epochs, 1),
-                            ("--eval-windows", a.eval_windows, 0)):  # fmt: skip
+                            ("--eval-windows", a.eval_windows, 0),
+                            ("--finetune-steps", a.finetune_steps, 0)):  # fmt: skip
             if v < lo:
                 raise ValueError(f"{flag} must be >= {lo}, got {v}")
         if not 0.0 <= a.weight_exponent <= 1.0:
@@ -143,17 +192,26 @@ def main(argv: list[str] | None = None) -> int:
     model, vn = clone(obs, actions, masks, a.scenario, a.epochs, a.seed, a.weight_exponent,
                       say=say)  # fmt: skip
     say(f"agreement with {a.teacher} on its own steps: {agreement(model, vn, obs, actions, masks):.3f}")
-    model.coldstart_meta = {
+    meta = {
         "algo": "maskable_ppo", "env_id": ENV_ID, "scenario": a.scenario, "overrides": {},
         "normalize": True, "actions": "native", "n_actions": int(masks.shape[1]),
         "imitation": {"teacher": a.teacher, "episodes": a.episodes, "epochs": a.epochs,
                       "weight_exponent": a.weight_exponent, "seed": a.seed},
     }  # fmt: skip
+    model.coldstart_meta = meta
     a.out.mkdir(parents=True, exist_ok=True)
-    path = save_agent(model, a.out / "model.zip", vn)
+    path = save_agent(model, a.out / "clone.zip", vn)
     say(f"saved {path}")
+    pols = {"clone": path}
+    if a.finetune_steps:
+        t1 = time.perf_counter()
+        tuned, tvn = finetune(model, vn, a.scenario, a.finetune_steps, a.seed, say=say)
+        tuned.coldstart_meta = dict(meta, finetune={"steps": a.finetune_steps, **FINETUNE})
+        pols["finetuned"] = save_agent(tuned, a.out / "finetuned.zip", tvn)
+        say(f"saved {pols['finetuned']} ({time.perf_counter() - t1:.0f} s)")
     if a.eval_windows:
-        pols = {"clone": load_agent(path, name="clone"), a.teacher: baselines.make_policy(a.teacher)}
+        pols = {k: load_agent(v, name=k) for k, v in pols.items()}
+        pols[a.teacher] = baselines.make_policy(a.teacher)
         res = evaluate(a.scenario, pols, episodes=a.eval_windows, seed=EVAL_SEED, progress=False,
                        record_timeline=False)  # fmt: skip
         print(format_table(res, baseline=None))

@@ -19,11 +19,22 @@ from __future__ import annotations
 
 import numpy as np
 from gymnasium import spaces
+from stable_baselines3.common.running_mean_std import RunningMeanStd
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv
 
 from envs import layout as L
 
 _FOCUS = L.C["focus"]
+
+
+class FrozenStats(RunningMeanStd):
+    """Observation statistics that no longer move (``VecNormalize.obs_rms`` for fine-tuning a
+    policy trained on given statistics: :func:`agents.imitation.finetune`; letting them move
+    changed a clone's choices before any RL update, -537 to -750 on paper). Defined here, not in
+    a module run as ``__main__``, so that saved statistics unpickle anywhere."""
+
+    def update(self, arr) -> None:
+        return None
 
 
 class ModelsVecEnv(VecEnv):
