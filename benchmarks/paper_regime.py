@@ -13,14 +13,17 @@ on identical held-out windows; a speedup is baseline latency / hierarchical late
 drop-aware percentiles that ``evaluate`` computes, pooled over every request and per deployment.
 The sweeps (:data:`SWEEPS`): model size (every deployment one catalog model), cloud bandwidth
 per load (one stream's rate, then parallel streams), deserialisation rate, runtime
-initialisation, request timeout, request rate per deployment (the trace's ``time_scale``) and
-pool size (host memory lent to the cache). Values with a calibration.md row are marked
-``sourced`` in the JSON and on the plots. :data:`PATH` then adds, one at a time, the sourced
-changes that lead from ``paper`` to the ``paper_regime`` preset.
+initialisation, request timeout, request rate per deployment (the trace's ``time_scale``), pool
+size (host memory lent to the cache) and which models serve the busiest trace functions. Values
+with a calibration.md row are marked ``sourced`` in the JSON and filled on the plots.
+:data:`PATH` then adds, one at a time, the changes that lead from ``paper`` to the
+``paper_regime`` preset.
 
 The last line printed is JSON: ``{"around", "episodes", "episode_s", "paper": {"p99", "p50",
 "tolerance"}, "sweeps": {name: [point, ...]}, "path": [point, ...], "closest": point}``; a point
-is ``{"value", "sourced", "p99_speedup", "p50_speedup", "within", "models": {name: {...}}}``.
+is ``{"value", "sourced", "p99_speedup", "p50_speedup", "within", "models_within", "models":
+{name: {"requests", "p99_speedup", "p50_speedup"}}, ...}`` (``within``: both speedups within 25%
+of the paper's; ``models_within``: the deployments for which both are).
 ``--out DIR`` writes ``paper_regime_p99.png`` and ``paper_regime_p50.png``.
 """
 
@@ -193,7 +196,7 @@ SWEEPS: dict[str, Sweep] = {
 
 PATH: tuple[tuple[str, dict], ...] = (
     ("paper", {}),
-    ("+ ServerlessLLM loader", {"deserialize_gb_per_s": 11.4}),
+    ("+ safetensors loader", {"deserialize_gb_per_s": 2.6}),
     ("+ no request timeout", {"request_timeout_s": 3600.0}),
     ("+ larger models on busier functions", {"function_order": "largest first"}),
 )
