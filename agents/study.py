@@ -196,12 +196,12 @@ def _check_backend(args: argparse.Namespace) -> None:
     args.backend = args.backend or ("ray" if ray else "local")
     if args.backend != "ray":
         return
-    if importlib.util.find_spec("ray") is None:
-        raise UsageError("the Ray backend needs the ray extra: pip install -e '.[ray]'")
-    if args.address is not None:
+    if args.address is not None:  # checked first: a bad address is bad with or without Ray
         from .rllib_train import check_address
 
         check_address(args.address)  # UsageError: malformed, or no cluster answers there
+    if importlib.util.find_spec("ray") is None:
+        raise UsageError("the Ray backend needs the ray extra: pip install -e '.[ray]'")
 
 
 def _check_out(out: Path) -> None:
