@@ -32,6 +32,10 @@ TTFB = 0.25
 BATCH1_MS = 100.0
 PER_ITEM_MS = 10.0
 CPU_MS = 500.0
+# Uncontended cold starts of the toy model (sequential stages), from cloud storage and from the
+# target host's memory.
+CLOUD_S = SANDBOX + RUNTIME + TTFB + SIZE / NIC + SIZE / PCIE + SIZE / DESER  # 5.25
+LOCAL_S = SANDBOX + RUNTIME + SIZE / PCIE + SIZE / DESER  # 4.0
 
 SIM_TEST_TIMEOUT_S = 120
 

@@ -9,14 +9,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from conftest import (
-    DESER,
+    CLOUD_S,
     DISK,
-    NIC,
-    PCIE,
-    RUNTIME,
-    SANDBOX,
-    SIZE,
-    TTFB,
+    LOCAL_S,
     env_action,
     exec_s,
     host,
@@ -31,8 +26,6 @@ from hypothesis import strategies as st
 
 from envs.sim.kernel import DROPPED, PENDING
 
-CLOUD_S = SANDBOX + RUNTIME + TTFB + SIZE / NIC + SIZE / PCIE + SIZE / DESER  # 5.25
-LOCAL_S = SANDBOX + RUNTIME + SIZE / PCIE + SIZE / DESER  # 4.0
 # Hosts with a disk bandwidth but no disk cache: no disk tier (see test_diskless_host_...).
 HOST = dict(disk_gb_per_s=DISK, disk_cache_gb=0.0)
 

@@ -15,14 +15,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from conftest import (
-    DESER,
+    CLOUD_S,
     DISK,
-    NIC,
-    PCIE,
-    RUNTIME,
-    SANDBOX,
-    SIZE,
-    TTFB,
     env_action,
     exec_s,
     host,
@@ -39,7 +33,6 @@ from envs.env import ServerlessGPUEnv
 from envs.scenarios import ConfigError, RewardPrices
 
 HOLD = L.CACHE_CHOICES.index("hold")
-CLOUD_S = SANDBOX + RUNTIME + TTFB + SIZE / NIC + SIZE / PCIE + SIZE / DESER  # 5.25
 
 
 def two_model_env(timeout_s=10.0, arrivals_a=(1.0,), **kw):
