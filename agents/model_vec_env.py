@@ -22,10 +22,6 @@ from gymnasium import spaces
 from stable_baselines3.common.running_mean_std import RunningMeanStd
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv
 
-from envs import layout as L
-
-_FOCUS = L.C["focus"]
-
 
 class FrozenStats(RunningMeanStd):
     """Observation statistics that no longer move (``VecNormalize.obs_rms`` for fine-tuning a
@@ -59,20 +55,13 @@ class ModelsVecEnv(VecEnv):
     # -------------------------------------------------------------------- helpers ----
     def _obs(self, env) -> np.ndarray:
         """Each model's observation as the env shows it when that model is focused."""
-        cl = np.asarray(env.cluster_features(), dtype=np.float32)
-        rows = []
-        for m in range(self.M):
-            c = cl.copy()
-            c[_FOCUS - len(L.MODEL_FEATURES)] = m / self.M
-            rows.append(np.concatenate([env.model_features(m), c]))
-        return np.stack(rows)
+        return np.stack([env.observation(m) for m in range(self.M)])
 
     @staticmethod
     def _totals(env) -> np.ndarray:
         """Per model: dollars so far (cost + late and drop prices), shape ``(M,)``."""
-        s, p = env.sim, env._prices
-        return (s.cost_usd_by_model() + p.late_usd * s.late + p.late_usd_per_s * s.late_s
-                + p.drop_usd * s.dropped)  # fmt: skip
+        s, p = env.sim, env.scenario.reward
+        return s.cost_usd_by_model() + p.late_dollars(s.late, s.late_s) + p.drop_dollars(s.dropped)
 
     def _reset_one(self, i: int) -> np.ndarray:
         env = self.envs[i]
@@ -97,7 +86,7 @@ class ModelsVecEnv(VecEnv):
             for m in range(self.M):
                 _, _, _, trunc, info = env.step(int(self._actions[i * self.M + m]))
             tot = self._totals(env)
-            r = -env._prices.scale * (tot - self._prev[i])
+            r = -env.scenario.reward.scale * (tot - self._prev[i])
             self._prev[i] = tot
             sl = slice(i * self.M, (i + 1) * self.M)
             self._ret[sl] += r

@@ -431,8 +431,9 @@ class ServerlessGPUEnv(gym.Env):
             free_mem / self._cache_cap if self._cache_cap > 0 else 0.0,
         )
 
-    def cluster_features(self) -> list[float]:
-        """``layout.CLUSTER_FEATURES`` now, in that order (checked at import)."""
+    def cluster_features(self, focus: int | None = None) -> list[float]:
+        """``layout.CLUSTER_FEATURES`` now, in that order (checked at import), the ``focus``
+        feature for model ``focus`` (default: the focused model)."""
         sim = self.sim
         tod = 2 * math.pi * ((self.start_s + sim.now - self.warmup_s) % 86400.0) / 86400.0
         return [
@@ -440,13 +441,16 @@ class ServerlessGPUEnv(gym.Env):
             0.5 + 0.5 * math.sin(tod),
             0.5 + 0.5 * math.cos(tod),
             self.t / self._n_steps,
-            self.focus / self.M,
+            (self.focus if focus is None else focus) / self.M,
         ]
 
+    def observation(self, m: int) -> np.ndarray:
+        """The observation the env gives when model ``m`` is focused, now (float32 ``(N_OBS,)``;
+        for wrappers that show several models at once)."""
+        return np.array([*self._model_values(m), *self.cluster_features(m)], dtype=np.float32)
+
     def _observe(self) -> np.ndarray:
-        return np.array(
-            [*self._model_values(self.focus), *self.cluster_features()], dtype=np.float32
-        )
+        return self.observation(self.focus)
 
     # ----------------------------------------------------------------------------- reward ----
     def _reward(self) -> float:
@@ -455,9 +459,8 @@ class ServerlessGPUEnv(gym.Env):
         dropped, cost = int(sim.dropped.sum()), sim.cost_usd()
         comps = StepInfo(
             cost=cost - self._prev_cost,
-            late=p.late_usd * (late - self._prev_late)
-            + p.late_usd_per_s * (late_s - self._prev_late_s),
-            drop=p.drop_usd * (dropped - self._prev_dropped),
+            late=p.late_dollars(late - self._prev_late, late_s - self._prev_late_s),
+            drop=p.drop_dollars(dropped - self._prev_dropped),
         )
         self._prev_late, self._prev_late_s = late, late_s
         self._prev_dropped, self._prev_cost = dropped, cost

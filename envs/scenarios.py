@@ -94,6 +94,15 @@ class RewardPrices:
                 want = "a finite number > 0" if f.name == "scale" else "a finite number >= 0"
                 raise ConfigError(f"reward.{f.name} must be {want}, got {v!r}")
 
+    def late_dollars(self, late, late_s):
+        """Price of ``late`` late requests that were ``late_s`` seconds late in all (numbers or
+        arrays alike, e.g. per model)."""
+        return self.late_usd * late + self.late_usd_per_s * late_s
+
+    def drop_dollars(self, dropped):
+        """Price of ``dropped`` dropped requests."""
+        return self.drop_usd * dropped
+
 
 def _finite(v) -> bool:
     """A real number (not a bool) that is finite: what every numeric scenario field needs."""
