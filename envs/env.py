@@ -316,7 +316,7 @@ class ServerlessGPUEnv(gym.Env):
                     sim.prefetch(m, h)
         delta = int(self.layout.deltas[s])
         if delta < 0:
-            sim.scale_down(m, min(-delta, self._removable(m)))
+            sim.scale_down(m, -delta)  # the simulator keeps a queued model's last instance
         for _ in range(max(delta, 0)):
             h = sim.choose_host(m, sim.rule_placement[m])
             if h < 0:
@@ -351,20 +351,11 @@ class ServerlessGPUEnv(gym.Env):
 
         return self._cached(("feat", m), compute)
 
-    def _removable(self, m: int) -> int:
-        """Instances of ``m`` (warm or loading) a scale-in may remove now: all of them, but one
-        while requests wait (the platform's activator keeps serving them, as Knative does not
-        scale a revision with requests in its activator to zero: a policy cannot cancel the
-        platform's cold starts and so refuse to serve)."""
-        sim = self.sim
-        n = int(sim.n_serving[m] + sim.n_loading[m])
-        return n - 1 if n and sim.arrived[m] > sim.head[m] else n
-
     def _flags(self, m: int, need_prefetch: bool = True) -> tuple[bool, bool, bool]:
         """(an instance may be removed, a free GPU fits, prefetch possible) of ``m``: the mask
         pattern. The prefetch check (a loop over hosts) is made only when asked."""
         sim = self.sim
-        inst = self._removable(m) > 0  # the queue moves without a version change: not cached
+        inst = sim.removable(m) > 0  # the queue moves without a version change: not cached
         fit = self._cached(("fit", m), lambda: bool(((sim.free_per_host > 0) & sim.fits[m]).any()))
         pre = need_prefetch and self._cached(
             ("pre", m), lambda: self.sim.prefetch_host(m) >= 0

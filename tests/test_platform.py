@@ -199,9 +199,8 @@ def test_scale_in_cannot_cancel_the_last_instance_of_a_queued_model():
     wait, scale-in keeps one instance (warm or loading); the mask says so."""
     env = _queued_env(1)
     sim = env.sim
-    sim.scale_down(0, 1)  # the simulator itself may: the env's platform rule is what protects
-    env.step(env.layout.noop)  # the platform restarts it for the queue, t 10 -> 20
     assert sim.queue_len(0) > 0 and sim.instance_count(0) == 1
+    assert sim.scale_down(0, 1) == 0  # the simulator's own scale-in keeps it too
     down = env_action(env, delta=-4)
     assert not env.action_masks()[down] and not env.entry_masks(0)[0][env.layout.deltas < 0].any()
     env.step(down)  # masked: the no-op, counted

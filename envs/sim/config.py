@@ -215,8 +215,11 @@ class FeatureSpec:
             with none (warm, loading or draining): Knative's activator, AWS Lambda's on-demand
             start. The new instance goes where the model's placement rule says and loads from
             its source rule (``Simulator.set_rules``); with no free GPU that fits, the platform
-            tries again whenever a GPU frees up. Off, a model with no instance queues until the
-            policy scales it out (the simulator's own tests use that).
+            tries again whenever a GPU frees up; and a scale-in keeps one instance (warm or
+            loading) of a model whose requests wait (``Simulator.removable``: Knative does not
+            scale a revision with requests in its activator to zero), so no policy can refuse to
+            serve by cancelling the platform's restarts. Off, a model with no instance queues
+            until the policy scales it out (the simulator's own tests use that).
         multicast: Loads of one model whose fetch starts at the same instant from the same
             source (the same holder's memory, or cloud storage) share one transfer: the source
             sends the weights once and the receivers relay them on, as FaaSNet's function trees

@@ -319,10 +319,20 @@ class Simulator(LifecycleMixin, FetchMixin, SourcingMixin, AccountingMixin):
         self._run_stages(inst, self.now)
         return inst
 
+    def removable(self, m: int) -> int:
+        """Instances of ``m`` (warm or loading) a scale-in may remove now: all of them, but with
+        ``features.autostart`` one stays while requests of ``m`` wait (see ``FeatureSpec``)."""
+        n = int(self.n_serving[m] + self.n_loading[m])
+        if self.cfg.features.autostart and n and self.arrived[m] > self.head[m]:
+            return n - 1
+        return n
+
     def scale_down(self, m: int, k: int = 1) -> int:
-        """Remove up to ``k`` instances of ``m``: idle warm first (longest idle), then loading
-        (latest started), then busy ones, which drain (finish their batch, take no more)."""
+        """Remove up to ``k`` instances of ``m`` (at most :meth:`removable`): idle warm first
+        (longest idle), then loading (latest started), then busy ones, which drain (finish
+        their batch, take no more)."""
         self._check_model(m)
+        k = min(k, self.removable(m))
         removed = 0
         while removed < k:
             insts = [i for i in self.instances[m] if i.state in (WARM, LOADING)]
