@@ -32,7 +32,7 @@ import numpy as np
 
 from envs import ENV_ID
 
-EVAL_SEED = 10000  # train.py's held-out episode seeds start here
+from .training import FINAL_EVAL_SEED as EVAL_SEED  # train.py's held-out seeds
 
 
 def collect(scenario: str, teacher: str, episodes: int, overrides: dict | None = None):

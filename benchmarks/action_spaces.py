@@ -31,10 +31,10 @@ import torch
 
 import envs  # noqa: F401  (registers the id)
 from agents.action_spaces import SPACES, noop, wrap
+from agents.training import FINAL_EVAL_SEED as EVAL_SEED  # train.py's held-out seeds
 from envs import ENV_ID
 from envs.scenarios import load_scenario
 
-EVAL_SEED = 10000  # train.py's held-out episode seeds start here
 INTERVAL_GAMMA, INTERVAL_LAMBDA = 0.995**3, 0.9**3  # maskable_ppo.yml's per-step values on small
 
 
