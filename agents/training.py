@@ -447,6 +447,35 @@ def train(cfg: RunConfig):
         ``(model, agent policy, interrupted)``; ``interrupted`` names the signal that stopped it.
     """
     import torch
+
+    from .callbacks import StopOnSignal
+
+    args = cfg.args
+    torch.set_num_threads(args["threads"])
+    meta = _meta(cfg)
+    model, venv = _build_model(cfg)
+    _write_run_files(cfg)
+    stop = StopOnSignal()
+
+    def on_signal(signum, frame):
+        stop.requested = signal.Signals(signum).name
+        # A second signal is not ignored: Ctrl-C then raises KeyboardInterrupt at once.
+        signal.signal(
+            signum, signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL
+        )
+
+    # From here on a SIGINT/SIGTERM (a Ctrl-C, a study stopping its jobs) asks for a checkpoint,
+    # whether it comes while the callbacks' reference policies load or while the model learns.
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        return _learn(cfg, model, venv, meta, stop)
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def _learn(cfg: RunConfig, model, venv, meta: dict, stop):
+    """:func:`train` once the model is built and the signal handlers are set."""
     from stable_baselines3.common.callbacks import CallbackList
     from stable_baselines3.common.logger import configure
 
@@ -455,14 +484,9 @@ def train(cfg: RunConfig):
         ClusterMetricsCallback,
         HeldOutEvalCallback,
         HyperparamsCallback,
-        StopOnSignal,
     )
 
     args, spec, hp = cfg.args, cfg.spec, cfg.hp
-    torch.set_num_threads(args["threads"])
-    meta = _meta(cfg)
-    model, venv = _build_model(cfg)
-    _write_run_files(cfg)
     what = "Resuming" if cfg.resume_from else "Training"
     print(f"{what} {spec.name} ({hp.actions} actions) on {args['scenario']} for {hp.n_timesteps} steps "
           f"({hp.n_envs} {args['vec_env']} envs, normalize={hp.normalize is not None}, "
@@ -473,34 +497,25 @@ def train(cfg: RunConfig):
     def agent_fn(m):
         return AgentPolicy(m, spec, vecnormalize=m.get_vec_normalize_env(), meta=meta)
 
-    stop = StopOnSignal()
     ckpt = AtomicCheckpointCallback(
         cfg.run_dir, args["checkpoint_freq"], meta, args["verbose"], keep=args["keep_checkpoints"]
     )
     callbacks = [stop, ClusterMetricsCallback(), ckpt]
     callbacks.append(HyperparamsCallback({"algo": spec.name, "policy": hp.policy, **hp.raw}, args))
-    if args["eval_freq"] > 0:
-        callbacks.append(
-            HeldOutEvalCallback(
-                agent_fn, args["scenario"], cfg.overrides, args["eval_freq"],
-                args["eval_episodes"], EVAL_SEED, _references(), verbose=args["verbose"],
-            )
-        )  # fmt: skip
     remaining = hp.n_timesteps - model.num_timesteps
     if remaining <= 0:
         print(f"{cfg.run_dir} already has {model.num_timesteps} >= {hp.n_timesteps} steps; "
               "pass a larger --timesteps to train further")  # fmt: skip
         return model, agent_fn(model), None
-
-    def on_signal(signum, frame):
-        stop.requested = signal.Signals(signum).name
-        # A second signal is not ignored: Ctrl-C then raises KeyboardInterrupt at once.
-        signal.signal(
-            signum, signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL
-        )
-
-    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
+        if args["eval_freq"] > 0:
+            callbacks.append(
+                HeldOutEvalCallback(
+                    agent_fn, args["scenario"], cfg.overrides, args["eval_freq"],
+                    args["eval_episodes"], EVAL_SEED, _references(), verbose=args["verbose"],
+                )
+            )  # fmt: skip
+        # A signal during set-up is seen by StopOnSignal at the first step: a checkpoint then.
         model.learn(
             total_timesteps=remaining,
             log_interval=args["log_interval"] or log_interval(spec, hp),
@@ -511,8 +526,6 @@ def train(cfg: RunConfig):
     except KeyboardInterrupt:
         stop.requested = "SIGINT"
     finally:
-        for s, h in old.items():
-            signal.signal(s, h)
         ckpt.model = model
         ckpt.num_timesteps = model.num_timesteps
         ckpt.save(checkpoint=stop.requested is not None)

@@ -193,6 +193,30 @@ def test_signal_saves_a_checkpoint_and_exits_cleanly(tmp_path, sig):
     assert cfg.run_dir == d and cfg.resume_from == ckpt and cfg.spec.name == "ppo"
 
 
+def test_a_signal_during_set_up_still_gives_a_checkpoint(tmp_path, monkeypatch):
+    """A SIGINT that comes after the "Training ..." line but before learning starts (here: while
+    the held-out callback loads its reference heuristics, where a study's stop once landed and
+    killed the child with a KeyboardInterrupt traceback) is a checkpoint request like any other."""
+    import os
+
+    from agents import training
+
+    def references_then_signal():
+        os.kill(os.getpid(), signal.SIGINT)
+        return {}
+
+    monkeypatch.setattr(training, "_references", references_then_signal)
+    cfg = training.prepare(["--algo", "ppo", "--timesteps", "100000", "--n-envs", "1",
+                            "--logdir", str(tmp_path), "--eval-freq", "1000", *FAST,
+                            *TINY["ppo"]])  # fmt: skip
+    before = signal.getsignal(signal.SIGINT)
+    model, _, interrupted = training.train(cfg)
+    assert interrupted == "SIGINT"
+    assert signal.getsignal(signal.SIGINT) is before  # the handlers are put back
+    n = num_timesteps(cfg.run_dir / "model.zip")
+    assert 0 < n < 100000 and (cfg.run_dir / "checkpoints" / f"model_{n}_steps.zip").is_file()
+
+
 @pytest.mark.parametrize(
     "args, needle",
     [
