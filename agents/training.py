@@ -626,6 +626,9 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as e:
         print(f"train.py: error: {one_line(e)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # before the model existed: there is nothing to checkpoint
+        print("train.py: interrupted while building the model; nothing trained", file=sys.stderr)
+        return 130
     dt = time.perf_counter() - t0
     print(
         f"Trained to {model.num_timesteps} steps in {dt:.0f} s; model: {cfg.run_dir / 'model.zip'}"
