@@ -11,9 +11,10 @@ import numpy as np
 from gymnasium import spaces
 
 from . import layout as L
+from .observe import N_MODEL, Observer
 from .scenarios import Scenario, load_scenario
 from .sim import Simulator, summary
-from .sim.config import PLACEMENT_RULES, TIERS
+from .sim.config import TIERS
 from .stats import ModelStats
 from .step_kernel import window_counts
 from .warmup import WarmupPolicy
@@ -34,9 +35,12 @@ class StepInfo(dict):
     __slots__ = ()
 
     def __deepcopy__(self, memo):
-        out = StepInfo()
+        out = StepInfo(self)
         for k, v in self.items():
-            out[k] = v if type(v) in _SCALARS else copy.deepcopy(v, memo)
+            if type(v) is StepInfo:
+                out[k] = v.__deepcopy__(memo)
+            elif type(v) not in _SCALARS:
+                out[k] = copy.deepcopy(v, memo)
         return out
 
     def __reduce__(self):  # pickles (SubprocVecEnv) as the plain dict it is
@@ -189,11 +193,8 @@ class ServerlessGPUEnv(gym.Env):
         self.layout = L.ActionLayout(sc.scale_deltas)
         self.action_space = spaces.Discrete(self.layout.n)
         self.observation_space = spaces.Box(0.0, L.OBS_HIGH, shape=(L.N_OBS,), dtype=np.float32)
-        max_mem = max(h.gpu_mem_gb for h in cfg.hosts)
-        self._const = [(m.slo_s / 5.0, m.size_gb / max_mem) for m in cfg.models]
-        self._slo = np.array([m.slo_s for m in cfg.models])
-        self._cache_cap = sum(h.cache_gb for h in cfg.hosts)
         self._n_steps = sc.n_steps
+        self._obs = Observer(cfg, sc.n_steps)
         self._prices = sc.reward
         # Masks by (has an instance, a free GPU fits, prefetch possible): 8 patterns, each as
         # (joint mask, scale entry mask, cache entry mask).
@@ -208,8 +209,10 @@ class ServerlessGPUEnv(gym.Env):
                     for arr in (joint, scale_ok, cache_ok):
                         arr.setflags(write=False)  # shared: action_masks() hands out copies
                     self._masks[inst, fit, pre] = (joint, scale_ok, cache_ok)
-        self._struct: dict[int, tuple] = {}  # per model, valid while sim.version is unchanged
+        self._deltas = self.layout.deltas.tolist()
+        self._struct: dict = {}  # mask facts, valid while sim.version is unchanged
         self._struct_version = -1
+        self._info_key = None  # (sim.version, t) of the cached cost and cold starts of info
         self.sim: Simulator | None = None
 
     # ------------------------------------------------------------------------------ reset ----
@@ -245,6 +248,7 @@ class ServerlessGPUEnv(gym.Env):
                 self._advance(min(k * sc.step_s, self.warmup_s))
         sim.open_window()
         self.t = 0
+        self._new_interval()
         self.focus = 0
         self.invalid_actions = 0
         self._prev_late, self._prev_late_s = int(sim.late.sum()), float(sim.late_s.sum())
@@ -258,6 +262,13 @@ class ServerlessGPUEnv(gym.Env):
     def _advance(self, t_end: float) -> None:
         self.sim.run_until(t_end)
         self.stats.update(self.sim)
+
+    def _new_interval(self) -> None:
+        """Simulated time moved: the observation's demand features, once for every model."""
+        sim = self.sim
+        tod_s = self.start_s + sim.now - self.warmup_s
+        self._obs.new_interval(sim, self.stats, self.t, tod_s)
+        self._info_key = None
 
     # ------------------------------------------------------------------------------- step ----
     def step(self, action):
@@ -276,6 +287,7 @@ class ServerlessGPUEnv(gym.Env):
             self.focus = 0
             self.t += 1
             self._advance(self.warmup_s + self.t * self.scenario.step_s)
+            self._new_interval()
             reward = self._reward()
         truncated = self.t >= self._n_steps
         info = self._info()
@@ -284,6 +296,9 @@ class ServerlessGPUEnv(gym.Env):
         return self._observe(), reward, False, truncated, info
 
     def _check_action(self, action) -> int:
+        if type(action) is int or isinstance(action, np.integer):  # the common case, fast
+            if 0 <= action < self.layout.n:
+                return int(action)
         arr = np.asarray(action)
         if arr.size != 1 or arr.dtype.kind not in "iu":  # as action_space.contains() says
             raise ValueError(
@@ -314,7 +329,7 @@ class ServerlessGPUEnv(gym.Env):
                 h = self.sim.prefetch_host(m)
                 if h >= 0:
                     sim.prefetch(m, h)
-        delta = int(self.layout.deltas[s])
+        delta = self._deltas[s]
         if delta < 0:
             sim.scale_down(m, -delta)  # the simulator keeps a queued model's last instance
         for _ in range(max(delta, 0)):
@@ -336,30 +351,18 @@ class ServerlessGPUEnv(gym.Env):
             out = self._struct[key] = fn()
         return out
 
-    def _placement_features(self, m: int) -> tuple:
-        """loading / G, copies / H, pinned copies / H and the load-time feature of ``m``."""
-
-        def compute():
-            sim = self.sim
-            held = sim.mem_state[:, :2, m].sum(axis=0).tolist()
-            return (
-                float(sim.n_loading[m]) / self.G,
-                held[0] / self.H,
-                held[1] / self.H,
-                min(sim.best_load_s(m) / 60.0, 5.0),
-            )
-
-        return self._cached(("feat", m), compute)
+    def _fits(self) -> list[bool]:
+        """Per model: a free GPU it fits exists."""
+        sim = self.sim
+        return (sim.fits & (sim.free_per_host > 0)).any(axis=1).tolist()
 
     def _flags(self, m: int, need_prefetch: bool = True) -> tuple[bool, bool, bool]:
         """(an instance may be removed, a free GPU fits, prefetch possible) of ``m``: the mask
         pattern. The prefetch check (a loop over hosts) is made only when asked."""
         sim = self.sim
         inst = sim.removable(m) > 0  # the queue moves without a version change: not cached
-        fit = self._cached(("fit", m), lambda: bool(((sim.free_per_host > 0) & sim.fits[m]).any()))
-        pre = need_prefetch and self._cached(
-            ("pre", m), lambda: self.sim.prefetch_host(m) >= 0
-        )
+        fit = self._cached("fit", self._fits)[m]
+        pre = need_prefetch and self._cached(("pre", m), lambda: self.sim.prefetch_host(m) >= 0)
         return inst, fit, pre
 
     def _mask(self, m: int) -> np.ndarray:
@@ -370,7 +373,7 @@ class ServerlessGPUEnv(gym.Env):
         two entries that can be masked)."""
         s, _, _, c = self.layout.decode(a)
         inst, fit, pre = self._flags(m, need_prefetch=c == _PREFETCH)
-        d = self.layout.deltas[s]
+        d = self._deltas[s]
         return (d == 0 or (d > 0 and fit) or (d < 0 and inst)) and (c != _PREFETCH or pre)
 
     def action_masks(self) -> np.ndarray:
@@ -386,62 +389,22 @@ class ServerlessGPUEnv(gym.Env):
         return scale_ok, cache_ok
 
     # ------------------------------------------------------------------------ observation ----
-    def _model_values(self, m: int) -> list[float]:
-        """``layout.MODEL_FEATURES`` of model ``m`` now, in that order (checked at import)."""
-        sim, st = self.sim, self.stats
-        hi = L.OBS_HIGH
-        r0, r1, r2 = st.rates[:, m].tolist()
-        idle, busy, _ = sim.counts(m)
-        rule = sim.rule_placement[m]
-        return [
-            min(math.log1p(r0), hi),  # rate_step
-            min(math.log1p(r1), hi),  # rate_1min
-            min(math.log1p(r2), hi),  # rate_10min
-            min(math.log1p(sim.queue_len(m)), hi),  # queue
-            min(sim.oldest_wait_s(m) / self._slo[m], 10.0) / 10.0,  # oldest_wait
-            idle / self.G,  # warm_idle
-            busy / self.G,  # warm_busy
-            *self._placement_features(m),  # loading, mem_copies, pinned_copies, load_time
-            *self._const[m],  # slo, size
-            min(math.log1p(st.since_last(sim, m)), hi),  # since_last
-            *st.idle_features[m].tolist(),  # idle_p5, idle_p99, idle_count
-            *(float(rule == r) for r in PLACEMENT_RULES),  # rule_<placement rule>
-            float(sim.rule_source[m] == "cloud"),  # rule_cloud
-        ]
-
     def model_features(self, m: int) -> np.ndarray:
         """``layout.MODEL_FEATURES`` of model ``m`` now, float32 ``(n_model_features,)``."""
-        return np.array(self._model_values(m), dtype=np.float32)
+        return self._obs.row(self.sim, m)[:N_MODEL].copy()
 
-    def _cluster_fractions(self) -> tuple[float, float]:
-        """Free GPUs / GPUs and free cache / cache capacity (placement state only)."""
-        sim = self.sim
-        free_mem = self._cache_cap - float(sim.mem_used.sum())
-        return (
-            float(sim.free_per_host.sum()) / self.G,
-            free_mem / self._cache_cap if self._cache_cap > 0 else 0.0,
-        )
-
-    def cluster_features(self, focus: int | None = None) -> list[float]:
-        """``layout.CLUSTER_FEATURES`` now, in that order (checked at import), the ``focus``
-        feature for model ``focus`` (default: the focused model)."""
-        sim = self.sim
-        tod = 2 * math.pi * ((self.start_s + sim.now - self.warmup_s) % 86400.0) / 86400.0
-        return [
-            *self._cached("cluster", self._cluster_fractions),  # free_gpus, free_cache
-            0.5 + 0.5 * math.sin(tod),
-            0.5 + 0.5 * math.cos(tod),
-            self.t / self._n_steps,
-            (self.focus if focus is None else focus) / self.M,
-        ]
+    def cluster_features(self, focus: int | None = None) -> np.ndarray:
+        """``layout.CLUSTER_FEATURES`` now, float32, the ``focus`` feature for model ``focus``
+        (default: the focused model)."""
+        return self.observation(self.focus if focus is None else focus)[N_MODEL:]
 
     def observation(self, m: int) -> np.ndarray:
         """The observation the env gives when model ``m`` is focused, now (float32 ``(N_OBS,)``;
-        for wrappers that show several models at once)."""
-        return np.array([*self._model_values(m), *self.cluster_features(m)], dtype=np.float32)
+        for wrappers that show several models at once). Built by :class:`envs.observe.Observer`."""
+        return self._obs.observation(self.sim, m)
 
     def _observe(self) -> np.ndarray:
-        return self.observation(self.focus)
+        return self._obs.observation(self.sim, self.focus)
 
     # ----------------------------------------------------------------------------- reward ----
     def _reward(self) -> float:
@@ -465,13 +428,18 @@ class ServerlessGPUEnv(gym.Env):
     def _info(self) -> dict:
         sim = self.sim
         arrived, completed, dropped, pending = self._counts.tolist()
+        key = (sim.version, self.t)  # cost and cold starts change with neither: not recomputed
+        if key != self._info_key:
+            self._info_key = key
+            self._info_cost = float(sim.cost_usd() - sim.window_base["cost_usd"])
+            self._info_cold = sum(sim.cold_starts.values()) - self._base_cold()
         return StepInfo(
             requests_arrived=arrived,
             requests_completed=completed,
             requests_dropped=dropped,
             requests_pending=pending,
-            cold_starts=sum(sim.cold_starts.values()) - self._base_cold(),
-            cost_usd=float(sim.cost_usd() - sim.window_base["cost_usd"]),
+            cold_starts=self._info_cold,
+            cost_usd=self._info_cost,
             invalid_actions=self.invalid_actions,
             sim_time_s=float(sim.now - self.warmup_s),
             focus=self.focus,
@@ -533,12 +501,3 @@ class ServerlessGPUEnv(gym.Env):
 
 
 _ZERO_COMPS = StepInfo(cost=0.0, late=0.0, drop=0.0)
-# _model_values() and _observe() list the features in the layout's order: that order is this.
-assert L.MODEL_FEATURES[:17] == (
-    "rate_step", "rate_1min", "rate_10min", "queue", "oldest_wait", "warm_idle", "warm_busy",
-    "loading", "mem_copies", "pinned_copies", "load_time", "slo", "size", "since_last",
-    "idle_p5", "idle_p99", "idle_count",
-) and L.MODEL_FEATURES[17:] == (*(f"rule_{r}" for r in PLACEMENT_RULES), "rule_cloud")
-assert L.CLUSTER_FEATURES == (
-    "free_gpus", "free_cache", "tod_sin", "tod_cos", "episode_progress", "focus"
-)  # fmt: skip

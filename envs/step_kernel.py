@@ -1,11 +1,16 @@
 """Compiled per-interval bookkeeping of :class:`envs.env.ServerlessGPUEnv`.
 
+The demand features of the observation (:func:`demand_features`) are computed once per
+interval for every model (:class:`envs.observe.Observer`).
+
 The request counts of ``info`` are taken over the requests that arrived in the measured window
 (:meth:`envs.sim.Simulator.open_window`), from the simulator's per-request arrays; as numpy it
 would be several array passes per interval.
 """
 
 from __future__ import annotations
+
+import math
 
 from numba import njit
 
@@ -29,3 +34,22 @@ def window_counts(status, finish, window_first, arrived, now, out):
     out[1] = n_done
     out[2] = n_drop
     out[3] = n_arr - n_done - n_drop
+
+
+@njit(cache=True, nogil=True)
+def demand_features(mat, cols, rates, arrived, head, offsets, arrivals, now, slo, idle, hi):
+    """Fill every model's demand columns of ``mat`` (``(M, N_OBS)``) for the interval that
+    starts at ``now``: ``cols`` = the indices of rate_step, rate_1min, rate_10min, queue,
+    oldest_wait, since_last, idle_p5, idle_p99, idle_count (in that order). Simulated time
+    stands still within an interval, so these hold for all of its steps."""
+    for m in range(mat.shape[0]):
+        for j in range(3):
+            mat[m, cols[j]] = min(math.log1p(rates[j, m]), hi)
+        q = arrived[m] - head[m]
+        mat[m, cols[3]] = min(math.log1p(q), hi)
+        wait = now - arrivals[head[m]] if q > 0 else 0.0
+        mat[m, cols[4]] = min(wait / slo[m], 10.0) / 10.0
+        since = now - arrivals[arrived[m] - 1] if arrived[m] > offsets[m] else now
+        mat[m, cols[5]] = min(math.log1p(since), hi)
+        for j in range(3):
+            mat[m, cols[6 + j]] = idle[m, j]

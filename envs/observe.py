@@ -1,0 +1,107 @@
+"""The v1 observation (:mod:`envs.layout`), built with as little work per step as it allows.
+
+Simulated time stands still within a control interval (it advances after the last model's
+step), so every model's demand features (rates, queue, oldest wait, time since the last request,
+idle-time statistics), the time of day and the episode's progress are computed once per interval
+for all models, compiled (:func:`envs.step_kernel.demand_features`). The placement-state
+features (instances, copies, load time, standing rules) of a model, and the cluster's free GPUs
+and cache, are recomputed only when ``Simulator.version`` has moved since they were filled (an
+action changed the placement state). ``tests/test_env_fastpath.py`` checks every step against a
+plain recomputation from the simulator's public queries.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from . import layout as L
+from .sim.config import PLACEMENT_RULES
+from .step_kernel import demand_features
+
+_DEMAND = np.array(
+    [L.F[k] for k in ("rate_step", "rate_1min", "rate_10min", "queue", "oldest_wait",
+                      "since_last", "idle_p5", "idle_p99", "idle_count")], dtype=np.int64,
+)  # fmt: skip
+# The placement-state features, filled together: two contiguous runs of the layout.
+_STATE = ("warm_idle", "warm_busy", "loading", "mem_copies", "pinned_copies", "load_time")
+_RULES = (*(f"rule_{r}" for r in PLACEMENT_RULES), "rule_cloud")
+_S0, _R0 = L.F[_STATE[0]], L.F[_RULES[0]]
+assert tuple(L.MODEL_FEATURES[_S0 : _S0 + len(_STATE)]) == _STATE
+assert tuple(L.MODEL_FEATURES[_R0 : _R0 + len(_RULES)]) == _RULES
+_S1, _R1 = _S0 + len(_STATE), _R0 + len(_RULES)
+_FREE_GPUS, _FREE_CACHE = L.C["free_gpus"], L.C["free_cache"]
+_TOD_SIN, _TOD_COS, _PROGRESS, _FOCUS = (
+    L.C["tod_sin"], L.C["tod_cos"], L.C["episode_progress"], L.C["focus"]
+)  # fmt: skip
+N_MODEL = len(L.MODEL_FEATURES)
+# One-hot rows of the standing rules, by (placement rule, source rule).
+_RULE_ROWS = {
+    (p, s): tuple(float(p == r) for r in PLACEMENT_RULES) + (float(s == "cloud"),)
+    for p in PLACEMENT_RULES
+    for s in (None, "cloud")
+}
+
+
+class Observer:
+    """Every model's observation row of one env, kept current as the simulator changes.
+
+    Call :meth:`new_interval` whenever simulated time has moved (reset, each interval's end);
+    :meth:`observation` then gives a model's observation at any step of the interval.
+    """
+
+    def __init__(self, cfg, n_steps: int) -> None:
+        self.M, self.H, self.G = len(cfg.models), len(cfg.hosts), cfg.n_gpus
+        self.n_steps = n_steps
+        max_mem = max(h.gpu_mem_gb for h in cfg.hosts)
+        self.slo = np.array([m.slo_s for m in cfg.models], dtype=np.float64)
+        self.cache_cap = sum(h.cache_gb for h in cfg.hosts)
+        self.mat = np.zeros((self.M, L.N_OBS), dtype=np.float32)
+        self.mat[:, L.F["slo"]] = self.slo / 5.0
+        self.mat[:, L.F["size"]] = [m.size_gb / max_mem for m in cfg.models]
+        self._row_version = [-1] * self.M
+        self._cluster_version = -1
+
+    def new_interval(self, sim, stats, t: int, tod_s: float) -> None:
+        """Simulated time is now ``sim.now``, interval ``t`` of the episode, ``tod_s`` seconds
+        into the (trace's) day: recompute the demand features, mark the rest stale."""
+        mat = self.mat
+        demand_features(mat, _DEMAND, stats.rates, sim.arrived, sim.head, sim.offsets,
+                        sim.arrivals, sim.now, self.slo, stats.idle_features, L.OBS_HIGH)  # fmt: skip
+        tod = 2 * math.pi * (tod_s % 86400.0) / 86400.0
+        mat[:, _TOD_SIN] = 0.5 + 0.5 * math.sin(tod)
+        mat[:, _TOD_COS] = 0.5 + 0.5 * math.cos(tod)
+        mat[:, _PROGRESS] = t / self.n_steps
+        self._row_version = [-1] * self.M
+        self._cluster_version = -1
+
+    def row(self, sim, m: int) -> np.ndarray:
+        """Model ``m``'s row now (a view into the matrix; the focus entry is not set)."""
+        v = sim.version
+        if self._cluster_version != v:
+            self.mat[:, _FREE_GPUS] = float(sim.free_per_host.sum()) / self.G
+            free_mem = self.cache_cap - float(sim.mem_used.sum())
+            self.mat[:, _FREE_CACHE] = free_mem / self.cache_cap if self.cache_cap > 0 else 0.0
+            self._cluster_version = v
+        r = self.mat[m]
+        if self._row_version[m] != v:
+            idle, busy, _ = sim.counts(m)
+            held = sim.mem_state[:, :2, m].sum(axis=0).tolist()
+            r[_S0:_S1] = (
+                idle / self.G,
+                busy / self.G,
+                float(sim.n_loading[m]) / self.G,
+                held[0] / self.H,
+                held[1] / self.H,
+                min(sim.best_load_s(m) / 60.0, 5.0),
+            )
+            r[_R0:_R1] = _RULE_ROWS[sim.rule_placement[m], sim.rule_source[m]]
+            self._row_version[m] = v
+        return r
+
+    def observation(self, sim, m: int) -> np.ndarray:
+        """The observation with model ``m`` focused: float32 ``(N_OBS,)``, a new array."""
+        out = self.row(sim, m).copy()
+        out[_FOCUS] = m / self.M
+        return out
