@@ -18,7 +18,7 @@ import numpy as np
 
 from . import layout as L
 from .sim.config import PLACEMENT_RULES
-from .step_kernel import demand_features
+from .step_kernel import demand_features, state_features
 
 _DEMAND = np.array(
     [L.F[k] for k in ("rate_step", "rate_1min", "rate_10min", "queue", "oldest_wait",
@@ -30,7 +30,8 @@ _RULES = (*(f"rule_{r}" for r in PLACEMENT_RULES), "rule_cloud")
 _S0, _R0 = L.F[_STATE[0]], L.F[_RULES[0]]
 assert tuple(L.MODEL_FEATURES[_S0 : _S0 + len(_STATE)]) == _STATE
 assert tuple(L.MODEL_FEATURES[_R0 : _R0 + len(_RULES)]) == _RULES
-_S1, _R1 = _S0 + len(_STATE), _R0 + len(_RULES)
+_R1, _LOAD_TIME = _R0 + len(_RULES), L.F["load_time"]
+assert _LOAD_TIME == _S0 + 5  # state_features fills the five before it
 _FREE_GPUS, _FREE_CACHE = L.C["free_gpus"], L.C["free_cache"]
 _TOD_SIN, _TOD_COS, _PROGRESS, _FOCUS = (
     L.C["tod_sin"], L.C["tod_cos"], L.C["episode_progress"], L.C["focus"]
@@ -86,16 +87,9 @@ class Observer:
             self._cluster_version = v
         r = self.mat[m]
         if self._row_version[m] != v:
-            idle, busy, _ = sim.counts(m)
-            held = sim.mem_state[:, :2, m].sum(axis=0).tolist()
-            r[_S0:_S1] = (
-                idle / self.G,
-                busy / self.G,
-                float(sim.n_loading[m]) / self.G,
-                held[0] / self.H,
-                held[1] / self.H,
-                min(sim.best_load_s(m) / 60.0, 5.0),
-            )
+            state_features(r, _S0, m, sim.slot_on, sim.slot_free, sim.now, self.G,
+                           sim.n_loading, sim.mem_state, self.H)  # fmt: skip
+            r[_LOAD_TIME] = min(sim.best_load_s(m) / 60.0, 5.0)
             r[_R0:_R1] = _RULE_ROWS[sim.rule_placement[m], sim.rule_source[m]]
             self._row_version[m] = v
         return r

@@ -14,6 +14,7 @@ import math
 
 from numba import njit
 
+from .sim.cache import PINNED, PRESENT
 from .sim.kernel import DROPPED, PENDING
 
 
@@ -53,3 +54,26 @@ def demand_features(mat, cols, rates, arrived, head, offsets, arrivals, now, slo
         mat[m, cols[5]] = min(math.log1p(since), hi)
         for j in range(3):
             mat[m, cols[6 + j]] = idle[m, j]
+
+
+@njit(cache=True, nogil=True)
+def state_features(row, c0, m, slot_on, slot_free, now, n_gpu, n_loading, mem_state, n_hosts):
+    """``row[c0 : c0 + 5]`` = model ``m``'s warm idle, warm busy and loading instances / GPUs,
+    and the hosts holding it in memory, and pinned there, / hosts (``Simulator.counts`` and
+    ``mem_state``'s PRESENT and PINNED planes, ``envs.sim.cache``)."""
+    idle = busy = 0
+    for g in range(n_gpu):
+        if slot_on[m, g] == 1:
+            if slot_free[m, g] > now:
+                busy += 1
+            else:
+                idle += 1
+    held = pinned = 0
+    for h in range(mem_state.shape[0]):
+        held += mem_state[h, PRESENT, m]
+        pinned += mem_state[h, PINNED, m]
+    row[c0] = idle / n_gpu
+    row[c0 + 1] = busy / n_gpu
+    row[c0 + 2] = n_loading[m] / n_gpu
+    row[c0 + 3] = held / n_hosts
+    row[c0 + 4] = pinned / n_hosts

@@ -157,8 +157,16 @@ def next_cold_arrival(arrivals, offsets, arrived, n_serving, n_loading):
 
 
 @njit(cache=True, nogil=True)
-def cold_with_queue(n_serving, n_loading, head, arrived):
-    """Whether any model has queued requests and no warm or loading instance."""
+def cold_with_queue(n_serving, n_loading, head, arrived, free_per_host):
+    """Whether any model has queued requests and no warm or loading instance, while some host
+    has a free GPU (the activator has something to do)."""
+    free = False
+    for h in range(free_per_host.shape[0]):
+        if free_per_host[h] > 0:
+            free = True
+            break
+    if not free:
+        return False
     for m in range(head.shape[0]):
         if n_serving[m] + n_loading[m] == 0 and head[m] < arrived[m]:
             return True

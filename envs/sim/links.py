@@ -5,6 +5,10 @@ bandwidth that the transfers crossing it share. Rates are max-min fair (progress
 each transfer gets an equal share of its most contended link, and what a capped or elsewhere
 bottlenecked transfer leaves goes to the others. Whenever a transfer starts or ends, every rate
 is recomputed, so each transfer's finish time moves as others come and go.
+
+Bytes move lazily: ``remaining_gb`` and ``gb_moved`` are as of :attr:`LinkNetwork.now`, the last
+:meth:`~LinkNetwork.advance` (which ``start``, ``cancel`` and ``pop_finished`` make first); the
+finish times do not depend on it. Call ``advance(t)`` before reading them at ``t``.
 """
 
 from __future__ import annotations
@@ -145,4 +149,7 @@ class LinkNetwork:
                     residual[link] -= level
                     n_unfixed[link] -= 1
         for tr in active:
-            tr._eta = self.now + tr.remaining_gb / tr.rate if tr.rate > 0 else math.inf
+            if tr.remaining_gb <= _EPS_GB:
+                tr._eta = self.now  # (done, whatever its rate: pop_finished takes it now)
+            else:
+                tr._eta = self.now + tr.remaining_gb / tr.rate if tr.rate > 0 else math.inf

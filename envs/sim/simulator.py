@@ -194,10 +194,12 @@ class Simulator(LifecycleMixin, FetchMixin, SourcingMixin, AccountingMixin):
             raise ValueError(f"run_until({t_end}) is in the past: now = {self.now}")
         ka = self.cfg.features.keep_alive_s
         auto = self.cfg.features.autostart
+        net, events = self.net, self.events
         while True:
             if auto:
                 self._autostart()
-            t_ev = min(self.events.peek_time(), self.net.next_completion())
+            t_net = net.next_completion()
+            t_ev = min(events.peek_time(), t_net)
             if ka is not None:
                 t_ev = min(t_ev, self._next_expiry(ka))
             if auto:  # the platform acts on the next request of a model with no instance
@@ -213,10 +215,11 @@ class Simulator(LifecycleMixin, FetchMixin, SourcingMixin, AccountingMixin):
                 self._reap(t_seg)
             if t_ev > t_end:
                 break
-            for tr in self.net.pop_finished(t_seg):
-                self._advance_stage(tr.payload, t_seg)
-            while self.events.peek_time() <= t_seg:
-                _, _, payload = self.events.pop()
+            if t_net <= t_seg:  # (the links move their bytes lazily: when asked, or here)
+                for tr in net.pop_finished(t_seg):
+                    self._advance_stage(tr.payload, t_seg)
+            while events.peek_time() <= t_seg:
+                _, _, payload = events.pop()
                 self._advance_stage(payload, t_seg)
         self.now = t_end
 
@@ -236,10 +239,10 @@ class Simulator(LifecycleMixin, FetchMixin, SourcingMixin, AccountingMixin):
         """The platform's activator: a model with queued requests and no warm or loading
         instance gets one now, placed and sourced by its standing rules (:meth:`set_rules`).
         Without a free GPU that fits, nothing starts; the next call (every event) tries again."""
-        if not kernel.cold_with_queue(self.n_serving, self.n_loading, self.head, self.arrived):
-            return
-        if not self.free_per_host.any():
-            return  # retried at the next event (a teardown frees a GPU)
+        if not kernel.cold_with_queue(
+            self.n_serving, self.n_loading, self.head, self.arrived, self.free_per_host
+        ):
+            return  # (with no free GPU: retried at the next event, a teardown frees one)
         cold = (self.n_serving + self.n_loading == 0) & (self.head < self.arrived)
         for m in np.flatnonzero(cold).tolist():
             h = self.choose_host(m, self.rule_placement[m])
