@@ -16,7 +16,7 @@ from .scenarios import Scenario, load_scenario
 from .sim import Simulator, summary
 from .sim.config import TIERS
 from .stats import ModelStats
-from .step_kernel import window_counts
+from .step_kernel import free_gpu_fits, window_counts
 from .warmup import WarmupPolicy
 from .workloads import make_workload
 
@@ -319,7 +319,7 @@ class ServerlessGPUEnv(gym.Env):
         if src:
             sim.set_rules(m, source=None if L.SOURCE_CHOICES[src] == "nearest" else "cloud")
         if c == _RELEASE:
-            for h in range(self.H):
+            for h in sim.hosts_with_copy(m):
                 sim.cache_keep(m, h, False)
                 sim.cache_evict(m, h)
         elif c in (_KEEP, _PREFETCH):
@@ -351,17 +351,12 @@ class ServerlessGPUEnv(gym.Env):
             out = self._struct[key] = fn()
         return out
 
-    def _fits(self) -> list[bool]:
-        """Per model: a free GPU it fits exists."""
-        sim = self.sim
-        return (sim.fits & (sim.free_per_host > 0)).any(axis=1).tolist()
-
     def _flags(self, m: int, need_prefetch: bool = True) -> tuple[bool, bool, bool]:
         """(an instance may be removed, a free GPU fits, prefetch possible) of ``m``: the mask
         pattern. The prefetch check (a loop over hosts) is made only when asked."""
         sim = self.sim
         inst = sim.removable(m) > 0  # the queue moves without a version change: not cached
-        fit = self._cached("fit", self._fits)[m]
+        fit = free_gpu_fits(sim.fits, sim.free_per_host, m)
         pre = need_prefetch and self._cached(("pre", m), lambda: self.sim.prefetch_host(m) >= 0)
         return inst, fit, pre
 
@@ -372,9 +367,12 @@ class ServerlessGPUEnv(gym.Env):
         """Whether action ``a`` is unmasked for ``m`` (the joint mask's entry, computed from the
         two entries that can be masked)."""
         s, _, _, c = self.layout.decode(a)
-        inst, fit, pre = self._flags(m, need_prefetch=c == _PREFETCH)
-        d = self._deltas[s]
-        return (d == 0 or (d > 0 and fit) or (d < 0 and inst)) and (c != _PREFETCH or pre)
+        d, sim = self._deltas[s], self.sim
+        if c == _PREFETCH and not self._cached(("pre", m), lambda: sim.prefetch_host(m) >= 0):
+            return False
+        if d > 0:
+            return free_gpu_fits(sim.fits, sim.free_per_host, m)
+        return d == 0 or sim.removable(m) > 0
 
     def action_masks(self) -> np.ndarray:
         """Valid actions for the focused model, shape ``(n,)`` (MaskablePPO's layout)."""

@@ -77,3 +77,12 @@ def state_features(row, c0, m, slot_on, slot_free, now, n_gpu, n_loading, mem_st
     row[c0 + 2] = n_loading[m] / n_gpu
     row[c0 + 3] = held / n_hosts
     row[c0 + 4] = pinned / n_hosts
+
+
+@njit(cache=True, nogil=True)
+def free_gpu_fits(fits, free_per_host, m):
+    """Whether a host whose GPUs fit model ``m`` (``fits[m, h]``) has a free GPU."""
+    for h in range(free_per_host.shape[0]):
+        if fits[m, h] and free_per_host[h] > 0:
+            return True
+    return False
