@@ -16,6 +16,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import numpy as np
+from numba import njit
+
 _EPS_GB = 1e-12
 
 
@@ -50,6 +53,7 @@ class LinkNetwork:
         self.now = 0.0
         self._next_id = 0
         self.gb_moved = [0.0] * len(self.capacity)
+        self._capacity = np.array(self.capacity, dtype=np.float64)
 
     def add_link(self, capacity: float, name: str) -> int:
         self.capacity.append(capacity)
@@ -113,43 +117,68 @@ class LinkNetwork:
         active = list(self.transfers.values())
         if not active:
             return
-        residual: dict[int, float] = {}
-        users: dict[int, list[Transfer]] = {}
-        for tr in active:
-            tr.rate = -1.0  # unfixed
-            for link in tr.links:
-                if link in users:
-                    users[link].append(tr)
-                else:
-                    residual[link] = self.capacity[link]
-                    users[link] = [tr]
-        n_unfixed = {link: len(trs) for link, trs in users.items()}
-        left = len(active)
-        while left:
-            # The level: the smallest fair share a link can still give, or a transfer's cap.
-            level = math.inf
-            for link, n in n_unfixed.items():
-                if n and residual[link] / n < level:
-                    level = residual[link] / n
-            for tr in active:
-                if tr.rate < 0 and tr.cap_gb_per_s < level:
-                    level = tr.cap_gb_per_s
-            # Fix every transfer bottlenecked at this level: capped ones, and the users of links
-            # whose fair share equals the level.
-            to_fix = [tr for tr in active if tr.rate < 0 and tr.cap_gb_per_s <= level]
-            for link, n in n_unfixed.items():
-                if n and residual[link] / n <= level * (1 + 1e-12):
-                    to_fix.extend(tr for tr in users[link] if tr.rate < 0)
-            for tr in to_fix:
-                if tr.rate >= 0:
-                    continue
-                tr.rate = level
-                left -= 1
-                for link in tr.links:
-                    residual[link] -= level
-                    n_unfixed[link] -= 1
+        flat: list[int] = []  # every transfer's links, back to back (a link crossed k times: k)
+        ends = [0] * (len(active) + 1)
+        for i, tr in enumerate(active):
+            flat.extend(tr.links)
+            ends[i + 1] = len(flat)
+        if len(self._capacity) != len(self.capacity):
+            self._capacity = np.array(self.capacity, dtype=np.float64)
+        rates = max_min_rates(
+            np.array(flat, dtype=np.int64),
+            np.array(ends, dtype=np.int64),
+            np.array([tr.cap_gb_per_s for tr in active], dtype=np.float64),
+            self._capacity,
+        ).tolist()
+        for tr, r in zip(active, rates, strict=True):
+            tr.rate = r
         for tr in active:
             if tr.remaining_gb <= _EPS_GB:
                 tr._eta = self.now  # (done, whatever its rate: pop_finished takes it now)
             else:
                 tr._eta = self.now + tr.remaining_gb / tr.rate if tr.rate > 0 else math.inf
+
+
+@njit(cache=True, nogil=True)
+def max_min_rates(flat, ends, caps, capacity):
+    """Max-min fair rates (progressive filling) of transfers ``i`` crossing links
+    ``flat[ends[i]:ends[i + 1]]`` (a link listed k times is crossed k times, as a relay that
+    sends over one NIC to several children), each capped at ``caps[i]``, over links of
+    ``capacity``. Each round fixes, at the smallest fair share a link can still give (or a cap),
+    every transfer capped there and every user of a link whose share is that level."""
+    n = caps.shape[0]
+    rate = np.full(n, -1.0)
+    residual = capacity.copy()
+    unfixed = np.zeros(capacity.shape[0], dtype=np.int64)
+    for j in range(flat.shape[0]):
+        unfixed[flat[j]] += 1
+    bottleneck = np.zeros(capacity.shape[0], dtype=np.bool_)
+    left = n
+    while left > 0:
+        level = np.inf
+        for k in range(capacity.shape[0]):
+            if unfixed[k] > 0 and residual[k] / unfixed[k] < level:
+                level = residual[k] / unfixed[k]
+        for i in range(n):
+            if rate[i] < 0.0 and caps[i] < level:
+                level = caps[i]
+        for k in range(capacity.shape[0]):
+            bottleneck[k] = unfixed[k] > 0 and residual[k] / unfixed[k] <= level * (1 + 1e-12)
+        fix = np.zeros(n, dtype=np.bool_)
+        for i in range(n):
+            if rate[i] < 0.0:
+                if caps[i] <= level:
+                    fix[i] = True
+                else:
+                    for j in range(ends[i], ends[i + 1]):
+                        if bottleneck[flat[j]]:
+                            fix[i] = True
+                            break
+        for i in range(n):
+            if fix[i]:
+                rate[i] = level
+                left -= 1
+                for j in range(ends[i], ends[i + 1]):
+                    residual[flat[j]] -= level
+                    unfixed[flat[j]] -= 1
+    return rate
