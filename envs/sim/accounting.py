@@ -79,7 +79,7 @@ class AccountingMixin:
         self._mem_t = self.now
         out = fn()
         self._mem_used_total = sum(c.used_gb for c in self.mem)
-        self._mem_by_model = self.mem_state[:, PRESENT, :].sum(axis=0) * self.sizes
+        self._mem_by_model = self.mem_state[:, PRESENT, :].sum(axis=0) * self._sizes
         return out
 
     def mem_gb_seconds(self) -> float:
