@@ -116,8 +116,16 @@ class LifecycleMixin:
         while obj.stage_idx < len(stages):
             kind, arg = stages[obj.stage_idx]
             if kind == "delay":
-                if arg > 0:
-                    self.events.push(t + arg, Priority.STAGE_DONE, (obj, obj.token))
+                # Consecutive delays (sandbox, runtime init, first byte) end at one event, at
+                # the time their own events would have reached: ((t + a) + b) + c.
+                t_end = t + arg if arg > 0 else t
+                while obj.stage_idx + 1 < len(stages) and stages[obj.stage_idx + 1][0] == "delay":
+                    obj.stage_idx += 1
+                    d = stages[obj.stage_idx][1]
+                    if d > 0:
+                        t_end = t_end + d
+                if t_end > t:
+                    self.events.push(t_end, Priority.STAGE_DONE, (obj, obj.token))
                     return
             elif kind == "fetch":
                 self._start_fetch(obj, arg, t)
