@@ -439,6 +439,9 @@ def run(argv: list[str]) -> int:
     except study_jobs.JobError as e:
         raise UsageError(e) from None
     cmd = shlex.join([*PROG.split(), *argv])
+    for label, spec in plan.items():
+        if spec.get("note"):
+            print(f"{PROG}: {label}: {spec['note']}", file=sys.stderr)
     old = signal.signal(signal.SIGTERM, _interrupt)
     # Ctrl-C must reach us even when started from a shell that made background jobs ignore
     # SIGINT (a non-interactive shell's `cmd &`): Python keeps an inherited SIG_IGN.

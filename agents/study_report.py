@@ -16,6 +16,13 @@ policy (:mod:`agents.stats`, 95% percentile bootstrap):
 * ``drop_rate``, ``p99_latency_s``, ``goodput_rps``, ``slo_attainment``, ``cost_usd`` -- through
   ``agents.study.METRICS`` from each evaluation (pooled over its windows), for the agent the mean
   over seeds (each seed's values under ``per_seed``).
+
+A cross-trace entry (``"<source>-><trace>"``, with ``trained_on`` and ``trace``) has the same
+statistics; ``report.md`` gives it the heading "trained on X, evaluated on Y" and gathers every
+cross-trace entry in one table of where the agents still lose to the best heuristic there.
+``windows`` is the number of windows evaluated (``--windows all``: the back-to-back windows of
+the held-out part), ``coverage`` what they held (requests, empty windows), ``held_out_windows``
+how many back-to-back windows a trace's held-out part holds (None for a synthetic workload).
 """
 
 from __future__ import annotations
@@ -230,11 +237,12 @@ def cross_summary(study: dict, cross: dict) -> list[str]:
     lines = ["## Cross-trace: agents evaluated on traces they were not trained on", "",
              "Each row: the agents of one studied scenario (all its seeds, no further training), "
              "and every heuristic, on the held-out windows of another trace replayed on that "
-             "scenario's cluster. \"Loses on\" lists where the agent is worse than the best "
-             "heuristic there: reward (its 95% CI's lower bound not above the heuristic's IQM), "
-             "drop rate, p99.", "",
+             "scenario's cluster. \"Fails to beat it on\" lists where the agent is not shown "
+             "better than the best heuristic there: reward (its 95% CI's lower bound not above "
+             "the heuristic's IQM; a tie counts), drop rate (higher), p99 (worse).", "",
              "| trained on | evaluated on | windows | agent IQM [95% CI] | best heuristic (IQM) "
-             "| P(agent better) [CI] | drop rate agent / best | p99 s agent / best | loses on |",
+             "| P(agent better) [CI] | drop rate agent / best | p99 s agent / best "
+             "| fails to beat it on |",
              "|" + "---|" * 9]  # fmt: skip
     for sc in cross.values():
         v = sc["verdict"]
