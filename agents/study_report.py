@@ -219,6 +219,12 @@ def windows_sentence(sc: dict) -> str:
     if "requests" in cov:
         out += f", {cov['requests']:,} requests"
     out += "."
+    starts = sc.get("window_starts_s") or []
+    if cov.get("mode") == "all" and cov.get("played_s") and len(starts) > 1:
+        full, last = starts[1] - starts[0], cov["played_s"][1] - starts[-1]
+        if last < full * (1 - 1e-9):
+            out += (f" The last window is the part's rest, {last:g} of {full:g} trace seconds: "
+                    "its reward is on a smaller scale.")  # fmt: skip
     if cov.get("mode") != "all" and tiles is not None and n > tiles:
         out += (f" The held-out part holds only {tiles} back-to-back window(s): the {n} drawn "
                 "windows overlap, so they are not independent samples (`--windows all` / "

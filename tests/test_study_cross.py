@@ -115,6 +115,7 @@ def test_cross_trace_entry_evaluates_the_source_agents_on_the_other_trace(first)
     assert f"| {SRC} | `azure2019` | 2 |" in report
     assert f"## {SRC}->azure2019: trained on `{SRC}`, evaluated on `azure2019`" in report
     assert "all 3 back-to-back windows of the held-out part" in report
+    assert "The last window is the part's rest, 280 of 300 trace seconds" in report
     for kind in ("intervals", "profile", "cost_p99"):
         assert (out / f"{kind}_{SRC}_on_azure2019.png").stat().st_size > 1000
     assert "train " + SRC + "/seed0" in p.stdout and "->azure2019/seed1" in p.stdout
