@@ -1,9 +1,14 @@
-"""The study's evaluations: one task per (scenario, heuristic) and per (scenario, seed).
+"""The study's evaluations: one task per (entry, heuristic) and per (entry, seed).
 
-Every task runs :func:`agents.evaluation.evaluate` on the same held-out windows (split
-``eval``, episode seeds from train.py's ``FINAL_EVAL_SEED``) and caches its entry in
-``DIR/evals/<scenario>/<policy>_w<N>.json`` (an agent's file is keyed by its model's step count,
-so a model trained further is evaluated again). Tasks run in this process, or up to ``--jobs``
+An entry is a studied scenario, or a cross-trace evaluation (``<source>-><trace>``: the source
+scenario's agents, untrained there, on another trace replayed on the source's cluster). Every
+task runs :func:`agents.evaluation.evaluate` on the same held-out windows (split ``eval``,
+episode seeds from train.py's ``FINAL_EVAL_SEED``; ``windows="all"``: every window of a trace's
+held-out part, back to back) and caches its entry in ``DIR/evals/<scenario>/<policy>_w<N>.json``
+(``_wall.json`` for every window; a cross-trace entry's files under
+``DIR/evals/<source>/on-<trace>/``). An agent's file is keyed by its model's step count, so a
+model trained further is evaluated again; each file records the ``settings`` it was made with
+(scenario, overrides, windows), and a study with other settings refuses the folder. Tasks run in this process, or up to ``--jobs``
 at once in a ``multiprocessing`` pool (spawned workers that ignore SIGINT; the study terminates
 the pool on Ctrl-C and keeps the finished files).
 """
@@ -18,8 +23,14 @@ from pathlib import Path
 from .training import FINAL_EVAL_SEED
 
 
-def eval_file(out: Path, label: str, what: str, windows: int) -> Path:
-    return out / "evals" / label / f"{what}_w{windows}.json"
+def eval_file(out: Path, folder: str, what: str, windows: int | str) -> Path:
+    return out / "evals" / folder / f"{what}_w{windows}.json"
+
+
+def settings(spec: dict) -> dict:
+    """What an evaluation of a plan entry depends on, besides the policy (JSON-plain)."""
+    return json.loads(json.dumps({"scenario": spec["scenario"], "overrides": spec["overrides"],
+                                  "windows": spec["windows"]}))  # fmt: skip
 
 
 def tasks(args, plan: dict, jobs: list, out: Path) -> list[dict]:
@@ -30,14 +41,16 @@ def tasks(args, plan: dict, jobs: list, out: Path) -> list[dict]:
 
     todo = []
     for label, spec in plan.items():
+        w, folder = spec["windows"], spec["eval_dir"]
         base = {"label": label, "scenario": spec["scenario"], "overrides": spec["overrides"],
-                "ctx": spec["ctx"], "windows": args.windows}  # fmt: skip
+                "ctx": spec["ctx"], "windows": w, "settings": settings(spec)}  # fmt: skip
         for name in baselines.POLICIES:
-            path = eval_file(out, label, name, args.windows)
+            path = eval_file(out, folder, name, w)
             todo.append({**base, "policy": name, "run": None, "seed": None, "path": str(path)})
-        for job in (j for j in jobs if j.scenario == label):
+        trained = spec.get("trained_on") or label
+        for job in (j for j in jobs if j.scenario == trained):
             steps = json.loads((Path(job.folder) / "done.json").read_text())["steps"]
-            path = eval_file(out, label, f"seed{job.seed}_{steps}steps", args.windows)
+            path = eval_file(out, folder, f"seed{job.seed}_{steps}steps", w)
             run = str(study_jobs.run_folder(job))
             todo.append({**base, "policy": args.algo, "run": run, "seed": job.seed,
                          "path": str(path)})  # fmt: skip
@@ -45,8 +58,9 @@ def tasks(args, plan: dict, jobs: list, out: Path) -> list[dict]:
 
 
 def run_task(task: dict, progress: bool = False) -> dict:
-    """``{"rewards": [per window], "window_starts_s", "metrics", "sources", "privileged"}`` of
-    one task, from its cache file or by evaluating (then cached)."""
+    """``{"rewards": [per window], "window_starts_s", "metrics", "sources", "privileged",
+    "coverage", "settings"}`` of one task, from its cache file or by evaluating (then cached).
+    ``coverage``: evaluate()'s ``windows`` (how many windows and requests, which were empty)."""
     path = Path(task["path"])
     if path.is_file():
         return json.loads(path.read_text())
@@ -73,6 +87,8 @@ def run_task(task: dict, progress: bool = False) -> dict:
         "metrics": values,
         "sources": sources,
         "privileged": bool(row.get("privileged", False)),
+        "coverage": res["windows"],
+        "settings": task["settings"],
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
@@ -94,8 +110,9 @@ def evaluate_all(args, plan: dict, jobs: list, out: Path, say=print) -> dict:
     every = tasks(args, plan, jobs, out)
     todo = [t for t in every if not Path(t["path"]).is_file()]
     if todo:
-        say(f"evaluate {len(todo)} task(s) x {args.windows} windows, {min(args.jobs, len(todo))} "
-            "at a time")  # fmt: skip
+        per = sorted({str(t["windows"]) for t in todo}, key=lambda x: (x == "all", x))
+        say(f"evaluate {len(todo)} task(s) x {'/'.join(per)} windows, "
+            f"{min(args.jobs, len(todo))} at a time")  # fmt: skip
     if args.jobs > 1 and len(todo) > 1:
         pool = multiprocessing.get_context("spawn").Pool(min(args.jobs, len(todo)), _worker_init)
         try:

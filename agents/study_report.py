@@ -16,6 +16,13 @@ policy (:mod:`agents.stats`, 95% percentile bootstrap):
 * ``drop_rate``, ``p99_latency_s``, ``goodput_rps``, ``slo_attainment``, ``cost_usd`` -- through
   ``agents.study.METRICS`` from each evaluation (pooled over its windows), for the agent the mean
   over seeds (each seed's values under ``per_seed``).
+
+A cross-trace entry (``"<source>-><trace>"``, with ``trained_on`` and ``trace``) has the same
+statistics; ``report.md`` gives it the heading "trained on X, evaluated on Y" and gathers every
+cross-trace entry in one table of where the agents still lose to the best heuristic there.
+``windows`` is the number of windows evaluated (``--windows all``: the back-to-back windows of
+the held-out part), ``coverage`` what they held (requests, empty windows), ``held_out_windows``
+how many back-to-back windows a trace's held-out part holds (None for a synthetic workload).
 """
 
 from __future__ import annotations
@@ -50,11 +57,14 @@ def _metrics(entries: list[dict]) -> dict:
     return out
 
 
-def scenario_stats(ev: dict, agent: str, windows: int, reps: int) -> dict:
-    """The ``scenarios[label]`` entry of study.json from one scenario's evaluations."""
+def scenario_stats(ev: dict, agent: str, reps: int) -> dict:
+    """The ``scenarios[label]`` entry of study.json from one entry's evaluations (a scenario,
+    or a cross-trace evaluation). ``windows``: the number evaluated (every evaluation of an
+    entry plays the same ones)."""
     seeds = sorted(ev["agent"])
     a_entries = [ev["agent"][k] for k in seeds]
     A = np.array([e["rewards"] for e in a_entries])
+    windows = int(A.shape[1])
     row = _row(A, reps)
     row["reward_ci_seeds"] = list(
         stats.iqm_interval(A, scheme="stratified", reps=reps, seed=BOOT_SEED)[1]
@@ -81,8 +91,11 @@ def scenario_stats(ev: dict, agent: str, windows: int, reps: int) -> dict:
         "p99_no_worse": a["p99_latency_s"] <= b["p99_latency_s"],
     }
     verdict["agent_beats_best"] = all(verdict[k] for k in list(verdict)[1:])
+    cov = a_entries[0].get("coverage") or {}  # arrivals do not depend on the policy
     return {"agent": agent, "windows": windows, "seeds": len(seeds), "policies": pols,
-            "window_starts_s": a_entries[0]["window_starts_s"], "verdict": verdict}  # fmt: skip
+            "window_starts_s": a_entries[0]["window_starts_s"], "verdict": verdict,
+            "coverage": {k: cov[k] for k in ("mode", "requests", "empty", "empty_ranges_s",
+                                             "part_s", "played_s") if k in cov}}  # fmt: skip
 
 
 def build(args, plan: dict, jobs: list, evals: dict, command: str, wall_s: dict) -> dict:
@@ -92,9 +105,13 @@ def build(args, plan: dict, jobs: list, evals: dict, command: str, wall_s: dict)
     reps = args.reps or stats.DEFAULT_REPS
     scen, sources = {}, {}
     for label, ev in evals.items():
-        scen[label] = scenario_stats(ev, args.algo, args.windows, reps)
-        scen[label].update(scenario=plan[label]["scenario"], trace=plan[label]["trace"],
-                           overrides=plan[label]["overrides"])  # fmt: skip
+        spec = plan[label]
+        scen[label] = scenario_stats(ev, args.algo, reps)
+        scen[label].update(scenario=spec["scenario"], trace=spec["trace"],
+                           overrides=spec["overrides"], episode_s=spec["episode_s"],
+                           held_out_windows=spec["held_out_windows"])  # fmt: skip
+        if spec.get("trained_on"):
+            scen[label].update(trained_on=spec["trained_on"], note=spec.get("note"))
         for e in [*ev["heuristics"].values(), *ev["agent"].values()]:
             for m, s in e["sources"].items():
                 sources.setdefault(m, set()).add(s)
@@ -103,6 +120,9 @@ def build(args, plan: dict, jobs: list, evals: dict, command: str, wall_s: dict)
         done = json.loads((Path(j.folder) / "done.json").read_text())
         train_wall[j.key] = done["wall_s"]
         scen[j.scenario]["train_steps"] = done["target_steps"]
+    for sc in scen.values():
+        if sc.get("trained_on"):
+            sc["train_steps"] = scen[sc["trained_on"]]["train_steps"]
     return {
         "command": command,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -121,7 +141,8 @@ def build(args, plan: dict, jobs: list, evals: dict, command: str, wall_s: dict)
 
 # ------------------------------------------------------------------------------- writing ----
 def _safe(label: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", label)
+    """A label as part of a file name (``azure->azure_llm_2023``: ``azure_on_azure_llm_2023``)."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", label.replace("->", "_on_"))
 
 
 def _f(x: float, nd: int = 1) -> str:
@@ -143,11 +164,21 @@ def markdown(study: dict) -> str:
               "", "Metric sources: " + "; ".join(f"{m}: {', '.join(s)}"
                                                  for m, s in study["metric_sources"].items()), ""]  # fmt: skip
     head = "| policy | reward IQM [95% CI] | P(agent better) [CI] | drop rate | p99 s | goodput rps | SLO att. | cost $ |"
+    cross = {k: sc for k, sc in study["scenarios"].items() if sc.get("trained_on")}
+    if cross:
+        lines += cross_summary(study, cross)
     for label, sc in study["scenarios"].items():
-        lines += [f"## {label}", "", f"{study['algo']}, {sc['train_steps']} steps per seed; "
-                  f"{sc['seeds']} seed(s) x {sc['windows']} held-out windows; "
-                  f"scenario `{sc['scenario']}`" + (f", trace `{sc['trace']}`" if sc["trace"] else ""),
-                  "", head, "|" + "---|" * 8]  # fmt: skip
+        if sc.get("trained_on"):
+            title = (f"## {label}: trained on `{sc['trained_on']}`, evaluated on "
+                     f"`{sc['trace']}`")  # fmt: skip
+            what = (f"{study['algo']}, {sc['train_steps']} steps per seed on `{sc['trained_on']}` "
+                    f"(no training here); the trace replayed on scenario `{sc['scenario']}`'s "
+                    "cluster")  # fmt: skip
+        else:
+            title = f"## {label}"
+            what = (f"{study['algo']}, {sc['train_steps']} steps per seed; scenario "
+                    f"`{sc['scenario']}`" + (f", trace `{sc['trace']}`" if sc["trace"] else ""))
+        lines += [title, "", what + "; " + windows_sentence(sc), "", head, "|" + "---|" * 8]
         for name, r in sc["policies"].items():
             lo, hi = r["reward_ci"]
             p = (f"{r['prob_agent_better']:.2f} [{r['prob_ci'][0]:.2f}, {r['prob_ci'][1]:.2f}]"
@@ -171,6 +202,70 @@ def markdown(study: dict) -> str:
     ):
         lines.append("\\* privileged: reads the simulator's state, not just the observation.")
     return "\n".join(lines) + "\n"
+
+
+def windows_sentence(sc: dict) -> str:
+    """The windows an entry's figures cover, its episode length, and what to mind about them
+    (overlapping drawn windows, windows without a request, a shrunk episode)."""
+    cov = sc.get("coverage") or {}
+    ep = sc.get("episode_s")
+    n, tiles = sc["windows"], sc.get("held_out_windows")
+    if cov.get("mode") == "all":
+        out = f"{sc['seeds']} seed(s) x all {n} back-to-back windows of the held-out part"
+    else:
+        out = f"{sc['seeds']} seed(s) x {n} held-out windows drawn at random"
+    if ep:
+        out += f", episodes of {ep:g} s"
+    if "requests" in cov:
+        out += f", {cov['requests']:,} requests"
+    out += "."
+    starts = sc.get("window_starts_s") or []
+    if cov.get("mode") == "all" and cov.get("played_s") and len(starts) > 1:
+        full, last = starts[1] - starts[0], cov["played_s"][1] - starts[-1]
+        if last < full * (1 - 1e-9):
+            out += (f" The last window is the part's rest, {last:g} of {full:g} trace seconds: "
+                    "its reward is on a smaller scale.")  # fmt: skip
+    if cov.get("mode") != "all" and tiles is not None and n > tiles:
+        out += (f" The held-out part holds only {tiles} back-to-back window(s): the {n} drawn "
+                "windows overlap, so they are not independent samples (`--windows all` / "
+                "`--cross-windows all` plays each part once).")  # fmt: skip
+    if cov.get("empty"):
+        out += (f" {cov['empty']} of the {n} windows held no request: they add cost and reward, "
+                "no latency.")  # fmt: skip
+    if sc.get("note"):
+        out += f" Note: {sc['note']}."
+    return out
+
+
+def cross_summary(study: dict, cross: dict) -> list[str]:
+    """The cross-trace table: per (trained on, evaluated on), the agent against the best
+    heuristic there, and on what it still loses."""
+    lines = ["## Cross-trace: agents evaluated on traces they were not trained on", "",
+             "Each row: the agents of one studied scenario (all its seeds, no further training), "
+             "and every heuristic, on the held-out windows of another trace replayed on that "
+             "scenario's cluster. \"Fails to beat it on\" lists where the agent is not shown "
+             "better than the best heuristic there: reward (its 95% CI's lower bound not above "
+             "the heuristic's IQM; a tie counts), drop rate (higher), p99 (worse).", "",
+             "| trained on | evaluated on | windows | agent IQM [95% CI] | best heuristic (IQM) "
+             "| P(agent better) [CI] | drop rate agent / best | p99 s agent / best "
+             "| fails to beat it on |",
+             "|" + "---|" * 9]  # fmt: skip
+    for sc in cross.values():
+        v = sc["verdict"]
+        a, b = sc["policies"][sc["agent"]], sc["policies"][v["best_heuristic"]]
+        loses = [what for what, ok in (("reward", v["reward_ci_low_above_best_iqm"]),
+                                       ("drops", v["drop_rate_no_higher"]),
+                                       ("p99", v["p99_no_worse"])) if not ok]  # fmt: skip
+        mode = "all " if (sc.get("coverage") or {}).get("mode") == "all" else ""
+        lines.append(
+            f"| {sc['trained_on']} | `{sc['trace']}` | {mode}{sc['windows']} | "
+            f"{_f(a['reward_iqm'])} [{_f(a['reward_ci'][0])}, {_f(a['reward_ci'][1])}] | "
+            f"{v['best_heuristic']} ({_f(b['reward_iqm'])}) | {b['prob_agent_better']:.2f} "
+            f"[{b['prob_ci'][0]:.2f}, {b['prob_ci'][1]:.2f}] | {100 * a['drop_rate']:.2f}% / "
+            f"{100 * b['drop_rate']:.2f}% | {_f(a['p99_latency_s'], 2)} / "
+            f"{_f(b['p99_latency_s'], 2)} | {', '.join(loses) or 'nothing (beats it)'} |"
+        )
+    return [*lines, ""]
 
 
 def _save(fig: Figure, path: Path) -> Path:
