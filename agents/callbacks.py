@@ -251,6 +251,46 @@ class HeldOutEvalCallback(BaseCallback):
         return res
 
 
+# ------------------------------------------------------------------------ critic warm-up ----
+class CriticWarmup(BaseCallback):
+    """Trains the critic alone for the first ``steps`` env steps: every policy update whose
+    rollout ends at or before ``steps`` runs with the actor's parameters frozen (the shared
+    feature extractor too, when the policy shares one), so a policy that starts good (a clone
+    of a heuristic) meets its first policy gradients with a fitted baseline instead of a random
+    critic's advantages. Decided at each rollout's end from ``num_timesteps``, so a ``--resume``
+    inside the warm-up continues it and one after it never re-enters it."""
+
+    def __init__(self, steps: int, say: Callable[[str], None] | None = None, verbose: int = 0):
+        super().__init__(verbose)
+        self.steps = int(steps)
+        self.say = say
+        self._frozen: bool | None = None
+
+    def _actor(self) -> list:
+        pol = self.model.policy
+        params = [*pol.mlp_extractor.policy_net.parameters(), *pol.action_net.parameters()]
+        if getattr(pol, "share_features_extractor", True):
+            params += list(pol.features_extractor.parameters())
+        return params
+
+    def _on_rollout_end(self) -> None:
+        frozen = self.model.num_timesteps <= self.steps
+        if frozen != self._frozen:
+            for p in self._actor():
+                p.requires_grad_(not frozen)
+            if self._frozen and not frozen and self.say is not None:
+                self.say(f"critic fitted on {self.steps} steps; the actor trains from here")
+            self._frozen = frozen
+        self.logger.record("train/critic_warmup", float(frozen))
+
+    def _on_training_end(self) -> None:
+        for p in self._actor():
+            p.requires_grad_(True)
+
+    def _on_step(self) -> bool:
+        return True
+
+
 # ----------------------------------------------------------------------- hyperparameters ----
 def _cell(v: Any) -> str:
     s = repr(v) if not isinstance(v, str) else v

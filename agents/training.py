@@ -39,7 +39,7 @@ from .wrappers import ENV_ID, EnvFactory
 
 DEFAULTS: dict[str, Any] = {
     "algo": "maskable_ppo",
-    "scenario": "small",
+    "scenario": "paper",
     "override": [],
     "timesteps": None,  # from the hyperparameter file
     "n_envs": None,  # from the hyperparameter file
@@ -288,8 +288,14 @@ def prepare(argv: list[str] | None) -> RunConfig:
             raw = yaml.safe_load(config.read_text()) or {}
             hp = resolve(spec.name, raw, str(config))
         else:
-            hp = load_hyperparams(spec.name, ENV_ID, args["hyperparams"], hp_over)
+            hp = load_hyperparams(spec.name, ENV_ID, args["hyperparams"], hp_over,
+                                  scenario=args["scenario"])  # fmt: skip
         resolve_policy(spec, hp.policy)
+        if hp.per_model and args["vec_env"] == "subproc":
+            raise ValueError(
+                "--vec-env subproc: this run trains on per-model sub-envs (per_model: true in "
+                f"{hp.source}), whose simulators step in one process; use --vec-env dummy"
+            )
     except (ValueError, RuntimeError) as e:
         raise UsageError(e) from None
     check_device(args["device"])
@@ -345,8 +351,15 @@ def repr_normalize(kwargs: dict) -> str | bool:
 
 # --------------------------------------------------------------------------------- running ----
 def make_vec_env(cfg: RunConfig, seed: int):
+    """The training envs: ``n_envs`` wrapped envs, or with ``per_model`` one
+    :class:`agents.model_vec_env.ModelsVecEnv` of ``n_envs`` simulators (a sub-env per model)."""
     from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
+    if cfg.hp.per_model:
+        from .model_vec_env import ModelsVecEnv
+
+        return ModelsVecEnv(cfg.args["scenario"], n_sims=cfg.hp.n_envs, split="train",
+                            overrides=cfg.overrides, seed=seed)  # fmt: skip
     factory = EnvFactory(
         scenario=cfg.args["scenario"],
         split="train",
@@ -371,6 +384,8 @@ def _meta(cfg: RunConfig) -> dict:
         "normalize": cfg.hp.normalize is not None,
         "actions": cfg.hp.actions,
         "n_actions": n_actions,
+        **({"per_model": True} if cfg.hp.per_model else {}),
+        **({"imitation": dict(cfg.hp.bc)} if cfg.hp.bc else {}),
     }
 
 
@@ -422,9 +437,14 @@ def _build_model(cfg: RunConfig):
             set_random_seed(seed)
         else:
             seed = args["seed"]
+            data = behaviour_data(cfg) if hp.bc else None
             venv = make_vec_env(cfg, seed)
             if hp.normalize is not None:
                 venv = VecNormalize(venv, **{"gamma": hp.kwargs.get("gamma", 0.99), **hp.normalize})
+                if data is not None and venv.norm_obs:
+                    from .imitation import data_stats
+
+                    venv.obs_rms = data_stats(data[0])  # frozen: the clone's statistics
             policy = resolve_policy(spec, hp.policy)
             model = spec.cls(
                 policy, venv, seed=seed, device=device, verbose=args["verbose"], **hp.kwargs
@@ -433,11 +453,71 @@ def _build_model(cfg: RunConfig):
                 probe = EnvFactory(args["scenario"], "train", cfg.overrides)()
                 apply_action_prior(model, [probe.unwrapped.layout.noop], hp.action_prior)
                 probe.close()
+            if data is not None:
+                behaviour_clone(cfg, model, venv, data)
     except (TypeError, ValueError, AssertionError) as e:
         if venv is not None:
             venv.close()
         raise UsageError(f"cannot build the {spec.name} model ({hp.source}): {e}") from None
     return model, venv
+
+
+def behaviour_data(cfg: RunConfig):
+    """The teacher's ``(observations, actions, masks)`` on ``bc_episodes`` training windows
+    (episode seeds ``seed * bc_episodes`` on: each training seed its own windows)."""
+    from .imitation import collect
+
+    bc, seed = cfg.hp.bc, cfg.args["seed"]
+    t0 = time.perf_counter()
+    print(f"Behaviour cloning: {bc['teacher']} plays {bc['episodes']} training windows "
+          f"(seeds {seed * bc['episodes']}+) ...", flush=True)  # fmt: skip
+    data = collect(cfg.args["scenario"], bc["teacher"], bc["episodes"], cfg.overrides,
+                   seed=seed * bc["episodes"])  # fmt: skip
+    print(f"  {len(data[1])} steps in {time.perf_counter() - t0:.0f} s", flush=True)
+    return data
+
+
+def behaviour_clone(cfg: RunConfig, model, venv, data) -> None:
+    """Clone the teacher into ``model``'s policy (:func:`agents.imitation.fit`) on the data's
+    observations normalised as ``venv`` normalises them (its frozen statistics)."""
+    from .imitation import agreement, fit
+
+    bc, (obs, actions, masks) = cfg.hp.bc, data
+    t0 = time.perf_counter()
+    norm = venv if hasattr(venv, "normalize_obs") else None
+    x = norm.normalize_obs(obs) if norm is not None else obs
+    say = (lambda m: print(f"  {m}", flush=True)) if cfg.args["verbose"] else None  # noqa: E731
+    loss = fit(model, x, actions, masks, bc["epochs"], cfg.args["seed"], bc["weight_exponent"], say)
+    agree = agreement(model, norm, obs, actions, masks)
+    print(f"  cloned in {bc['epochs']} epochs ({time.perf_counter() - t0:.0f} s): weighted "
+          f"cross-entropy {loss:.3f}, the teacher's action on {agree:.1%} of its steps",
+          flush=True)  # fmt: skip
+
+
+class InterruptedWhileBuilding(KeyboardInterrupt):
+    """A SIGINT or SIGTERM before the model exists (behaviour cloning takes a while)."""
+
+    def __init__(self, signame: str) -> None:
+        super().__init__(signame)
+        self.signame = signame
+
+
+def _build_interruptible(cfg: RunConfig):
+    """:func:`_build_model` with SIGTERM turned into :class:`InterruptedWhileBuilding` (as
+    Ctrl-C already is a KeyboardInterrupt), so either ends the run with one line."""
+
+    def on_signal(signum, frame):
+        raise InterruptedWhileBuilding(signal.Signals(signum).name)
+
+    old = signal.signal(signal.SIGTERM, on_signal)
+    try:
+        return _build_model(cfg)
+    except InterruptedWhileBuilding:
+        raise
+    except KeyboardInterrupt:
+        raise InterruptedWhileBuilding("SIGINT") from None
+    finally:
+        signal.signal(signal.SIGTERM, old)
 
 
 def train(cfg: RunConfig):
@@ -453,7 +533,7 @@ def train(cfg: RunConfig):
     args = cfg.args
     torch.set_num_threads(args["threads"])
     meta = _meta(cfg)
-    model, venv = _build_model(cfg)
+    model, venv = _build_interruptible(cfg)
     _write_run_files(cfg)
     stop = StopOnSignal()
 
@@ -482,14 +562,17 @@ def _learn(cfg: RunConfig, model, venv, meta: dict, stop):
     from .callbacks import (
         AtomicCheckpointCallback,
         ClusterMetricsCallback,
+        CriticWarmup,
         HeldOutEvalCallback,
         HyperparamsCallback,
     )
 
     args, spec, hp = cfg.args, cfg.spec, cfg.hp
     what = "Resuming" if cfg.resume_from else "Training"
+    envs_txt = (f"{hp.n_envs} simulator(s) as {venv.num_envs} per-model sub-envs" if hp.per_model
+                else f"{hp.n_envs} {args['vec_env']} envs")  # fmt: skip
     print(f"{what} {spec.name} ({hp.actions} actions) on {args['scenario']} for {hp.n_timesteps} steps "
-          f"({hp.n_envs} {args['vec_env']} envs, normalize={hp.normalize is not None}, "
+          f"({envs_txt}, normalize={hp.normalize is not None}, "
           f"seed {args['seed']}) -> {cfg.run_dir}")  # fmt: skip
     formats = ["tensorboard"] + (["stdout"] if args["verbose"] else [])
     model.set_logger(configure(str(cfg.run_dir), formats))
@@ -501,6 +584,8 @@ def _learn(cfg: RunConfig, model, venv, meta: dict, stop):
         cfg.run_dir, args["checkpoint_freq"], meta, args["verbose"], keep=args["keep_checkpoints"]
     )
     callbacks = [stop, ClusterMetricsCallback(), ckpt]
+    if hp.critic_warmup:
+        callbacks.append(CriticWarmup(hp.critic_warmup))
     callbacks.append(HyperparamsCallback({"algo": spec.name, "policy": hp.policy, **hp.raw}, args))
     remaining = hp.n_timesteps - model.num_timesteps
     if remaining <= 0:
@@ -518,7 +603,7 @@ def _learn(cfg: RunConfig, model, venv, meta: dict, stop):
         # A signal during set-up is seen by StopOnSignal at the first step: a checkpoint then.
         model.learn(
             total_timesteps=remaining,
-            log_interval=args["log_interval"] or log_interval(spec, hp),
+            log_interval=args["log_interval"] or log_interval(spec, hp, n_envs=venv.num_envs),
             callback=CallbackList(callbacks),
             progress_bar=not args["no_progress"],
             reset_num_timesteps=cfg.resume_from is None,
@@ -533,12 +618,13 @@ def _learn(cfg: RunConfig, model, venv, meta: dict, stop):
     return model, agent_fn(model), stop.requested
 
 
-def log_interval(spec: AlgoSpec, hp: Hyperparams, every: int = 1000) -> int:
+def log_interval(spec: AlgoSpec, hp: Hyperparams, every: int = 1000, n_envs: int | None = None) -> int:
     """SB3's ``log_interval`` that writes the logs about every ``every`` env steps: on-policy
-    algorithms count rollouts (``n_steps * n_envs`` steps), DQN counts episodes."""
+    algorithms count rollouts (``n_steps * n_envs`` steps; ``n_envs`` the vec env's, which
+    ``per_model`` multiplies by the models), DQN counts episodes."""
     if spec.name == "dqn":
         return 4
-    per_rollout = int(hp.kwargs.get("n_steps", 2048 if spec.name != "a2c" else 5)) * hp.n_envs
+    per_rollout = int(hp.kwargs.get("n_steps", 2048 if spec.name != "a2c" else 5)) * (n_envs or hp.n_envs)
     return max(1, round(every / per_rollout))
 
 
@@ -626,9 +712,11 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as e:
         print(f"train.py: error: {one_line(e)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:  # before the model existed: there is nothing to checkpoint
-        print("train.py: interrupted while building the model; nothing trained", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:  # before the model existed: there is nothing to checkpoint
+        name = getattr(e, "signame", "SIGINT")
+        print(f"train.py: interrupted ({name}) while building the model; nothing trained",
+              file=sys.stderr)  # fmt: skip
+        return 128 + int(signal.Signals[name])
     dt = time.perf_counter() - t0
     print(
         f"Trained to {model.num_timesteps} steps in {dt:.0f} s; model: {cfg.run_dir / 'model.zip'}"
