@@ -50,7 +50,11 @@ ZOO_KEYS = ("n_timesteps", "policy", "n_envs", "normalize", "action_prior", "act
 # statistics frozen at the data's; the first ``critic_warmup`` steps then train the critic alone.
 BC_KEYS = ("per_model", "bc_teacher", "bc_episodes", "bc_epochs", "bc_weight_exponent",
            "critic_warmup")  # fmt: skip
-PROJECT_KEYS = ZOO_KEYS + BC_KEYS
+# Model selection: every ``valid_freq`` steps (0: never) the agent plays ``valid_episodes``
+# fixed training-split windows; the best is kept as best_model.zip and is what the final
+# comparison evaluates (agents.callbacks.BestOnValidation).
+SELECT_KEYS = ("valid_freq", "valid_episodes")
+PROJECT_KEYS = ZOO_KEYS + BC_KEYS + SELECT_KEYS
 ACTIONS = ("native",)
 NORMALIZE_KEYS = ("norm_obs", "norm_reward", "clip_obs", "clip_reward", "epsilon", "gamma")
 # Names a zoo-style string may use (``activation_fn=nn.ReLU``, ``optimizer_class=th.optim.Adam``).
@@ -223,6 +227,8 @@ class Hyperparams:
         bc: ``{"teacher", "episodes", "epochs", "weight_exponent"}`` of the behaviour-cloning
             start, or ``None`` (the policy starts from its random initialisation).
         critic_warmup: Steps at the start that train the critic alone (the actor frozen).
+        valid_freq: Steps between model-selection evaluations (0: no selection).
+        valid_episodes: Training-split windows each of them plays.
     """
 
     algo: AlgoSpec
@@ -238,6 +244,8 @@ class Hyperparams:
     per_model: bool = False
     bc: dict | None = None
     critic_warmup: int = 0
+    valid_freq: int = 0
+    valid_episodes: int = 5
 
 
 def _bc(raw: dict, spec: AlgoSpec, where: str) -> tuple[bool, dict | None, int]:
@@ -414,6 +422,12 @@ def resolve(algo: str, raw: dict, source: str = "<dict>") -> Hyperparams:
     if not isinstance(policy, str):
         raise ValueError(f"{where}: policy must be a policy name, got {policy!r}")
     per_model, bc, warmup = _bc(raw, spec, where)
+    valid_freq = raw.get("valid_freq", 0)
+    if isinstance(valid_freq, float) and valid_freq.is_integer():
+        valid_freq = int(valid_freq)
+    if not isinstance(valid_freq, int) or isinstance(valid_freq, bool) or valid_freq < 0:
+        raise ValueError(f"{where}: valid_freq must be an integer >= 0 (0: no model selection), "
+                         f"got {valid_freq!r}")  # fmt: skip
     return Hyperparams(
         algo=spec,
         source=source,
@@ -428,6 +442,8 @@ def resolve(algo: str, raw: dict, source: str = "<dict>") -> Hyperparams:
         per_model=per_model,
         bc=bc,
         critic_warmup=warmup,
+        valid_freq=valid_freq,
+        valid_episodes=integer("valid_episodes", 5),
     )
 
 

@@ -69,6 +69,7 @@ FIXED_ON_RESUME = ("algo", "scenario", "override", "seed", "hyperparams", "hp", 
                    "n_envs", "trace", "time_col", "model_col")  # fmt: skip
 EVAL_SEED = 20_000  # periodic evaluation: episodes seeded 20000, 20001, ... on held-out windows
 FINAL_EVAL_SEED = 10_000  # final comparison: 10000, 10001, ... (training resets use --seed + i)
+VALID_SEED = 30_000  # model selection (valid_freq): training-split windows seeded 30000, 30001, ...
 
 
 _Parser = OneLineParser  # one line, no usage block (shared with evaluate.py)
@@ -561,6 +562,7 @@ def _learn(cfg: RunConfig, model, venv, meta: dict, stop):
 
     from .callbacks import (
         AtomicCheckpointCallback,
+        BestOnValidation,
         ClusterMetricsCallback,
         CriticWarmup,
         HeldOutEvalCallback,
@@ -600,6 +602,18 @@ def _learn(cfg: RunConfig, model, venv, meta: dict, stop):
                     args["eval_episodes"], EVAL_SEED, _references(), verbose=args["verbose"],
                 )
             )  # fmt: skip
+        if hp.valid_freq > 0:
+            refs = {}
+            if hp.bc:
+                import baselines
+
+                refs = {hp.bc["teacher"]: baselines.make_policy(hp.bc["teacher"])}
+            callbacks.append(
+                BestOnValidation(
+                    agent_fn, args["scenario"], cfg.overrides, hp.valid_freq, hp.valid_episodes,
+                    VALID_SEED, cfg.run_dir, meta, refs, verbose=args["verbose"],
+                )
+            )  # fmt: skip
         # A signal during set-up is seen by StopOnSignal at the first step: a checkpoint then.
         model.learn(
             total_timesteps=remaining,
@@ -634,6 +648,24 @@ def read_steps(model_path: Path) -> int:
 
     with zipfile.ZipFile(model_path) as z:
         return int(json.loads(z.read("data")).get("num_timesteps", 0))
+
+
+def selected_agent(cfg: RunConfig, agent: AgentPolicy) -> AgentPolicy:
+    """With model selection (``valid_freq``), the run's ``best_model.zip`` (said in one line);
+    else ``agent``, the final model."""
+    import json
+
+    best = cfg.run_dir / "best_model.zip"
+    if cfg.hp.valid_freq <= 0 or not best.is_file():
+        return agent
+    from .loading import load_agent
+
+    info = json.loads((cfg.run_dir / "best.json").read_text())
+    refs = ", ".join(f"{k} {v:.1f}" for k, v in (info.get("references") or {}).items())
+    print(f"Model selection: {best} (step {info['steps']}; reward {info['reward']:.1f} on "
+          f"{len(info['windows']['seeds'])} training-split windows, seeds {VALID_SEED}+"
+          + (f"; {refs}" if refs else "") + ")")  # fmt: skip
+    return load_agent(best, name=cfg.spec.name)
 
 
 def final_evaluation(cfg: RunConfig, agent: AgentPolicy) -> None:
@@ -725,6 +757,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Stopped by {interrupted}; checkpoint saved. Resume with:\n"
               f"  python train.py --resume {cfg.run_dir}")  # fmt: skip
         return 0
+    agent = selected_agent(cfg, agent)
     if not args["no_final_eval"]:
         try:
             final_evaluation(cfg, agent)
