@@ -48,8 +48,11 @@ ZOO_KEYS = ("n_timesteps", "policy", "n_envs", "normalize", "action_prior", "act
 # ``bc_episodes`` training windows, the policy is cloned from them for ``bc_epochs`` (masked
 # cross-entropy, inverse action frequency ^ ``bc_weight_exponent``) with its observation
 # statistics frozen at the data's; the first ``critic_warmup`` steps then train the critic alone.
+# ``bc_sharpen`` then scales the clone's logits until its greedy action has that mean probability
+# on the teacher's steps (agents.imitation.sharpen: the greedy policy is unchanged, its samples
+# leave it less often).
 BC_KEYS = ("per_model", "bc_teacher", "bc_episodes", "bc_epochs", "bc_weight_exponent",
-           "critic_warmup")  # fmt: skip
+           "bc_sharpen", "critic_warmup")  # fmt: skip
 # Model selection: every ``valid_freq`` steps (0: never) the agent plays ``valid_episodes``
 # fixed training-split windows; the best is kept as best_model.zip and is what the final
 # comparison evaluates (agents.callbacks.BestOnValidation).
@@ -270,7 +273,8 @@ def _bc(raw: dict, spec: AlgoSpec, where: str) -> tuple[bool, dict | None, int]:
     warmup = integer("critic_warmup", 0, 0)
     teacher = raw.get("bc_teacher")
     if teacher is None:
-        extra = [k for k in ("bc_episodes", "bc_epochs", "bc_weight_exponent") if k in raw]
+        extra = [k for k in ("bc_episodes", "bc_epochs", "bc_weight_exponent", "bc_sharpen")
+                 if k in raw]  # fmt: skip
         if extra:
             raise ValueError(f"{where}: {extra[0]} needs bc_teacher (a policy of baselines)")
         return per_model, None, warmup
@@ -288,8 +292,16 @@ def _bc(raw: dict, spec: AlgoSpec, where: str) -> tuple[bool, dict | None, int]:
         w = _number(w)
     if not isinstance(w, (int, float)) or isinstance(w, bool) or not 0.0 <= w <= 1.0:
         raise ValueError(f"{where}: bc_weight_exponent must be a number in [0, 1], got {w!r}")
+    sharp = raw.get("bc_sharpen")
+    if isinstance(sharp, str) and _number(sharp) is not None:
+        sharp = _number(sharp)
+    if sharp is not None and (not isinstance(sharp, (int, float)) or isinstance(sharp, bool)
+                              or not 0.0 < sharp < 1.0):  # fmt: skip
+        raise ValueError(f"{where}: bc_sharpen must be a probability in (0, 1) or null (no "
+                         f"sharpening), got {sharp!r}")  # fmt: skip
     bc = {"teacher": teacher, "episodes": integer("bc_episodes", 10, 1),
-          "epochs": integer("bc_epochs", 15, 1), "weight_exponent": float(w)}  # fmt: skip
+          "epochs": integer("bc_epochs", 15, 1), "weight_exponent": float(w),
+          "sharpen": None if sharp is None else float(sharp)}  # fmt: skip
     return per_model, bc, warmup
 
 

@@ -107,6 +107,42 @@ def fit(model, x, actions, masks, epochs: int = 15, seed: int = 0,
     return total / max(len(y), 1)
 
 
+def sharpen(model, x, masks, target: float) -> tuple[float, float, float]:
+    """Scale the clone's action logits (``action_net``'s weights and bias) by the smallest
+    factor ``k >= 1`` at which its greedy action's probability, averaged over the data's
+    (normalised) observations ``x``, reaches ``target``. The greedy action is unchanged (a
+    positive factor keeps the order of the logits); what changes is how often a *sampled*
+    action leaves it. Why: the inverse-frequency weights that make the clone take the teacher's
+    rare actions also flatten its distribution (entropy ~2.3 nats on paper), so the rollouts
+    that PPO learns from sampled a scale action on many steps (hundreds of cold starts an
+    episode against the teacher's 30) and the first updates moved the greedy policy far from
+    the clone. Returns ``(k, mean greedy probability before, after)``."""
+    import torch as th
+
+    pol = model.policy
+    with th.no_grad():
+        obs = th.as_tensor(np.asarray(x, dtype=np.float32))
+        logits = pol.get_distribution(obs).distribution.logits  # log-probabilities: softmax(k x)
+        logits = th.where(th.as_tensor(masks, dtype=th.bool), logits, th.tensor(-1e8))
+
+        def p_greedy(k: float) -> float:
+            return float(th.softmax(logits * k, dim=1).max(dim=1).values.mean())
+
+        before = p_greedy(1.0)
+        lo, hi = 1.0, 1.0
+        while p_greedy(hi) < target and hi < 1e4:
+            lo, hi = hi, hi * 2
+        for _ in range(30):
+            if p_greedy(lo) >= target:
+                break
+            mid = (lo + hi) / 2
+            lo, hi = (lo, mid) if p_greedy(mid) >= target else (mid, hi)
+        k = hi if p_greedy(lo) < target else lo
+        pol.action_net.weight.mul_(k)
+        pol.action_net.bias.mul_(k)
+    return k, before, p_greedy(k)
+
+
 def clone(obs, actions, masks, scenario: str, epochs: int = 15, seed: int = 0,
           weight_exponent: float = 0.5, overrides: dict | None = None, say=None):  # fmt: skip
     """Train a new MaskablePPO policy (the default block's network) on the data; returns

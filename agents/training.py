@@ -481,7 +481,7 @@ def behaviour_data(cfg: RunConfig):
 def behaviour_clone(cfg: RunConfig, model, venv, data) -> None:
     """Clone the teacher into ``model``'s policy (:func:`agents.imitation.fit`) on the data's
     observations normalised as ``venv`` normalises them (its frozen statistics)."""
-    from .imitation import agreement, fit
+    from .imitation import agreement, fit, sharpen
 
     bc, (obs, actions, masks) = cfg.hp.bc, data
     t0 = time.perf_counter()
@@ -493,6 +493,10 @@ def behaviour_clone(cfg: RunConfig, model, venv, data) -> None:
     print(f"  cloned in {bc['epochs']} epochs ({time.perf_counter() - t0:.0f} s): weighted "
           f"cross-entropy {loss:.3f}, the teacher's action on {agree:.1%} of its steps",
           flush=True)  # fmt: skip
+    if bc.get("sharpen"):
+        k, before, after = sharpen(model, x, masks, bc["sharpen"])
+        print(f"  sharpened: logits x {k:.2f}, mean probability of the greedy action "
+              f"{before:.3f} -> {after:.3f} (bc_sharpen {bc['sharpen']})", flush=True)  # fmt: skip
 
 
 class InterruptedWhileBuilding(KeyboardInterrupt):
