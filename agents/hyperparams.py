@@ -51,12 +51,18 @@ ZOO_KEYS = ("n_timesteps", "policy", "n_envs", "normalize", "action_prior", "act
 # ``bc_sharpen`` then scales the clone's logits until its greedy action has that mean probability
 # on the teacher's steps (agents.imitation.sharpen: the greedy policy is unchanged, its samples
 # leave it less often).
+# ``bc_dagger_rounds`` rounds of DAgger follow the first clone: the clone plays
+# ``bc_dagger_episodes`` training windows, the teacher labels its states, the clone is refitted
+# on all the data for ``bc_dagger_epochs`` (agents.imitation.relabel).
 BC_KEYS = ("per_model", "bc_teacher", "bc_episodes", "bc_epochs", "bc_weight_exponent",
-           "bc_sharpen", "critic_warmup")  # fmt: skip
+           "bc_sharpen", "bc_dagger_rounds", "bc_dagger_episodes", "bc_dagger_epochs",
+           "critic_warmup")  # fmt: skip
 # Model selection: every ``valid_freq`` steps (0: never) the agent plays ``valid_episodes``
 # fixed training-split windows; the best is kept as best_model.zip and is what the final
 # comparison evaluates (agents.callbacks.BestOnValidation).
-SELECT_KEYS = ("valid_freq", "valid_episodes")
+# ``eval_freq``: the default of train.py's --eval-freq for this block (model-steps count 18x faster
+# than env steps on paper's per-model sub-envs, and each held-out evaluation plays whole hours).
+SELECT_KEYS = ("valid_freq", "valid_episodes", "eval_freq")
 PROJECT_KEYS = ZOO_KEYS + BC_KEYS + SELECT_KEYS
 ACTIONS = ("native",)
 NORMALIZE_KEYS = ("norm_obs", "norm_reward", "clip_obs", "clip_reward", "epsilon", "gamma")
@@ -232,6 +238,7 @@ class Hyperparams:
         critic_warmup: Steps at the start that train the critic alone (the actor frozen).
         valid_freq: Steps between model-selection evaluations (0: no selection).
         valid_episodes: Training-split windows each of them plays.
+        eval_freq: The block's default for ``--eval-freq`` (None: train.py's own).
     """
 
     algo: AlgoSpec
@@ -249,6 +256,7 @@ class Hyperparams:
     critic_warmup: int = 0
     valid_freq: int = 0
     valid_episodes: int = 5
+    eval_freq: int | None = None
 
 
 def _bc(raw: dict, spec: AlgoSpec, where: str) -> tuple[bool, dict | None, int]:
@@ -273,8 +281,7 @@ def _bc(raw: dict, spec: AlgoSpec, where: str) -> tuple[bool, dict | None, int]:
     warmup = integer("critic_warmup", 0, 0)
     teacher = raw.get("bc_teacher")
     if teacher is None:
-        extra = [k for k in ("bc_episodes", "bc_epochs", "bc_weight_exponent", "bc_sharpen")
-                 if k in raw]  # fmt: skip
+        extra = [k for k in BC_KEYS if k.startswith("bc_") and k in raw]
         if extra:
             raise ValueError(f"{where}: {extra[0]} needs bc_teacher (a policy of baselines)")
         return per_model, None, warmup
@@ -301,7 +308,10 @@ def _bc(raw: dict, spec: AlgoSpec, where: str) -> tuple[bool, dict | None, int]:
                          f"sharpening), got {sharp!r}")  # fmt: skip
     bc = {"teacher": teacher, "episodes": integer("bc_episodes", 10, 1),
           "epochs": integer("bc_epochs", 15, 1), "weight_exponent": float(w),
-          "sharpen": None if sharp is None else float(sharp)}  # fmt: skip
+          "sharpen": None if sharp is None else float(sharp),
+          "dagger_rounds": integer("bc_dagger_rounds", 0, 0),
+          "dagger_episodes": integer("bc_dagger_episodes", 5, 1),
+          "dagger_epochs": integer("bc_dagger_epochs", 10, 1)}  # fmt: skip
     return per_model, bc, warmup
 
 
@@ -456,6 +466,7 @@ def resolve(algo: str, raw: dict, source: str = "<dict>") -> Hyperparams:
         critic_warmup=warmup,
         valid_freq=valid_freq,
         valid_episodes=integer("valid_episodes", 5),
+        eval_freq=None if raw.get("eval_freq") is None else integer("eval_freq", 1),
     )
 
 

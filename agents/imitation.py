@@ -61,6 +61,39 @@ def collect(scenario: str, teacher: str, episodes: int, overrides: dict | None =
     return np.array(obs_l, dtype=np.float32), np.array(act_l), np.array(mask_l)
 
 
+def relabel(model, normalize, scenario: str, teacher: str, episodes: int,
+            overrides: dict | None = None, seed: int = 0):  # fmt: skip
+    """DAgger's data (Ross et al. 2011): the *student* (``model``, greedy, on observations
+    normalised by ``normalize``) plays ``episodes`` training windows (seeds ``seed`` ...) while
+    the teacher, bound to the same env, says at every step what it would do there; returns
+    ``(observations, the teacher's actions, masks)`` of the student's states. The heuristics'
+    state (a histogram's idle times) follows the env, not their own past actions, so the
+    teacher can shadow another policy's episode."""
+    import baselines
+    import envs  # noqa: F401
+
+    obs_l, act_l, mask_l = [], [], []
+    env = gym.make(ENV_ID, scenario=scenario, split="train", disable_env_checker=True,
+                   **(overrides or {})).unwrapped  # fmt: skip
+    pol = baselines.make_policy(teacher)
+    for ep in range(episodes):
+        pol.bind(env)
+        obs, _ = env.reset(seed=seed + ep)
+        done, start = False, True
+        while not done:
+            a, _ = pol.predict(obs, episode_start=np.array([start]), deterministic=True)
+            start = False
+            mask = env.action_masks()
+            obs_l.append(obs)
+            act_l.append(int(a))
+            mask_l.append(mask)
+            x = normalize(obs[None].astype(np.float32))
+            s_a, _ = model.predict(x, deterministic=True, action_masks=mask[None])
+            obs, _, term, trunc, _ = env.step(int(np.asarray(s_a).reshape(-1)[0]))
+            done = term or trunc
+    return np.array(obs_l, dtype=np.float32), np.array(act_l), np.array(mask_l)
+
+
 def data_stats(obs: np.ndarray):
     """The data's observation statistics, frozen (:class:`agents.model_vec_env.FrozenStats`):
     the clone is trained on observations normalised with them, and fine-tuning keeps them."""
@@ -130,7 +163,7 @@ def sharpen(model, x, masks, target: float) -> tuple[float, float, float]:
 
         before = p_greedy(1.0)
         lo, hi = 1.0, 1.0
-        while p_greedy(hi) < target and hi < 1e4:
+        while p_greedy(hi) < target and hi < 100.0:
             lo, hi = hi, hi * 2
         for _ in range(30):
             if p_greedy(lo) >= target:

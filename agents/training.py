@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from .algos import ALGOS, AlgoSpec, apply_action_prior, get_algo, resolve_policy
@@ -51,7 +52,7 @@ DEFAULTS: dict[str, Any] = {
     "normalize": None,  # from the hyperparameter file
     "device": "cpu",
     "threads": 1,
-    "eval_freq": 25_000,
+    "eval_freq": None,  # the hyperparameter block's eval_freq, else EVAL_FREQ
     "eval_episodes": 5,
     "checkpoint_freq": 50_000,
     "keep_checkpoints": 5,  # assumption: enough to step back past a bad stretch, few files
@@ -69,6 +70,7 @@ FIXED_ON_RESUME = ("algo", "scenario", "override", "seed", "hyperparams", "hp", 
                    "n_envs", "trace", "time_col", "model_col")  # fmt: skip
 EVAL_SEED = 20_000  # periodic evaluation: episodes seeded 20000, 20001, ... on held-out windows
 FINAL_EVAL_SEED = 10_000  # final comparison: 10000, 10001, ... (training resets use --seed + i)
+EVAL_FREQ = 25_000  # default --eval-freq where the hyperparameter block names none
 VALID_SEED = 30_000  # model selection (valid_freq): training-split windows seeded 30000, 30001, ...
 
 
@@ -149,7 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
     a(
         "--eval-freq",
         type=int,
-        help="held-out evaluation every N env steps, 0 = never (default: 25000)",
+        help="held-out evaluation every N env steps, 0 = never (default: the hyperparameter "
+        "block's eval_freq, else 25000)",
     )
     a("--eval-episodes", type=int, help="episodes per evaluation, periodic and final (default: 5)")
     a(
@@ -281,7 +284,7 @@ def prepare(argv: list[str] | None) -> RunConfig:
         if args["seed"] < 0:
             raise ValueError(f"--seed must be >= 0 (numpy seeds are non-negative), got {args['seed']}")
         for k in ("eval_freq", "checkpoint_freq", "keep_checkpoints"):
-            if args[k] < 0:
+            if args[k] is not None and args[k] < 0:
                 raise ValueError(f"--{k.replace('_', '-')} must be >= 0, got {args[k]}")
         hp_over = parse_assignments(args["hp"], "--hp")
         config = run_dir / "config.yml" if run_dir else None
@@ -300,6 +303,8 @@ def prepare(argv: list[str] | None) -> RunConfig:
     except (ValueError, RuntimeError) as e:
         raise UsageError(e) from None
     check_device(args["device"])
+    if args["eval_freq"] is None:
+        args["eval_freq"] = hp.eval_freq if hp.eval_freq is not None else EVAL_FREQ
     # Command line over the file: the budget, envs and normalisation.
     if args["timesteps"] is not None:
         hp.n_timesteps = hp.raw["n_timesteps"] = args["timesteps"]
@@ -481,7 +486,7 @@ def behaviour_data(cfg: RunConfig):
 def behaviour_clone(cfg: RunConfig, model, venv, data) -> None:
     """Clone the teacher into ``model``'s policy (:func:`agents.imitation.fit`) on the data's
     observations normalised as ``venv`` normalises them (its frozen statistics)."""
-    from .imitation import agreement, fit, sharpen
+    from .imitation import agreement, fit, relabel, sharpen
 
     bc, (obs, actions, masks) = cfg.hp.bc, data
     t0 = time.perf_counter()
@@ -493,6 +498,23 @@ def behaviour_clone(cfg: RunConfig, model, venv, data) -> None:
     print(f"  cloned in {bc['epochs']} epochs ({time.perf_counter() - t0:.0f} s): weighted "
           f"cross-entropy {loss:.3f}, the teacher's action on {agree:.1%} of its steps",
           flush=True)  # fmt: skip
+    seed = cfg.args["seed"]
+    for r in range(bc["dagger_rounds"]):
+        t1 = time.perf_counter()
+        first = 100_000 + seed * 1000 + r * bc["dagger_episodes"]
+        o2, a2, m2 = relabel(model, norm.normalize_obs if norm is not None else (lambda o: o),
+                             cfg.args["scenario"], bc["teacher"], bc["dagger_episodes"],
+                             cfg.overrides, seed=first)  # fmt: skip
+        on_own = agreement(model, norm, o2, a2, m2)
+        obs, actions, masks = (np.concatenate([obs, o2]), np.concatenate([actions, a2]),
+                               np.concatenate([masks, m2]))  # fmt: skip
+        x = norm.normalize_obs(obs) if norm is not None else obs
+        loss = fit(model, x, actions, masks, bc["dagger_epochs"], seed + r + 1,
+                   bc["weight_exponent"], say)  # fmt: skip
+        print(f"  DAgger round {r + 1}/{bc['dagger_rounds']} ({time.perf_counter() - t1:.0f} s): "
+              f"the clone played {bc['dagger_episodes']} training windows (seeds {first}+), "
+              f"taking the teacher's action on {on_own:.1%} of its own steps; refitted on "
+              f"{len(actions)} steps, weighted cross-entropy {loss:.3f}", flush=True)  # fmt: skip
     if bc.get("sharpen"):
         k, before, after = sharpen(model, x, masks, bc["sharpen"])
         print(f"  sharpened: logits x {k:.2f}, mean probability of the greedy action "
