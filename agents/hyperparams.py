@@ -54,9 +54,11 @@ ZOO_KEYS = ("n_timesteps", "policy", "n_envs", "normalize", "action_prior", "act
 # ``bc_dagger_rounds`` rounds of DAgger follow the first clone: the clone plays
 # ``bc_dagger_episodes`` training windows, the teacher labels its states, the clone is refitted
 # on all the data for ``bc_dagger_epochs`` (agents.imitation.relabel).
+# ``bc_blind`` names observation features (envs.layout) the clone's frozen statistics hide
+# (agents.imitation.data_stats).
 BC_KEYS = ("per_model", "bc_teacher", "bc_episodes", "bc_epochs", "bc_weight_exponent",
            "bc_sharpen", "bc_dagger_rounds", "bc_dagger_episodes", "bc_dagger_epochs",
-           "critic_warmup")  # fmt: skip
+           "bc_blind", "critic_warmup")  # fmt: skip
 # Model selection: every ``valid_freq`` steps (0: never) the agent plays ``valid_episodes``
 # fixed training-split windows; the best is kept as best_model.zip and is what the final
 # comparison evaluates (agents.callbacks.BestOnValidation).
@@ -306,7 +308,18 @@ def _bc(raw: dict, spec: AlgoSpec, where: str) -> tuple[bool, dict | None, int]:
                               or not 0.0 < sharp < 1.0):  # fmt: skip
         raise ValueError(f"{where}: bc_sharpen must be a probability in (0, 1) or null (no "
                          f"sharpening), got {sharp!r}")  # fmt: skip
+    from envs import layout
+
+    names = (*layout.MODEL_FEATURES, *layout.CLUSTER_FEATURES)
+    blind = raw.get("bc_blind") or []
+    if isinstance(blind, str):
+        blind = [blind]
+    if not isinstance(blind, list) or any(b not in names for b in blind):
+        bad = next((b for b in blind if b not in names), blind) if isinstance(blind, list) else blind
+        raise ValueError(f"{where}: bc_blind must list observation features, got {bad!r}; "
+                         f"valid: {', '.join(names)}.{closest(str(bad), names)}")  # fmt: skip
     bc = {"teacher": teacher, "episodes": integer("bc_episodes", 10, 1),
+          "blind": [str(b) for b in blind],
           "epochs": integer("bc_epochs", 15, 1), "weight_exponent": float(w),
           "sharpen": None if sharp is None else float(sharp),
           "dagger_rounds": integer("bc_dagger_rounds", 0, 0),

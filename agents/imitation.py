@@ -94,14 +94,22 @@ def relabel(model, normalize, scenario: str, teacher: str, episodes: int,
     return np.array(obs_l, dtype=np.float32), np.array(act_l), np.array(mask_l)
 
 
-def data_stats(obs: np.ndarray):
+BLIND_VAR = 1e12  # a feature normalised with this variance is ~0 whatever its value
+
+
+def data_stats(obs: np.ndarray, blind: tuple[int, ...] = ()):
     """The data's observation statistics, frozen (:class:`agents.model_vec_env.FrozenStats`):
-    the clone is trained on observations normalised with them, and fine-tuning keeps them."""
+    the clone is trained on observations normalised with them, and fine-tuning keeps them.
+    The features at indices ``blind`` get mean 0 and variance :data:`BLIND_VAR`, so that they
+    normalise to ~0: the policy cannot read them (time of day: the training windows never
+    reach the held-out hours, so a policy that reads the clock extrapolates there)."""
     from .model_vec_env import FrozenStats
 
     stats = FrozenStats(shape=obs.shape[1:])
     stats.mean = obs.mean(axis=0).astype(np.float64)
     stats.var = obs.var(axis=0).astype(np.float64)
+    for i in blind:
+        stats.mean[i], stats.var[i] = 0.0, BLIND_VAR
     stats.count = float(len(obs))
     return stats
 

@@ -448,9 +448,13 @@ def _build_model(cfg: RunConfig):
             if hp.normalize is not None:
                 venv = VecNormalize(venv, **{"gamma": hp.kwargs.get("gamma", 0.99), **hp.normalize})
                 if data is not None and venv.norm_obs:
+                    from envs import layout
+
                     from .imitation import data_stats
 
-                    venv.obs_rms = data_stats(data[0])  # frozen: the clone's statistics
+                    names = (*layout.MODEL_FEATURES, *layout.CLUSTER_FEATURES)
+                    blind = tuple(names.index(b) for b in hp.bc["blind"])
+                    venv.obs_rms = data_stats(data[0], blind)  # frozen: the clone's statistics
             policy = resolve_policy(spec, hp.policy)
             model = spec.cls(
                 policy, venv, seed=seed, device=device, verbose=args["verbose"], **hp.kwargs
