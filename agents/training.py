@@ -16,6 +16,9 @@ The folder name ends in the start time (seconds); a run that finds it taken (ano
 same algorithm and seed started in the same second) takes ``<name>_1``, ``_2``... (exclusive
 ``mkdir``, :func:`claim_run_dir`).
         results.json, plots/       final evaluation against the reference heuristics
+        best_model.zip, best.json  with model selection (valid_freq): the best model on the
+                                   training-split validation windows, which the final
+                                   evaluation plays
 """
 
 from __future__ import annotations
@@ -82,14 +85,16 @@ def build_parser() -> argparse.ArgumentParser:
         prog="train.py",
         description=(
             "Train an SB3 agent on coldstart/ServerlessGPU-v1, then compare it with every "
-            "reference heuristic on held-out windows. With no arguments: MaskablePPO on the "
-            "'small' scenario for 300k steps, about 4 minutes on 2 CPU cores (measured 3 min 40 s)."
+            "reference heuristic on held-out windows. With no arguments: the 'paper' scenario's "
+            "pipeline (behaviour cloning of histogram, DAgger, then MaskablePPO with per-model "
+            "credit and model selection; agents/hyperparams/maskable_ppo.yml), about 8-11 minutes "
+            "on 2 CPU cores."
         ),
         epilog=(
             "examples:\n"
             "  python train.py\n"
             "  python train.py --algo dqn --timesteps 100000 --normalize\n"
-            "  python train.py --scenario paper -o episode_s=1800 --n-envs 8 --vec-env subproc\n"
+            "  python train.py --scenario small -o episode_s=600 --n-envs 8 --vec-env subproc\n"
             "  python train.py --trace my.csv --time-col t --model-col model -o episode_s=600\n"
             "  python train.py --resume runs/<run>          # after Ctrl-C: same curves, same folder\n"
             "  tensorboard --logdir runs"
@@ -100,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     a("--algo", help=f"algorithm: {', '.join(ALGOS)} (default: {DEFAULTS['algo']})")
     a(
         "--scenario",
-        help="preset name (small, paper, azure) or a scenario YAML path (default: small)",
+        help="preset name (small, paper, azure) or a scenario YAML path (default: paper)",
     )
     a(
         "-o",
@@ -112,7 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     a(
         "--timesteps",
         type=int,
-        help="total env steps of the run (default: n_timesteps of the hyperparameter file)",
+        help="total env steps of the run (model-steps with per_model) (default: n_timesteps "
+        "of the hyperparameter file)",
     )
     a("--n-envs", type=int, help="parallel envs (default: n_envs of the hyperparameter file)")
     a(

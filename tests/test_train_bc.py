@@ -11,6 +11,7 @@ import sys
 import time
 import zipfile
 
+import numpy as np
 import pytest
 import yaml
 from test_train import REPO, TRAIN, num_timesteps, run, run_dir, scalars
@@ -19,6 +20,7 @@ from agents.loading import load_agent
 
 BC = ["--scenario", "paper", "-o", "episode_s=200", "--no-progress", "--threads", "1",
       "--log-interval", "1", "--hp", "bc_episodes=1", "--hp", "bc_epochs=1",
+      "--hp", "bc_dagger_rounds=1", "--hp", "bc_dagger_episodes=1", "--hp", "bc_dagger_epochs=1",
       "--hp", "critic_warmup=72", "--hp", "n_steps=4", "--hp", "batch_size=36",
       "--hp", "n_epochs=1", "--hp", "valid_episodes=1"]  # fmt: skip
 
@@ -40,7 +42,8 @@ def test_trains_selects_saves_and_compares(tmp_path):
             "--checkpoint-freq", 144, "--hp", "valid_freq=144", *BC)  # fmt: skip
     d = run_dir(tmp_path)
     assert "Behaviour cloning: histogram plays 1 training windows" in p.stdout
-    assert "18 per-model sub-envs" in p.stdout
+    assert "18 per-model sub-envs" in p.stdout and "DAgger round 1/1" in p.stdout
+    assert "sharpened: logits x" in p.stdout
     assert "Model selection: " in p.stdout and "training-split windows, seeds 30000+" in p.stdout
     for name in ("model.zip", "best_model.zip", "best.json", "config.yml", "results.json"):
         assert (d / name).is_file(), name
@@ -64,6 +67,13 @@ def test_trains_selects_saves_and_compares(tmp_path):
     assert {"maskable_ppo", "histogram", "baseline"} <= set(results["policies"])
     agent = load_agent(d / "best_model.zip")
     assert agent.meta["imitation"]["teacher"] == "histogram" and agent.meta["per_model"]
+    # Time of day is hidden from the policy (bc_blind): it normalises to ~0 whatever the hour.
+    from envs import layout
+
+    x = np.zeros(layout.N_OBS, dtype=np.float32)
+    y = x.copy()
+    y[[layout.C["tod_sin"], layout.C["tod_cos"]]] = 1.0
+    assert np.abs(agent.normalize(y) - agent.normalize(x)).max() < 1e-5
 
 
 def test_resume_continues_without_cloning_again(tmp_path):
@@ -145,6 +155,9 @@ def test_a_signal_while_cloning_exits_with_one_line(tmp_path, sig):
         (["--hp", "bc_epochs=1.5"], "bc_epochs must be an integer >= 1, got 1.5"),
         (["--hp", "bc_weight_exponent=2"], "bc_weight_exponent must be a number in [0, 1]"),
         (["--hp", "critic_warmup=-1"], "critic_warmup must be an integer >= 0"),
+        (["--hp", "bc_sharpen=1.5"], "bc_sharpen must be a probability in (0, 1)"),
+        (["--hp", "bc_dagger_rounds=-1"], "bc_dagger_rounds must be an integer >= 0"),
+        (["--hp", "bc_blind=[tod_sine]"], "bc_blind must list observation features, got 'tod_sine'"),
         (["--hp", "per_model=maybe"], "per_model must be true or false"),
         (["--hp", "valid_freq=-5"], "valid_freq must be an integer >= 0"),
         (["--hp", "valid_episodes=0"], "valid_episodes must be an integer >= 1"),
