@@ -61,8 +61,8 @@ def test_trains_selects_saves_and_compares(tmp_path):
         assert key in tags, key
     # One simulator: each 20-interval episode counted once, on the env's reward scale.
     assert all(v == 1.0 for _, v in tags["cluster/episodes"])
-    assert [v for _, v in tags["train/critic_warmup"]][:2] == [1.0, 1.0]  # 72 steps: 2 rollouts
-    assert tags["train/critic_warmup"][-1][1] == 0.0
+    warm = [v for _, v in sorted(tags["train/critic_warmup"])]
+    assert warm[0] == 1.0 and warm.count(1.0) == 1 and warm[-1] == 0.0  # 72 steps: one rollout
     results = json.loads((d / "results.json").read_text())
     assert {"maskable_ppo", "histogram", "baseline"} <= set(results["policies"])
     agent = load_agent(d / "best_model.zip")
