@@ -449,18 +449,9 @@ def _build_model(cfg: RunConfig):
             set_random_seed(seed)
         else:
             seed = args["seed"]
-            data = behaviour_data(cfg) if hp.bc else None
             venv = make_vec_env(cfg, seed)
             if hp.normalize is not None:
                 venv = VecNormalize(venv, **{"gamma": hp.kwargs.get("gamma", 0.99), **hp.normalize})
-                if data is not None and venv.norm_obs:
-                    from envs import layout
-
-                    from .imitation import data_stats
-
-                    names = (*layout.MODEL_FEATURES, *layout.CLUSTER_FEATURES)
-                    blind = tuple(names.index(b) for b in hp.bc["blind"])
-                    venv.obs_rms = data_stats(data[0], blind)  # frozen: the clone's statistics
             policy = resolve_policy(spec, hp.policy)
             model = spec.cls(
                 policy, venv, seed=seed, device=device, verbose=args["verbose"], **hp.kwargs
@@ -469,12 +460,21 @@ def _build_model(cfg: RunConfig):
                 probe = EnvFactory(args["scenario"], "train", cfg.overrides)()
                 apply_action_prior(model, [probe.unwrapped.layout.noop], hp.action_prior)
                 probe.close()
-            if data is not None:
-                behaviour_clone(cfg, model, venv, data)
     except (TypeError, ValueError, AssertionError) as e:
         if venv is not None:
             venv.close()
         raise UsageError(f"cannot build the {spec.name} model ({hp.source}): {e}") from None
+    if hp.bc and cfg.resume_from is None:  # the model is valid: now the minutes of cloning
+        data = behaviour_data(cfg)
+        if hp.normalize is not None and venv.norm_obs:
+            from envs import layout
+
+            from .imitation import data_stats
+
+            names = (*layout.MODEL_FEATURES, *layout.CLUSTER_FEATURES)
+            blind = tuple(names.index(b) for b in hp.bc["blind"])
+            venv.obs_rms = data_stats(data[0], blind)  # frozen: the clone's statistics
+        behaviour_clone(cfg, model, venv, data)
     return model, venv
 
 
