@@ -10,6 +10,7 @@ TensorBoard keys (SB3's own ``rollout/``, ``train/``, ``time/`` are kept):
 | ``eval/mean_reward``, ``eval/<metric>`` | the agent on held-out windows (``split="eval"``, fixed seeds) |
 | ``eval/<policy>/<metric>`` | each reference heuristic on the same windows (computed once) |
 | ``eval/references_beaten`` | how many references the agent's mean reward exceeds |
+| ``valid/mean_reward``, ``valid/<metric>``, ``valid/<teacher>/<metric>`` | model selection (``valid_freq``): the agent and the cloned teacher on fixed training-split windows; ``valid/best_reward`` the best so far |
 | ``hyperparameters`` (text) | the resolved hyperparameters and arguments, at the start |
 
 The custom-scalars tab shows the agent's eval reward and every reference's on one chart.
@@ -162,6 +163,8 @@ class HeldOutEvalCallback(BaseCallback):
         eval_freq: Evaluate every this many total env steps (across envs); <= 0 disables.
         n_episodes: Episodes per evaluation; their seeds are ``seed, seed + 1, ...``.
         references: ``name -> policy`` (from :func:`baselines.make_policy`), may be empty.
+        split: The windows' split (``"eval"``: held out).
+        prefix: TensorBoard prefix of the logged values.
     """
 
     def __init__(
@@ -174,8 +177,11 @@ class HeldOutEvalCallback(BaseCallback):
         seed: int,
         references: dict[str, Any] | None = None,
         verbose: int = 0,
+        split: str = "eval",
+        prefix: str = "eval",
     ) -> None:
         super().__init__(verbose)
+        self.split, self.prefix = split, prefix
         self.agent_fn = agent_fn
         self.scenario = scenario
         self.overrides = dict(overrides)
@@ -189,12 +195,12 @@ class HeldOutEvalCallback(BaseCallback):
     def make_env(self) -> gym.Env:
         import envs  # noqa: F401
 
-        return gym.make(ENV_ID, scenario=self.scenario, split="eval", **self.overrides)
+        return gym.make(ENV_ID, scenario=self.scenario, split=self.split, **self.overrides)
 
     def _init_callback(self) -> None:
         self._last_eval = self._grid(self.model.num_timesteps)
         writer = _tb_writer(self.logger)
-        if writer is not None and self.eval_freq > 0:
+        if writer is not None and self.eval_freq > 0 and self.prefix == "eval":
             names = ["eval/mean_reward"] + [f"eval/{r}/episode_reward" for r in self.references]
             writer.add_custom_scalars(
                 {"agent vs references (held-out windows)": {
@@ -230,25 +236,126 @@ class HeldOutEvalCallback(BaseCallback):
         refs = self.evaluate_references()
         res = summarize(run_episodes(self.agent_fn(self.model), self.make_env, self.seeds))
         self.last_result = res
-        self.logger.record("eval/mean_reward", res["episode_reward"])
-        self.logger.record("eval/mean_ep_length", res["episode_length"])
+        pre = self.prefix
+        self.logger.record(f"{pre}/mean_reward", res["episode_reward"])
+        self.logger.record(f"{pre}/mean_ep_length", res["episode_length"])
         for k in EVAL_KEYS:
             if k in res:
-                self.logger.record(f"eval/{k}", res[k])
+                self.logger.record(f"{pre}/{k}", res[k])
         beaten = 0
         for name, r in refs.items():
             for k in ("episode_reward", *EVAL_KEYS):
                 if k in r:
-                    self.logger.record(f"eval/{name}/{k}", r[k])
+                    self.logger.record(f"{pre}/{name}/{k}", r[k])
             beaten += int(res["episode_reward"] > r["episode_reward"])
         if refs:
-            self.logger.record("eval/references_beaten", beaten)
-        self.logger.record("time/eval_s", time.perf_counter() - t0)
+            self.logger.record(f"{pre}/references_beaten", beaten)
+        self.on_result(res)
+        self.logger.record(f"time/{pre}_s", time.perf_counter() - t0)
         self.logger.dump(self.num_timesteps)
         if self.verbose:
-            print(f"eval @ {self.num_timesteps}: reward {res['episode_reward']:.2f}, "
+            print(f"{pre} @ {self.num_timesteps}: reward {res['episode_reward']:.2f}, "
                   f"beats {beaten}/{len(refs)} references")  # fmt: skip
         return res
+
+    def on_result(self, res: dict[str, float]) -> None:
+        """Hook: called with each evaluation's summary before it is written."""
+
+
+class BestOnValidation(HeldOutEvalCallback):
+    """Model selection: every ``eval_freq`` steps (and once at the start, before any policy
+    update: the clone), evaluates the agent on fixed *training-split* windows (``split="train"``,
+    seeds from ``seed``: draws that no training episode was seeded with, never the held-out
+    part that the final comparison plays) and keeps the best so far as ``best_model.zip`` (with
+    its statistics inside), its step and reward in ``best.json``; logs ``valid/``. The
+    references (the cloned teacher) play the same windows once, as a line to beat.
+
+    ``best.json`` is read back on ``--resume``, so a resumed run keeps its best.
+
+    Args:
+        run_dir: The run folder.
+        meta: ``coldstart_meta`` of the saved model.
+        Others: As :class:`HeldOutEvalCallback`.
+    """
+
+    def __init__(self, agent_fn, scenario: str, overrides: dict, eval_freq: int, n_episodes: int,
+                 seed: int, run_dir: str | Path, meta: dict, references=None,
+                 verbose: int = 0) -> None:  # fmt: skip
+        super().__init__(agent_fn, scenario, overrides, eval_freq, n_episodes, seed, references,
+                         verbose, split="train", prefix="valid")  # fmt: skip
+        self.run_dir = Path(run_dir)
+        self.meta = meta
+        self.best: dict | None = None
+        f = self.run_dir / "best.json"
+        if f.is_file():
+            import json
+
+            try:
+                self.best = json.loads(f.read_text())
+            except (OSError, ValueError):
+                self.best = None
+
+    def _on_training_start(self) -> None:
+        if self.best is None:  # the start (the clone), before any update
+            self.num_timesteps = self.model.num_timesteps
+            self.evaluate()
+
+    def on_result(self, res: dict[str, float]) -> None:
+        import json
+
+        from .fileio import atomic_write
+
+        r = float(res["episode_reward"])
+        if self.best is None or r > self.best["reward"]:
+            self.model.coldstart_meta = self.meta
+            save_agent(self.model, self.run_dir / "best_model.zip",
+                       self.model.get_vec_normalize_env())  # fmt: skip
+            refs = {k: v["episode_reward"] for k, v in (self.reference_results or {}).items()}
+            self.best = {"steps": int(self.num_timesteps), "reward": r,
+                         "windows": {"split": "train", "seeds": self.seeds}, "references": refs}  # fmt: skip
+            text = json.dumps(self.best, indent=1)
+            atomic_write(self.run_dir / "best.json", lambda fh: fh.write(text.encode()))
+        self.logger.record("valid/best_reward", self.best["reward"])
+
+
+# ------------------------------------------------------------------------ critic warm-up ----
+class CriticWarmup(BaseCallback):
+    """Trains the critic alone for the first ``steps`` env steps: every policy update whose
+    rollout ends at or before ``steps`` runs with the actor's parameters frozen (the shared
+    feature extractor too, when the policy shares one), so a policy that starts good (a clone
+    of a heuristic) meets its first policy gradients with a fitted baseline instead of a random
+    critic's advantages. Decided at each rollout's end from ``num_timesteps``, so a ``--resume``
+    inside the warm-up continues it and one after it never re-enters it."""
+
+    def __init__(self, steps: int, say: Callable[[str], None] | None = None, verbose: int = 0):
+        super().__init__(verbose)
+        self.steps = int(steps)
+        self.say = say
+        self._frozen: bool | None = None
+
+    def _actor(self) -> list:
+        pol = self.model.policy
+        params = [*pol.mlp_extractor.policy_net.parameters(), *pol.action_net.parameters()]
+        if getattr(pol, "share_features_extractor", True):
+            params += list(pol.features_extractor.parameters())
+        return params
+
+    def _on_rollout_end(self) -> None:
+        frozen = self.model.num_timesteps <= self.steps
+        if frozen != self._frozen:
+            for p in self._actor():
+                p.requires_grad_(not frozen)
+            if self._frozen and not frozen and self.say is not None:
+                self.say(f"critic fitted on {self.steps} steps; the actor trains from here")
+            self._frozen = frozen
+        self.logger.record("train/critic_warmup", float(frozen))
+
+    def _on_training_end(self) -> None:
+        for p in self._actor():
+            p.requires_grad_(True)
+
+    def _on_step(self) -> bool:
+        return True
 
 
 # ----------------------------------------------------------------------- hyperparameters ----

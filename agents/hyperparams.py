@@ -11,7 +11,9 @@
       policy_kwargs: "dict(net_arch=[64, 64], activation_fn=nn.Tanh)"   # or a YAML mapping
       n_steps: 256                 # everything else goes to the algorithm's constructor
 
-The env id's block is used if present, else ``default``. Files are read with ``yaml.safe_load``;
+A block may also be keyed ``<env id>:<scenario>`` (``coldstart/ServerlessGPU-v1:paper``): it
+is used for runs on that scenario (the name as given to ``--scenario``), ahead of the env id's
+block, which is used if present, else ``default``. Files are read with ``yaml.safe_load``;
 zoo-style strings (``policy_kwargs``, ``normalize``) are parsed by a restricted evaluator that
 accepts literals, ``dict(...)`` and a fixed list of torch names (:data:`SAFE_NAMES`), never
 ``eval``. Every error is a one-line ``ValueError`` naming the file, the key and the fix.
@@ -40,6 +42,30 @@ HYPERPARAMS_DIR = Path(__file__).parent / "hyperparams"
 # and ``actions`` (only ``native``: v1's own ``Discrete`` space, which every algorithm, DQN
 # included, trains on; v0's ``full``/``composite`` choice is gone with v0).
 ZOO_KEYS = ("n_timesteps", "policy", "n_envs", "normalize", "action_prior", "actions")
+# This project's keys of the behaviour-cloning start (agents.imitation, train.py's pipeline):
+# ``per_model`` trains on agents.model_vec_env.ModelsVecEnv (one sub-env per model, its own
+# reward; ``n_envs`` then counts simulators); ``bc_teacher`` (a policy of baselines) plays
+# ``bc_episodes`` training windows, the policy is cloned from them for ``bc_epochs`` (masked
+# cross-entropy, inverse action frequency ^ ``bc_weight_exponent``) with its observation
+# statistics frozen at the data's; the first ``critic_warmup`` steps then train the critic alone.
+# ``bc_sharpen`` then scales the clone's logits until its greedy action has that mean probability
+# on the teacher's steps (agents.imitation.sharpen: the greedy policy is unchanged, its samples
+# leave it less often).
+# ``bc_dagger_rounds`` rounds of DAgger follow the first clone: the clone plays
+# ``bc_dagger_episodes`` training windows, the teacher labels its states, the clone is refitted
+# on all the data for ``bc_dagger_epochs`` (agents.imitation.relabel).
+# ``bc_blind`` names observation features (envs.layout) the clone's frozen statistics hide
+# (agents.imitation.data_stats).
+BC_KEYS = ("per_model", "bc_teacher", "bc_episodes", "bc_epochs", "bc_weight_exponent",
+           "bc_sharpen", "bc_dagger_rounds", "bc_dagger_episodes", "bc_dagger_epochs",
+           "bc_blind", "critic_warmup")  # fmt: skip
+# Model selection: every ``valid_freq`` steps (0: never) the agent plays ``valid_episodes``
+# fixed training-split windows; the best is kept as best_model.zip and is what the final
+# comparison evaluates (agents.callbacks.BestOnValidation).
+# ``eval_freq``: the default of train.py's --eval-freq for this block (model-steps count 18x faster
+# than env steps on paper's per-model sub-envs, and each held-out evaluation plays whole hours).
+SELECT_KEYS = ("valid_freq", "valid_episodes", "eval_freq")
+PROJECT_KEYS = ZOO_KEYS + BC_KEYS + SELECT_KEYS
 ACTIONS = ("native",)
 NORMALIZE_KEYS = ("norm_obs", "norm_reward", "clip_obs", "clip_reward", "epsilon", "gamma")
 # Names a zoo-style string may use (``activation_fn=nn.ReLU``, ``optimizer_class=th.optim.Adam``).
@@ -208,6 +234,13 @@ class Hyperparams:
         action_prior: Initial logit bonus of the env's no-op action (the largest of the four
             numbers ``(scale, placement, source, cache)`` is used); zeros = SB3's uniform start.
         kwargs: The algorithm constructor's keyword arguments (schedules and policy_kwargs resolved).
+        per_model: Train on :class:`agents.model_vec_env.ModelsVecEnv` (``n_envs`` simulators).
+        bc: ``{"teacher", "episodes", "epochs", "weight_exponent"}`` of the behaviour-cloning
+            start, or ``None`` (the policy starts from its random initialisation).
+        critic_warmup: Steps at the start that train the critic alone (the actor frozen).
+        valid_freq: Steps between model-selection evaluations (0: no selection).
+        valid_episodes: Training-split windows each of them plays.
+        eval_freq: The block's default for ``--eval-freq`` (None: train.py's own).
     """
 
     algo: AlgoSpec
@@ -220,6 +253,79 @@ class Hyperparams:
     action_prior: tuple[float, ...] = (0.0, 0.0, 0.0, 0.0)
     actions: str = "native"
     kwargs: dict = field(default_factory=dict)
+    per_model: bool = False
+    bc: dict | None = None
+    critic_warmup: int = 0
+    valid_freq: int = 0
+    valid_episodes: int = 5
+    eval_freq: int | None = None
+
+
+def _bc(raw: dict, spec: AlgoSpec, where: str) -> tuple[bool, dict | None, int]:
+    """``(per_model, bc, critic_warmup)`` of a block (see :data:`BC_KEYS`).
+
+    Raises:
+        ValueError: A bad value, a ``bc_*`` key without ``bc_teacher``, or cloning with an
+            algorithm other than MaskablePPO (the clone's loss reads the action masks).
+    """
+    per_model = raw.get("per_model", False)
+    if not isinstance(per_model, bool):
+        raise ValueError(f"{where}: per_model must be true or false, got {per_model!r}")
+
+    def integer(key: str, default: int, lo: int) -> int:
+        v = raw.get(key, default)
+        if isinstance(v, float) and v.is_integer():
+            v = int(v)
+        if not isinstance(v, int) or isinstance(v, bool) or v < lo:
+            raise ValueError(f"{where}: {key} must be an integer >= {lo}, got {v!r}")
+        return v
+
+    warmup = integer("critic_warmup", 0, 0)
+    teacher = raw.get("bc_teacher")
+    if teacher is None:
+        extra = [k for k in BC_KEYS if k.startswith("bc_") and k in raw]
+        if extra:
+            raise ValueError(f"{where}: {extra[0]} needs bc_teacher (a policy of baselines)")
+        return per_model, None, warmup
+    import baselines
+
+    try:
+        baselines.check_policy_name(teacher)
+    except ValueError as e:
+        raise ValueError(f"{where}: bc_teacher: {e}") from None
+    if not spec.masked:
+        raise ValueError(f"{where}: bc_teacher needs maskable_ppo (the clone's loss reads the "
+                         f"action masks), not {spec.name}")  # fmt: skip
+    w = raw.get("bc_weight_exponent", 0.5)
+    if isinstance(w, str) and _number(w) is not None:
+        w = _number(w)
+    if not isinstance(w, (int, float)) or isinstance(w, bool) or not 0.0 <= w <= 1.0:
+        raise ValueError(f"{where}: bc_weight_exponent must be a number in [0, 1], got {w!r}")
+    sharp = raw.get("bc_sharpen")
+    if isinstance(sharp, str) and _number(sharp) is not None:
+        sharp = _number(sharp)
+    if sharp is not None and (not isinstance(sharp, (int, float)) or isinstance(sharp, bool)
+                              or not 0.0 < sharp < 1.0):  # fmt: skip
+        raise ValueError(f"{where}: bc_sharpen must be a probability in (0, 1) or null (no "
+                         f"sharpening), got {sharp!r}")  # fmt: skip
+    from envs import layout
+
+    names = (*layout.MODEL_FEATURES, *layout.CLUSTER_FEATURES)
+    blind = raw.get("bc_blind") or []
+    if isinstance(blind, str):
+        blind = [blind]
+    if not isinstance(blind, list) or any(b not in names for b in blind):
+        bad = next((b for b in blind if b not in names), blind) if isinstance(blind, list) else blind
+        raise ValueError(f"{where}: bc_blind must list observation features, got {bad!r}; "
+                         f"valid: {', '.join(names)}.{closest(str(bad), names)}")  # fmt: skip
+    bc = {"teacher": teacher, "episodes": integer("bc_episodes", 10, 1),
+          "blind": [str(b) for b in blind],
+          "epochs": integer("bc_epochs", 15, 1), "weight_exponent": float(w),
+          "sharpen": None if sharp is None else float(sharp),
+          "dagger_rounds": integer("bc_dagger_rounds", 0, 0),
+          "dagger_episodes": integer("bc_dagger_episodes", 5, 1),
+          "dagger_epochs": integer("bc_dagger_epochs", 10, 1)}  # fmt: skip
+    return per_model, bc, warmup
 
 
 def _normalize(value: Any, where: str) -> dict | None:
@@ -265,8 +371,11 @@ def _prior(value: Any, where: str) -> tuple[float, ...]:
     return (number(value),) * len(PRIOR_ENTRIES)
 
 
-def read_block(algo: str, env_id: str, path: str | Path | None = None) -> tuple[dict, str]:
-    """The raw block for ``env_id`` (else ``default``) of ``path`` (else the algorithm's file).
+def read_block(
+    algo: str, env_id: str, path: str | Path | None = None, scenario: str | None = None
+) -> tuple[dict, str]:
+    """The raw block for ``<env_id>:<scenario>``, else ``env_id``, else ``default``, of
+    ``path`` (else the algorithm's file).
 
     Raises:
         ValueError: Missing or unreadable file, invalid YAML, no matching block.
@@ -282,7 +391,8 @@ def read_block(algo: str, env_id: str, path: str | Path | None = None) -> tuple[
         raise ValueError(f"hyperparameter file {str(p)!r} is not valid YAML ({first})") from None
     if not isinstance(data, dict):
         raise ValueError(f"hyperparameter file {str(p)!r} must hold a mapping of env ids to blocks")
-    key = env_id if env_id in data else "default" if "default" in data else None
+    keys = ([f"{env_id}:{scenario}"] if scenario else []) + [env_id, "default"]
+    key = next((k for k in keys if k in data), None)
     if key is None:
         raise ValueError(
             f"hyperparameter file {str(p)!r} has no {env_id!r} or 'default' block "
@@ -307,7 +417,7 @@ def resolve(algo: str, raw: dict, source: str = "<dict>") -> Hyperparams:
     }  # fmt: skip
     kwargs: dict[str, Any] = {}
     for k, v in raw.items():
-        if k in ZOO_KEYS:
+        if k in PROJECT_KEYS:
             continue
         if k not in valid:
             raise ValueError(
@@ -346,6 +456,13 @@ def resolve(algo: str, raw: dict, source: str = "<dict>") -> Hyperparams:
     policy = raw.get("policy", spec.policy)
     if not isinstance(policy, str):
         raise ValueError(f"{where}: policy must be a policy name, got {policy!r}")
+    per_model, bc, warmup = _bc(raw, spec, where)
+    valid_freq = raw.get("valid_freq", 0)
+    if isinstance(valid_freq, float) and valid_freq.is_integer():
+        valid_freq = int(valid_freq)
+    if not isinstance(valid_freq, int) or isinstance(valid_freq, bool) or valid_freq < 0:
+        raise ValueError(f"{where}: valid_freq must be an integer >= 0 (0: no model selection), "
+                         f"got {valid_freq!r}")  # fmt: skip
     return Hyperparams(
         algo=spec,
         source=source,
@@ -357,18 +474,29 @@ def resolve(algo: str, raw: dict, source: str = "<dict>") -> Hyperparams:
         action_prior=prior,
         actions=actions,
         kwargs=kwargs,
+        per_model=per_model,
+        bc=bc,
+        critic_warmup=warmup,
+        valid_freq=valid_freq,
+        valid_episodes=integer("valid_episodes", 5),
+        eval_freq=None if raw.get("eval_freq") is None else integer("eval_freq", 1),
     )
 
 
 def load_hyperparams(
-    algo: str, env_id: str, path: str | Path | None = None, overrides: dict | None = None
+    algo: str,
+    env_id: str,
+    path: str | Path | None = None,
+    overrides: dict | None = None,
+    scenario: str | None = None,
 ) -> Hyperparams:
-    """Read, override (``{"n_steps": 128}``) and resolve the hyperparameters of ``algo``.
+    """Read, override (``{"n_steps": 128}``) and resolve the hyperparameters of ``algo`` (the
+    block of ``scenario`` if the file has one, see :func:`read_block`).
 
     Raises:
         ValueError: See :func:`read_block` and :func:`resolve`.
     """
-    raw, source = read_block(algo, env_id, path)
+    raw, source = read_block(algo, env_id, path, scenario)
     raw.update(overrides or {})
     return resolve(algo, raw, source)
 

@@ -11,6 +11,14 @@ reward: ``-scale x`` (its cost, :meth:`Simulator.cost_usd_by_model`, + the late 
 of its own requests). The rewards of a simulator sum to the env's reward of the interval, so
 the objective is the env's; only the credit is split. GAE then runs per model.
 
+An episode's end is ``done`` on every sub-env of its simulator (each with its
+``terminal_observation``); the episode itself is reported once, in the ``info`` of the
+simulator's first sub-env: the env's final-step metrics (``p99_latency_s``, ``cost_usd``...),
+its drop-aware request latencies (``latencies_s``, as :class:`agents.wrappers.EpisodeLatencies`
+adds them) and SB3's ``episode`` entry with the simulator's whole return (the env's episode
+reward, the sum of its models'), so ``rollout/ep_rew_mean`` and
+:class:`agents.callbacks.ClusterMetricsCallback` count each episode once, on the env's scale.
+
     venv = ModelsVecEnv("paper", n_sims=1)          # 18 sub-envs
     model = MaskablePPO("MlpPolicy", VecNormalize(venv), n_steps=128)
 """
@@ -91,15 +99,19 @@ class ModelsVecEnv(VecEnv):
             sl = slice(i * self.M, (i + 1) * self.M)
             self._ret[sl] += r
             o = self._obs(env)
-            sub = [dict(info) for _ in range(self.M)]
             if trunc:
-                for m, d in enumerate(sub):
-                    d["terminal_observation"] = o[m]
-                    d["TimeLimit.truncated"] = True
-                    d["episode"] = {"r": float(self._ret[i * self.M + m]),
-                                    "l": env._n_steps, "t": 0.0}  # fmt: skip
+                from .wrappers import episode_latencies
+
+                sub = [{"terminal_observation": o[m], "TimeLimit.truncated": True}
+                       for m in range(self.M)]  # fmt: skip
+                sub[0] = {**info, **sub[0]}
+                sub[0]["latencies_s"] = episode_latencies(env.sim)
+                sub[0]["episode"] = {"r": float(self._ret[sl].sum()), "l": env._n_steps,
+                                     "t": 0.0}  # fmt: skip
                 self._ret[sl] = 0.0
                 o = self._reset_one(i)
+            else:
+                sub = [dict(info) for _ in range(self.M)]
             obs.append(o)
             rews.append(r)
             dones.append(np.full(self.M, trunc))

@@ -16,6 +16,9 @@ The folder name ends in the start time (seconds); a run that finds it taken (ano
 same algorithm and seed started in the same second) takes ``<name>_1``, ``_2``... (exclusive
 ``mkdir``, :func:`claim_run_dir`).
         results.json, plots/       final evaluation against the reference heuristics
+        best_model.zip, best.json  with model selection (valid_freq): the best model on the
+                                   training-split validation windows, which the final
+                                   evaluation plays
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from .algos import ALGOS, AlgoSpec, apply_action_prior, get_algo, resolve_policy
@@ -39,7 +43,7 @@ from .wrappers import ENV_ID, EnvFactory
 
 DEFAULTS: dict[str, Any] = {
     "algo": "maskable_ppo",
-    "scenario": "small",
+    "scenario": "paper",
     "override": [],
     "timesteps": None,  # from the hyperparameter file
     "n_envs": None,  # from the hyperparameter file
@@ -51,7 +55,7 @@ DEFAULTS: dict[str, Any] = {
     "normalize": None,  # from the hyperparameter file
     "device": "cpu",
     "threads": 1,
-    "eval_freq": 25_000,
+    "eval_freq": None,  # the hyperparameter block's eval_freq, else EVAL_FREQ
     "eval_episodes": 5,
     "checkpoint_freq": 50_000,
     "keep_checkpoints": 5,  # assumption: enough to step back past a bad stretch, few files
@@ -69,6 +73,8 @@ FIXED_ON_RESUME = ("algo", "scenario", "override", "seed", "hyperparams", "hp", 
                    "n_envs", "trace", "time_col", "model_col")  # fmt: skip
 EVAL_SEED = 20_000  # periodic evaluation: episodes seeded 20000, 20001, ... on held-out windows
 FINAL_EVAL_SEED = 10_000  # final comparison: 10000, 10001, ... (training resets use --seed + i)
+EVAL_FREQ = 25_000  # default --eval-freq where the hyperparameter block names none
+VALID_SEED = 30_000  # model selection (valid_freq): training-split windows seeded 30000, 30001, ...
 
 
 _Parser = OneLineParser  # one line, no usage block (shared with evaluate.py)
@@ -79,14 +85,16 @@ def build_parser() -> argparse.ArgumentParser:
         prog="train.py",
         description=(
             "Train an SB3 agent on coldstart/ServerlessGPU-v1, then compare it with every "
-            "reference heuristic on held-out windows. With no arguments: MaskablePPO on the "
-            "'small' scenario for 300k steps, about 4 minutes on 2 CPU cores (measured 3 min 40 s)."
+            "reference heuristic on held-out windows. With no arguments: the 'paper' scenario's "
+            "pipeline (behaviour cloning of histogram, DAgger, then MaskablePPO with per-model "
+            "credit and model selection; agents/hyperparams/maskable_ppo.yml), about 8-11 minutes "
+            "on 2 CPU cores."
         ),
         epilog=(
             "examples:\n"
             "  python train.py\n"
             "  python train.py --algo dqn --timesteps 100000 --normalize\n"
-            "  python train.py --scenario paper -o episode_s=1800 --n-envs 8 --vec-env subproc\n"
+            "  python train.py --scenario small -o episode_s=600 --n-envs 8 --vec-env subproc\n"
             "  python train.py --trace my.csv --time-col t --model-col model -o episode_s=600\n"
             "  python train.py --resume runs/<run>          # after Ctrl-C: same curves, same folder\n"
             "  tensorboard --logdir runs"
@@ -97,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     a("--algo", help=f"algorithm: {', '.join(ALGOS)} (default: {DEFAULTS['algo']})")
     a(
         "--scenario",
-        help="preset name (small, paper, azure) or a scenario YAML path (default: small)",
+        help="preset name (small, paper, azure) or a scenario YAML path (default: paper)",
     )
     a(
         "-o",
@@ -109,7 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     a(
         "--timesteps",
         type=int,
-        help="total env steps of the run (default: n_timesteps of the hyperparameter file)",
+        help="total env steps of the run (model-steps with per_model) (default: n_timesteps "
+        "of the hyperparameter file)",
     )
     a("--n-envs", type=int, help="parallel envs (default: n_envs of the hyperparameter file)")
     a(
@@ -148,7 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
     a(
         "--eval-freq",
         type=int,
-        help="held-out evaluation every N env steps, 0 = never (default: 25000)",
+        help="held-out evaluation every N env steps, 0 = never (default: the hyperparameter "
+        "block's eval_freq, else 25000)",
     )
     a("--eval-episodes", type=int, help="episodes per evaluation, periodic and final (default: 5)")
     a(
@@ -280,7 +290,7 @@ def prepare(argv: list[str] | None) -> RunConfig:
         if args["seed"] < 0:
             raise ValueError(f"--seed must be >= 0 (numpy seeds are non-negative), got {args['seed']}")
         for k in ("eval_freq", "checkpoint_freq", "keep_checkpoints"):
-            if args[k] < 0:
+            if args[k] is not None and args[k] < 0:
                 raise ValueError(f"--{k.replace('_', '-')} must be >= 0, got {args[k]}")
         hp_over = parse_assignments(args["hp"], "--hp")
         config = run_dir / "config.yml" if run_dir else None
@@ -288,11 +298,19 @@ def prepare(argv: list[str] | None) -> RunConfig:
             raw = yaml.safe_load(config.read_text()) or {}
             hp = resolve(spec.name, raw, str(config))
         else:
-            hp = load_hyperparams(spec.name, ENV_ID, args["hyperparams"], hp_over)
+            hp = load_hyperparams(spec.name, ENV_ID, args["hyperparams"], hp_over,
+                                  scenario=args["scenario"])  # fmt: skip
         resolve_policy(spec, hp.policy)
+        if hp.per_model and args["vec_env"] == "subproc":
+            raise ValueError(
+                "--vec-env subproc: this run trains on per-model sub-envs (per_model: true in "
+                f"{hp.source}), whose simulators step in one process; use --vec-env dummy"
+            )
     except (ValueError, RuntimeError) as e:
         raise UsageError(e) from None
     check_device(args["device"])
+    if args["eval_freq"] is None:
+        args["eval_freq"] = hp.eval_freq if hp.eval_freq is not None else EVAL_FREQ
     # Command line over the file: the budget, envs and normalisation.
     if args["timesteps"] is not None:
         hp.n_timesteps = hp.raw["n_timesteps"] = args["timesteps"]
@@ -345,8 +363,15 @@ def repr_normalize(kwargs: dict) -> str | bool:
 
 # --------------------------------------------------------------------------------- running ----
 def make_vec_env(cfg: RunConfig, seed: int):
+    """The training envs: ``n_envs`` wrapped envs, or with ``per_model`` one
+    :class:`agents.model_vec_env.ModelsVecEnv` of ``n_envs`` simulators (a sub-env per model)."""
     from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
+    if cfg.hp.per_model:
+        from .model_vec_env import ModelsVecEnv
+
+        return ModelsVecEnv(cfg.args["scenario"], n_sims=cfg.hp.n_envs, split="train",
+                            overrides=cfg.overrides, seed=seed)  # fmt: skip
     factory = EnvFactory(
         scenario=cfg.args["scenario"],
         split="train",
@@ -371,6 +396,8 @@ def _meta(cfg: RunConfig) -> dict:
         "normalize": cfg.hp.normalize is not None,
         "actions": cfg.hp.actions,
         "n_actions": n_actions,
+        **({"per_model": True} if cfg.hp.per_model else {}),
+        **({"imitation": dict(cfg.hp.bc)} if cfg.hp.bc else {}),
     }
 
 
@@ -437,7 +464,97 @@ def _build_model(cfg: RunConfig):
         if venv is not None:
             venv.close()
         raise UsageError(f"cannot build the {spec.name} model ({hp.source}): {e}") from None
+    if hp.bc and cfg.resume_from is None:  # the model is valid: now the minutes of cloning
+        data = behaviour_data(cfg)
+        if hp.normalize is not None and venv.norm_obs:
+            from envs import layout
+
+            from .imitation import data_stats
+
+            names = (*layout.MODEL_FEATURES, *layout.CLUSTER_FEATURES)
+            blind = tuple(names.index(b) for b in hp.bc["blind"])
+            venv.obs_rms = data_stats(data[0], blind)  # frozen: the clone's statistics
+        behaviour_clone(cfg, model, venv, data)
     return model, venv
+
+
+def behaviour_data(cfg: RunConfig):
+    """The teacher's ``(observations, actions, masks)`` on ``bc_episodes`` training windows
+    (episode seeds ``seed * bc_episodes`` on: each training seed its own windows)."""
+    from .imitation import collect
+
+    bc, seed = cfg.hp.bc, cfg.args["seed"]
+    t0 = time.perf_counter()
+    print(f"Behaviour cloning: {bc['teacher']} plays {bc['episodes']} training windows "
+          f"(seeds {seed * bc['episodes']}+) ...", flush=True)  # fmt: skip
+    data = collect(cfg.args["scenario"], bc["teacher"], bc["episodes"], cfg.overrides,
+                   seed=seed * bc["episodes"])  # fmt: skip
+    print(f"  {len(data[1])} steps in {time.perf_counter() - t0:.0f} s", flush=True)
+    return data
+
+
+def behaviour_clone(cfg: RunConfig, model, venv, data) -> None:
+    """Clone the teacher into ``model``'s policy (:func:`agents.imitation.fit`) on the data's
+    observations normalised as ``venv`` normalises them (its frozen statistics)."""
+    from .imitation import agreement, fit, relabel, sharpen
+
+    bc, (obs, actions, masks) = cfg.hp.bc, data
+    t0 = time.perf_counter()
+    norm = venv if hasattr(venv, "normalize_obs") else None
+    x = norm.normalize_obs(obs) if norm is not None else obs
+    say = (lambda m: print(f"  {m}", flush=True)) if cfg.args["verbose"] else None  # noqa: E731
+    loss = fit(model, x, actions, masks, bc["epochs"], cfg.args["seed"], bc["weight_exponent"], say)
+    agree = agreement(model, norm, obs, actions, masks)
+    print(f"  cloned in {bc['epochs']} epochs ({time.perf_counter() - t0:.0f} s): weighted "
+          f"cross-entropy {loss:.3f}, the teacher's action on {agree:.1%} of its steps",
+          flush=True)  # fmt: skip
+    seed = cfg.args["seed"]
+    for r in range(bc["dagger_rounds"]):
+        t1 = time.perf_counter()
+        first = 100_000 + seed * 1000 + r * bc["dagger_episodes"]
+        o2, a2, m2 = relabel(model, norm.normalize_obs if norm is not None else (lambda o: o),
+                             cfg.args["scenario"], bc["teacher"], bc["dagger_episodes"],
+                             cfg.overrides, seed=first)  # fmt: skip
+        on_own = agreement(model, norm, o2, a2, m2)
+        obs, actions, masks = (np.concatenate([obs, o2]), np.concatenate([actions, a2]),
+                               np.concatenate([masks, m2]))  # fmt: skip
+        x = norm.normalize_obs(obs) if norm is not None else obs
+        loss = fit(model, x, actions, masks, bc["dagger_epochs"], seed + r + 1,
+                   bc["weight_exponent"], say)  # fmt: skip
+        print(f"  DAgger round {r + 1}/{bc['dagger_rounds']} ({time.perf_counter() - t1:.0f} s): "
+              f"the clone played {bc['dagger_episodes']} training windows (seeds {first}+), "
+              f"taking the teacher's action on {on_own:.1%} of its own steps; refitted on "
+              f"{len(actions)} steps, weighted cross-entropy {loss:.3f}", flush=True)  # fmt: skip
+    if bc.get("sharpen"):
+        k, before, after = sharpen(model, x, masks, bc["sharpen"])
+        print(f"  sharpened: logits x {k:.2f}, mean probability of the greedy action "
+              f"{before:.3f} -> {after:.3f} (bc_sharpen {bc['sharpen']})", flush=True)  # fmt: skip
+
+
+class InterruptedWhileBuilding(KeyboardInterrupt):
+    """A SIGINT or SIGTERM before the model exists (behaviour cloning takes a while)."""
+
+    def __init__(self, signame: str) -> None:
+        super().__init__(signame)
+        self.signame = signame
+
+
+def _build_interruptible(cfg: RunConfig):
+    """:func:`_build_model` with SIGTERM turned into :class:`InterruptedWhileBuilding` (as
+    Ctrl-C already is a KeyboardInterrupt), so either ends the run with one line."""
+
+    def on_signal(signum, frame):
+        raise InterruptedWhileBuilding(signal.Signals(signum).name)
+
+    old = signal.signal(signal.SIGTERM, on_signal)
+    try:
+        return _build_model(cfg)
+    except InterruptedWhileBuilding:
+        raise
+    except KeyboardInterrupt:
+        raise InterruptedWhileBuilding("SIGINT") from None
+    finally:
+        signal.signal(signal.SIGTERM, old)
 
 
 def train(cfg: RunConfig):
@@ -453,7 +570,7 @@ def train(cfg: RunConfig):
     args = cfg.args
     torch.set_num_threads(args["threads"])
     meta = _meta(cfg)
-    model, venv = _build_model(cfg)
+    model, venv = _build_interruptible(cfg)
     _write_run_files(cfg)
     stop = StopOnSignal()
 
@@ -481,15 +598,19 @@ def _learn(cfg: RunConfig, model, venv, meta: dict, stop):
 
     from .callbacks import (
         AtomicCheckpointCallback,
+        BestOnValidation,
         ClusterMetricsCallback,
+        CriticWarmup,
         HeldOutEvalCallback,
         HyperparamsCallback,
     )
 
     args, spec, hp = cfg.args, cfg.spec, cfg.hp
     what = "Resuming" if cfg.resume_from else "Training"
+    envs_txt = (f"{hp.n_envs} simulator(s) as {venv.num_envs} per-model sub-envs" if hp.per_model
+                else f"{hp.n_envs} {args['vec_env']} envs")  # fmt: skip
     print(f"{what} {spec.name} ({hp.actions} actions) on {args['scenario']} for {hp.n_timesteps} steps "
-          f"({hp.n_envs} {args['vec_env']} envs, normalize={hp.normalize is not None}, "
+          f"({envs_txt}, normalize={hp.normalize is not None}, "
           f"seed {args['seed']}) -> {cfg.run_dir}")  # fmt: skip
     formats = ["tensorboard"] + (["stdout"] if args["verbose"] else [])
     model.set_logger(configure(str(cfg.run_dir), formats))
@@ -501,6 +622,8 @@ def _learn(cfg: RunConfig, model, venv, meta: dict, stop):
         cfg.run_dir, args["checkpoint_freq"], meta, args["verbose"], keep=args["keep_checkpoints"]
     )
     callbacks = [stop, ClusterMetricsCallback(), ckpt]
+    if hp.critic_warmup:
+        callbacks.append(CriticWarmup(hp.critic_warmup))
     callbacks.append(HyperparamsCallback({"algo": spec.name, "policy": hp.policy, **hp.raw}, args))
     remaining = hp.n_timesteps - model.num_timesteps
     if remaining <= 0:
@@ -515,10 +638,22 @@ def _learn(cfg: RunConfig, model, venv, meta: dict, stop):
                     args["eval_episodes"], EVAL_SEED, _references(), verbose=args["verbose"],
                 )
             )  # fmt: skip
+        if hp.valid_freq > 0:
+            refs = {}
+            if hp.bc:
+                import baselines
+
+                refs = {hp.bc["teacher"]: baselines.make_policy(hp.bc["teacher"])}
+            callbacks.append(
+                BestOnValidation(
+                    agent_fn, args["scenario"], cfg.overrides, hp.valid_freq, hp.valid_episodes,
+                    VALID_SEED, cfg.run_dir, meta, refs, verbose=args["verbose"],
+                )
+            )  # fmt: skip
         # A signal during set-up is seen by StopOnSignal at the first step: a checkpoint then.
         model.learn(
             total_timesteps=remaining,
-            log_interval=args["log_interval"] or log_interval(spec, hp),
+            log_interval=args["log_interval"] or log_interval(spec, hp, n_envs=venv.num_envs),
             callback=CallbackList(callbacks),
             progress_bar=not args["no_progress"],
             reset_num_timesteps=cfg.resume_from is None,
@@ -533,12 +668,13 @@ def _learn(cfg: RunConfig, model, venv, meta: dict, stop):
     return model, agent_fn(model), stop.requested
 
 
-def log_interval(spec: AlgoSpec, hp: Hyperparams, every: int = 1000) -> int:
+def log_interval(spec: AlgoSpec, hp: Hyperparams, every: int = 1000, n_envs: int | None = None) -> int:
     """SB3's ``log_interval`` that writes the logs about every ``every`` env steps: on-policy
-    algorithms count rollouts (``n_steps * n_envs`` steps), DQN counts episodes."""
+    algorithms count rollouts (``n_steps * n_envs`` steps; ``n_envs`` the vec env's, which
+    ``per_model`` multiplies by the models), DQN counts episodes."""
     if spec.name == "dqn":
         return 4
-    per_rollout = int(hp.kwargs.get("n_steps", 2048 if spec.name != "a2c" else 5)) * hp.n_envs
+    per_rollout = int(hp.kwargs.get("n_steps", 2048 if spec.name != "a2c" else 5)) * (n_envs or hp.n_envs)
     return max(1, round(every / per_rollout))
 
 
@@ -548,6 +684,24 @@ def read_steps(model_path: Path) -> int:
 
     with zipfile.ZipFile(model_path) as z:
         return int(json.loads(z.read("data")).get("num_timesteps", 0))
+
+
+def selected_agent(cfg: RunConfig, agent: AgentPolicy) -> AgentPolicy:
+    """With model selection (``valid_freq``), the run's ``best_model.zip`` (said in one line);
+    else ``agent``, the final model."""
+    import json
+
+    best = cfg.run_dir / "best_model.zip"
+    if cfg.hp.valid_freq <= 0 or not best.is_file():
+        return agent
+    from .loading import load_agent
+
+    info = json.loads((cfg.run_dir / "best.json").read_text())
+    refs = ", ".join(f"{k} {v:.1f}" for k, v in (info.get("references") or {}).items())
+    print(f"Model selection: {best} (step {info['steps']}; reward {info['reward']:.1f} on "
+          f"{len(info['windows']['seeds'])} training-split windows, seeds {VALID_SEED}+"
+          + (f"; {refs}" if refs else "") + ")")  # fmt: skip
+    return load_agent(best, name=cfg.spec.name)
 
 
 def final_evaluation(cfg: RunConfig, agent: AgentPolicy) -> None:
@@ -626,9 +780,11 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as e:
         print(f"train.py: error: {one_line(e)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:  # before the model existed: there is nothing to checkpoint
-        print("train.py: interrupted while building the model; nothing trained", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:  # before the model existed: there is nothing to checkpoint
+        name = getattr(e, "signame", "SIGINT")
+        print(f"train.py: interrupted ({name}) while building the model; nothing trained",
+              file=sys.stderr)  # fmt: skip
+        return 128 + int(signal.Signals[name])
     dt = time.perf_counter() - t0
     print(
         f"Trained to {model.num_timesteps} steps in {dt:.0f} s; model: {cfg.run_dir / 'model.zip'}"
@@ -637,6 +793,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Stopped by {interrupted}; checkpoint saved. Resume with:\n"
               f"  python train.py --resume {cfg.run_dir}")  # fmt: skip
         return 0
+    agent = selected_agent(cfg, agent)
     if not args["no_final_eval"]:
         try:
             final_evaluation(cfg, agent)

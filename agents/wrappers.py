@@ -23,6 +23,17 @@ from stable_baselines3.common.monitor import Monitor
 from envs import ENV_ID
 
 
+def episode_latencies(sim, max_values: int = 2048) -> np.ndarray:
+    """The drop-aware latencies of the requests of ``sim``'s window (float32, sorted), at most
+    ``max_values`` of them: longer arrays are summarised by evenly spaced order statistics."""
+    from envs.sim.metrics import latencies
+
+    lat = np.sort(latencies(sim)).astype(np.float32)
+    if lat.size > max_values:
+        lat = lat[np.linspace(0, lat.size - 1, max_values).round().astype(np.int64)]
+    return lat
+
+
 class EpisodeLatencies(gym.Wrapper):
     """Adds ``info["latencies_s"]`` (float32, at most ``max_values`` values) on the final step.
 
@@ -39,12 +50,7 @@ class EpisodeLatencies(gym.Wrapper):
     def step(self, action):
         obs, reward, terminated, truncated, info = self.env.step(action)
         if terminated or truncated:
-            from envs.sim.metrics import latencies
-
-            lat = np.sort(latencies(self.env.unwrapped.sim)).astype(np.float32)
-            if lat.size > self.max_values:
-                lat = lat[np.linspace(0, lat.size - 1, self.max_values).round().astype(np.int64)]
-            info["latencies_s"] = lat
+            info["latencies_s"] = episode_latencies(self.env.unwrapped.sim, self.max_values)
         return obs, reward, terminated, truncated, info
 
 

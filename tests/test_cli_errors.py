@@ -93,7 +93,8 @@ CASES = [
     ("evaluate", ["--scenario", "azure", "-o", "scale_deltas=[-1, 0, 1]", "--model", "{d}/run"],
      ["scenario 'small'", "'azure'", "actions"]),  # fmt: skip
     ("train", ["-o", "span_s=.inf"], ["span_s", "finite number"]),
-    ("train", ["-o", "workload__rate_high_rps=1.0e+9"], ["rate_high_rps", "MAX_REQUESTS"]),
+    ("train", ["--scenario", "small", "-o", "workload__rate_high_rps=1.0e+9"],
+     ["rate_high_rps", "MAX_REQUESTS"]),  # small: an MMPP workload (paper, the default, replays a trace)
     ("train", ["-o", "hosts=3"], ["hosts", "non-empty list"]),
     ("train", ["--trace", "{d}/bad.csv.gz", "--time-col", "t"], ["--trace", "corrupt gzip"]),
     ("train", ["--hp", "n_epochs=-1"], ["n_epochs", "integer >= 1"]),

@@ -75,8 +75,27 @@ def test_episode_end_is_reported_on_every_sub_env_and_resets():
         v.step_async(noop)
         obs, _, done, infos = v.step_wait()
         assert done.all() == (i == n - 1) and done.any() == done.all()
-    assert all("terminal_observation" in d and "episode" in d for d in infos)
+    assert all("terminal_observation" in d for d in infos)
+    # Each simulator's episode is reported once, on its first sub-env, with the env's return.
+    M = v.M
+    assert [i for i, d in enumerate(infos) if "episode" in d] == [0, M]
+    assert [i for i, d in enumerate(infos) if "p99_latency_s" in d] == [0, M]
+    assert infos[0]["latencies_s"].dtype == np.float32
     assert v.envs[0].t == 0  # reset for the next episode
+
+
+def test_the_reported_return_is_the_envs_episode_reward():
+    v = ModelsVecEnv("paper", n_sims=1, seed=3, overrides={"episode_s": 100})
+    ref = ServerlessGPUEnv("paper", episode_s=100)
+    v.reset()
+    ref.reset(seed=3)
+    noop = np.full(v.num_envs, v.envs[0].layout.noop)
+    total, infos, done = 0.0, [], np.zeros(1, dtype=bool)
+    while not done.any():
+        v.step_async(noop)
+        _, _, done, infos = v.step_wait()
+        total += sum(ref.step(int(a))[1] for a in noop)
+    assert infos[0]["episode"]["r"] == pytest.approx(total, rel=1e-5, abs=1e-3)
 
 
 def test_maskable_ppo_trains_on_it():

@@ -1,6 +1,7 @@
 """train.py end to end, through its command line (subprocesses), at tiny budgets.
 
-Every run uses the `small` scenario with 200-s episodes (20 steps) and a few hundred steps.
+Every run uses the `small` scenario with 200-s episodes (20 steps) and a few hundred steps
+(the default scenario, `paper`, and its behaviour-cloning pipeline: tests/test_train_bc.py).
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from agents.loading import load_agent
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN = str(REPO / "train.py")
-FAST = ["-o", "episode_s=200", "--no-progress", "--threads", "1", "--log-interval", "1"]
+FAST = ["--scenario", "small", "-o", "episode_s=200", "--no-progress", "--threads", "1",
+        "--log-interval", "1"]
 # Per-algorithm settings that keep a smoke run to a few seconds.
 TINY = {
     "ppo": ["--hp", "n_steps=64", "--hp", "batch_size=64", "--hp", "n_epochs=1"],
@@ -247,18 +249,21 @@ def test_bad_input_exits_2_with_one_line(args, needle):
 def test_trace_option_replaces_the_workload(tmp_path):
     trace = REPO / "tests" / "data" / "generic_t_model.csv"
     # The 6-s trace is too short for one 10-s step in its held-out part: one line, exit 2.
-    p = run("--trace", trace, "--time-col", "t", "--model-col", "model", check=False)
+    p = run("--scenario", "small", "--trace", trace, "--time-col", "t", "--model-col", "model",
+            check=False)
     assert p.returncode == 2 and "too short" in p.stderr and len(p.stderr.strip().splitlines()) == 1
     # An explicit episode_s that does not fit is the scenario's error.
-    p = run("--trace", trace, "--time-col", "t", "-o", "episode_s=600", check=False)
+    p = run("--scenario", "small", "--trace", trace, "--time-col", "t", "-o", "episode_s=600",
+            check=False)
     assert p.returncode == 2 and "episode_s" in p.stderr and len(p.stderr.strip().splitlines()) == 1
     from agents.training import prepare
 
-    cfg = prepare(["--trace", "azure2019", "--logdir", str(tmp_path)])
+    cfg = prepare(["--scenario", "small", "--trace", "azure2019", "--logdir", str(tmp_path)])
     assert cfg.overrides["workload"] == {"kind": "trace", "path": "azure2019"}
     assert cfg.overrides["span_s"] == pytest.approx(86400.0)
     # A trace of 1140 s (Azure 2021 sample): the 1200-s episode shrinks to whole steps that fit.
-    cfg = prepare(["--trace", str(REPO / "tests/data/azure2021_20.csv"), "--logdir", str(tmp_path)])
+    cfg = prepare(["--scenario", "small", "--trace", str(REPO / "tests/data/azure2021_20.csv"),
+                   "--logdir", str(tmp_path)])
     assert cfg.overrides["episode_s"] == pytest.approx(280.0)
 
 
