@@ -23,7 +23,6 @@ same algorithm and seed started in the same second) takes ``<name>_1``, ``_2``..
 
 from __future__ import annotations
 
-import argparse
 import shlex
 import signal
 import sys
@@ -32,176 +31,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import yaml
 
-from .algos import ALGOS, AlgoSpec, apply_action_prior, get_algo, resolve_policy
-from .cli import OneLineParser, UsageError, check_device, check_output, one_line
+from .algos import AlgoSpec, apply_action_prior, get_algo, resolve_policy
+from .cli import UsageError, check_device, check_output, one_line
 from .hyperparams import Hyperparams, load_hyperparams, parse_assignments, resolve
 from .loading import AgentPolicy, load_stats, read_meta, resolve_model_path
+from .train_args import (  # noqa: F401  (re-exported: the seeds and defaults of a run)
+    DEFAULTS,
+    EVAL_FREQ,
+    EVAL_SEED,
+    FINAL_EVAL_SEED,
+    FIXED_ON_RESUME,
+    VALID_SEED,
+    build_parser,
+)
 from .wrappers import ENV_ID, EnvFactory
-
-DEFAULTS: dict[str, Any] = {
-    "algo": "maskable_ppo",
-    "scenario": "paper",
-    "override": [],
-    "timesteps": None,  # from the hyperparameter file
-    "n_envs": None,  # from the hyperparameter file
-    "vec_env": "dummy",
-    "seed": 0,
-    "logdir": "runs",
-    "hyperparams": None,
-    "hp": [],
-    "normalize": None,  # from the hyperparameter file
-    "device": "cpu",
-    "threads": 1,
-    "eval_freq": None,  # the hyperparameter block's eval_freq, else EVAL_FREQ
-    "eval_episodes": 5,
-    "checkpoint_freq": 50_000,
-    "keep_checkpoints": 5,  # assumption: enough to step back past a bad stretch, few files
-    "log_interval": None,  # about every 1000 steps
-    "no_final_eval": False,
-    "no_progress": False,
-    "verbose": 0,
-    "trace": None,
-    "time_col": None,
-    "model_col": None,
-    "resume": None,
-}
-# What a resumed run takes from its args.yml and may not change.
-FIXED_ON_RESUME = ("algo", "scenario", "override", "seed", "hyperparams", "hp", "normalize",
-                   "n_envs", "trace", "time_col", "model_col")  # fmt: skip
-EVAL_SEED = 20_000  # periodic evaluation: episodes seeded 20000, 20001, ... on held-out windows
-FINAL_EVAL_SEED = 10_000  # final comparison: 10000, 10001, ... (training resets use --seed + i)
-EVAL_FREQ = 25_000  # default --eval-freq where the hyperparameter block names none
-VALID_SEED = 30_000  # model selection (valid_freq): training-split windows seeded 30000, 30001, ...
-
-
-_Parser = OneLineParser  # one line, no usage block (shared with evaluate.py)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(
-        prog="train.py",
-        description=(
-            "Train an SB3 agent on coldstart/ServerlessGPU-v1, then compare it with every "
-            "reference heuristic on held-out windows. With no arguments: the 'paper' scenario's "
-            "pipeline (behaviour cloning of histogram, DAgger, then MaskablePPO with per-model "
-            "credit and model selection; agents/hyperparams/maskable_ppo.yml), about 8-11 minutes "
-            "on 2 CPU cores."
-        ),
-        epilog=(
-            "examples:\n"
-            "  python train.py\n"
-            "  python train.py --algo dqn --timesteps 100000 --normalize\n"
-            "  python train.py --scenario small -o episode_s=600 --n-envs 8 --vec-env subproc\n"
-            "  python train.py --trace my.csv --time-col t --model-col model -o episode_s=600\n"
-            "  python train.py --resume runs/<run>          # after Ctrl-C: same curves, same folder\n"
-            "  tensorboard --logdir runs"
-        ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    a = p.add_argument
-    a("--algo", help=f"algorithm: {', '.join(ALGOS)} (default: {DEFAULTS['algo']})")
-    a(
-        "--scenario",
-        help="preset name (small, paper, azure) or a scenario YAML path (default: paper)",
-    )
-    a(
-        "-o",
-        "--override",
-        action="append",
-        metavar="KEY=VALUE",
-        help="scenario override, repeatable: episode_s=600, reward__drop_usd=1, workload__rate_high_rps=8",
-    )
-    a(
-        "--timesteps",
-        type=int,
-        help="total env steps of the run (model-steps with per_model) (default: n_timesteps "
-        "of the hyperparameter file)",
-    )
-    a("--n-envs", type=int, help="parallel envs (default: n_envs of the hyperparameter file)")
-    a(
-        "--vec-env",
-        choices=("dummy", "subproc"),
-        help="DummyVecEnv (one process) or SubprocVecEnv (default: dummy)",
-    )
-    a("--seed", type=int, help="seed of the model and the training envs (default: 0)")
-    a("--logdir", help="parent folder of run folders (default: runs)")
-    a(
-        "--hyperparams",
-        metavar="FILE",
-        help="hyperparameter YAML (rl-zoo layout; default: agents/hyperparams/<algo>.yml)",
-    )
-    a(
-        "--hp",
-        action="append",
-        metavar="KEY=VALUE",
-        help="hyperparameter override, repeatable: n_steps=128, learning_rate=1e-4",
-    )
-    a(
-        "--normalize",
-        action=argparse.BooleanOptionalAction,
-        help="VecNormalize observations and rewards; statistics saved with the model (default: the file's normalize)",
-    )
-    a(
-        "--resume",
-        metavar="PATH",
-        help="continue a run folder (or model zip): same folder, TensorBoard curves and step count",
-    )
-    a(
-        "--device",
-        help="torch device: cpu, cuda, auto (default: cpu; MLP policies are faster on CPU)",
-    )
-    a("--threads", type=int, help="torch CPU threads (default: 1, fastest for small MLPs)")
-    a(
-        "--eval-freq",
-        type=int,
-        help="held-out evaluation every N env steps, 0 = never (default: the hyperparameter "
-        "block's eval_freq, else 25000)",
-    )
-    a("--eval-episodes", type=int, help="episodes per evaluation, periodic and final (default: 5)")
-    a(
-        "--checkpoint-freq",
-        type=int,
-        help="checkpoint every N env steps, 0 = never (default: 50000)",
-    )
-    a(
-        "--keep-checkpoints",
-        type=int,
-        metavar="N",
-        help="keep the N most recent checkpoints, delete older ones; 0 = keep all (default: 5)",
-    )
-    a(
-        "--log-interval",
-        type=int,
-        help="SB3's log_interval: rollouts (on-policy) or episodes (dqn) between log writes "
-        "(default: about every 1000 env steps)",
-    )
-    a(
-        "--no-final-eval",
-        action="store_true",
-        default=None,
-        help="skip the final comparison with the heuristics",
-    )
-    a("--no-progress", action="store_true", default=None, help="no progress bar")
-    a(
-        "-v",
-        "--verbose",
-        type=int,
-        help="1: SB3's log table on stdout and evaluation lines (default: 0)",
-    )
-    g = p.add_argument_group("trace workload (replaces the scenario's workload)")
-    g.add_argument(
-        "--trace", metavar="PATH", help="CSV trace file or shipped name (azure2019, azure_llm_2023)"
-    )
-    g.add_argument(
-        "--time-col", metavar="C", help="column of request times (generic timestamp traces)"
-    )
-    g.add_argument(
-        "--model-col", metavar="C", help="column naming the function/model of each request"
-    )
-    return p
 
 
 @dataclass
@@ -465,70 +310,10 @@ def _build_model(cfg: RunConfig):
             venv.close()
         raise UsageError(f"cannot build the {spec.name} model ({hp.source}): {e}") from None
     if hp.bc and cfg.resume_from is None:  # the model is valid: now the minutes of cloning
-        data = behaviour_data(cfg)
-        if hp.normalize is not None and venv.norm_obs:
-            from envs import layout
+        from .training_bc import clone_start
 
-            from .imitation import data_stats
-
-            names = (*layout.MODEL_FEATURES, *layout.CLUSTER_FEATURES)
-            blind = tuple(names.index(b) for b in hp.bc["blind"])
-            venv.obs_rms = data_stats(data[0], blind)  # frozen: the clone's statistics
-        behaviour_clone(cfg, model, venv, data)
+        clone_start(cfg, model, venv)
     return model, venv
-
-
-def behaviour_data(cfg: RunConfig):
-    """The teacher's ``(observations, actions, masks)`` on ``bc_episodes`` training windows
-    (episode seeds ``seed * bc_episodes`` on: each training seed its own windows)."""
-    from .imitation import collect
-
-    bc, seed = cfg.hp.bc, cfg.args["seed"]
-    t0 = time.perf_counter()
-    print(f"Behaviour cloning: {bc['teacher']} plays {bc['episodes']} training windows "
-          f"(seeds {seed * bc['episodes']}+) ...", flush=True)  # fmt: skip
-    data = collect(cfg.args["scenario"], bc["teacher"], bc["episodes"], cfg.overrides,
-                   seed=seed * bc["episodes"])  # fmt: skip
-    print(f"  {len(data[1])} steps in {time.perf_counter() - t0:.0f} s", flush=True)
-    return data
-
-
-def behaviour_clone(cfg: RunConfig, model, venv, data) -> None:
-    """Clone the teacher into ``model``'s policy (:func:`agents.imitation.fit`) on the data's
-    observations normalised as ``venv`` normalises them (its frozen statistics)."""
-    from .imitation import agreement, fit, relabel, sharpen
-
-    bc, (obs, actions, masks) = cfg.hp.bc, data
-    t0 = time.perf_counter()
-    norm = venv if hasattr(venv, "normalize_obs") else None
-    x = norm.normalize_obs(obs) if norm is not None else obs
-    say = (lambda m: print(f"  {m}", flush=True)) if cfg.args["verbose"] else None  # noqa: E731
-    loss = fit(model, x, actions, masks, bc["epochs"], cfg.args["seed"], bc["weight_exponent"], say)
-    agree = agreement(model, norm, obs, actions, masks)
-    print(f"  cloned in {bc['epochs']} epochs ({time.perf_counter() - t0:.0f} s): weighted "
-          f"cross-entropy {loss:.3f}, the teacher's action on {agree:.1%} of its steps",
-          flush=True)  # fmt: skip
-    seed = cfg.args["seed"]
-    for r in range(bc["dagger_rounds"]):
-        t1 = time.perf_counter()
-        first = 100_000 + seed * 1000 + r * bc["dagger_episodes"]
-        o2, a2, m2 = relabel(model, norm.normalize_obs if norm is not None else (lambda o: o),
-                             cfg.args["scenario"], bc["teacher"], bc["dagger_episodes"],
-                             cfg.overrides, seed=first)  # fmt: skip
-        on_own = agreement(model, norm, o2, a2, m2)
-        obs, actions, masks = (np.concatenate([obs, o2]), np.concatenate([actions, a2]),
-                               np.concatenate([masks, m2]))  # fmt: skip
-        x = norm.normalize_obs(obs) if norm is not None else obs
-        loss = fit(model, x, actions, masks, bc["dagger_epochs"], seed + r + 1,
-                   bc["weight_exponent"], say)  # fmt: skip
-        print(f"  DAgger round {r + 1}/{bc['dagger_rounds']} ({time.perf_counter() - t1:.0f} s): "
-              f"the clone played {bc['dagger_episodes']} training windows (seeds {first}+), "
-              f"taking the teacher's action on {on_own:.1%} of its own steps; refitted on "
-              f"{len(actions)} steps, weighted cross-entropy {loss:.3f}", flush=True)  # fmt: skip
-    if bc.get("sharpen"):
-        k, before, after = sharpen(model, x, masks, bc["sharpen"])
-        print(f"  sharpened: logits x {k:.2f}, mean probability of the greedy action "
-              f"{before:.3f} -> {after:.3f} (bc_sharpen {bc['sharpen']})", flush=True)  # fmt: skip
 
 
 class InterruptedWhileBuilding(KeyboardInterrupt):
@@ -686,24 +471,6 @@ def read_steps(model_path: Path) -> int:
         return int(json.loads(z.read("data")).get("num_timesteps", 0))
 
 
-def selected_agent(cfg: RunConfig, agent: AgentPolicy) -> AgentPolicy:
-    """With model selection (``valid_freq``), the run's ``best_model.zip`` (said in one line);
-    else ``agent``, the final model."""
-    import json
-
-    best = cfg.run_dir / "best_model.zip"
-    if cfg.hp.valid_freq <= 0 or not best.is_file():
-        return agent
-    from .loading import load_agent
-
-    info = json.loads((cfg.run_dir / "best.json").read_text())
-    refs = ", ".join(f"{k} {v:.1f}" for k, v in (info.get("references") or {}).items())
-    print(f"Model selection: {best} (step {info['steps']}; reward {info['reward']:.1f} on "
-          f"{len(info['windows']['seeds'])} training-split windows, seeds {VALID_SEED}+"
-          + (f"; {refs}" if refs else "") + ")")  # fmt: skip
-    return load_agent(best, name=cfg.spec.name)
-
-
 def final_evaluation(cfg: RunConfig, agent: AgentPolicy) -> None:
     """Compare the agent with every reference heuristic on held-out windows and seeds."""
     args = cfg.args
@@ -793,6 +560,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Stopped by {interrupted}; checkpoint saved. Resume with:\n"
               f"  python train.py --resume {cfg.run_dir}")  # fmt: skip
         return 0
+    from .training_bc import selected_agent
+
     agent = selected_agent(cfg, agent)
     if not args["no_final_eval"]:
         try:

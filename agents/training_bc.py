@@ -1,0 +1,101 @@
+"""train.py's start from the best heuristic: behaviour cloning (with DAgger rounds and
+sharpening) before RL, and the model selection that picks what the final comparison plays.
+
+Configured by a hyperparameter block's ``bc_*`` and ``valid_*`` keys (``maskable_ppo.yml``'s
+``coldstart/ServerlessGPU-v1:paper``); the steps themselves are :mod:`agents.imitation`'s.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from .loading import AgentPolicy
+from .train_args import VALID_SEED
+
+
+def clone_start(cfg, model, venv) -> None:
+    """Clone ``cfg.hp.bc``'s teacher into the new ``model``; with observation normalisation,
+    ``venv``'s statistics become the teacher data's, frozen (its ``blind`` features hidden)."""
+    data = behaviour_data(cfg)
+    if cfg.hp.normalize is not None and venv.norm_obs:
+        from envs import layout
+
+        from .imitation import data_stats
+
+        names = (*layout.MODEL_FEATURES, *layout.CLUSTER_FEATURES)
+        blind = tuple(names.index(b) for b in cfg.hp.bc["blind"])
+        venv.obs_rms = data_stats(data[0], blind)  # frozen: the clone's statistics
+    behaviour_clone(cfg, model, venv, data)
+
+
+def behaviour_data(cfg):
+    """The teacher's ``(observations, actions, masks)`` on ``bc_episodes`` training windows
+    (episode seeds ``seed * bc_episodes`` on: each training seed its own windows)."""
+    from .imitation import collect
+
+    bc, seed = cfg.hp.bc, cfg.args["seed"]
+    t0 = time.perf_counter()
+    print(f"Behaviour cloning: {bc['teacher']} plays {bc['episodes']} training windows "
+          f"(seeds {seed * bc['episodes']}+) ...", flush=True)  # fmt: skip
+    data = collect(cfg.args["scenario"], bc["teacher"], bc["episodes"], cfg.overrides,
+                   seed=seed * bc["episodes"])  # fmt: skip
+    print(f"  {len(data[1])} steps in {time.perf_counter() - t0:.0f} s", flush=True)
+    return data
+
+
+def behaviour_clone(cfg, model, venv, data) -> None:
+    """Clone the teacher into ``model``'s policy (:func:`agents.imitation.fit`) on the data's
+    observations normalised as ``venv`` normalises them (its frozen statistics)."""
+    from .imitation import agreement, fit, relabel, sharpen
+
+    bc, (obs, actions, masks) = cfg.hp.bc, data
+    t0 = time.perf_counter()
+    norm = venv if hasattr(venv, "normalize_obs") else None
+    x = norm.normalize_obs(obs) if norm is not None else obs
+    say = (lambda m: print(f"  {m}", flush=True)) if cfg.args["verbose"] else None  # noqa: E731
+    loss = fit(model, x, actions, masks, bc["epochs"], cfg.args["seed"], bc["weight_exponent"], say)
+    agree = agreement(model, norm, obs, actions, masks)
+    print(f"  cloned in {bc['epochs']} epochs ({time.perf_counter() - t0:.0f} s): weighted "
+          f"cross-entropy {loss:.3f}, the teacher's action on {agree:.1%} of its steps",
+          flush=True)  # fmt: skip
+    seed = cfg.args["seed"]
+    for r in range(bc["dagger_rounds"]):
+        t1 = time.perf_counter()
+        first = 100_000 + seed * 1000 + r * bc["dagger_episodes"]
+        o2, a2, m2 = relabel(model, norm.normalize_obs if norm is not None else (lambda o: o),
+                             cfg.args["scenario"], bc["teacher"], bc["dagger_episodes"],
+                             cfg.overrides, seed=first)  # fmt: skip
+        on_own = agreement(model, norm, o2, a2, m2)
+        obs, actions, masks = (np.concatenate([obs, o2]), np.concatenate([actions, a2]),
+                               np.concatenate([masks, m2]))  # fmt: skip
+        x = norm.normalize_obs(obs) if norm is not None else obs
+        loss = fit(model, x, actions, masks, bc["dagger_epochs"], seed + r + 1,
+                   bc["weight_exponent"], say)  # fmt: skip
+        print(f"  DAgger round {r + 1}/{bc['dagger_rounds']} ({time.perf_counter() - t1:.0f} s): "
+              f"the clone played {bc['dagger_episodes']} training windows (seeds {first}+), "
+              f"taking the teacher's action on {on_own:.1%} of its own steps; refitted on "
+              f"{len(actions)} steps, weighted cross-entropy {loss:.3f}", flush=True)  # fmt: skip
+    if bc.get("sharpen"):
+        k, before, after = sharpen(model, x, masks, bc["sharpen"])
+        print(f"  sharpened: logits x {k:.2f}, mean probability of the greedy action "
+              f"{before:.3f} -> {after:.3f} (bc_sharpen {bc['sharpen']})", flush=True)  # fmt: skip
+
+
+def selected_agent(cfg, agent: AgentPolicy) -> AgentPolicy:
+    """With model selection (``valid_freq``), the run's ``best_model.zip`` (said in one line);
+    else ``agent``, the final model."""
+    import json
+
+    best = cfg.run_dir / "best_model.zip"
+    if cfg.hp.valid_freq <= 0 or not best.is_file():
+        return agent
+    from .loading import load_agent
+
+    info = json.loads((cfg.run_dir / "best.json").read_text())
+    refs = ", ".join(f"{k} {v:.1f}" for k, v in (info.get("references") or {}).items())
+    print(f"Model selection: {best} (step {info['steps']}; reward {info['reward']:.1f} on "
+          f"{len(info['windows']['seeds'])} training-split windows, seeds {VALID_SEED}+"
+          + (f"; {refs}" if refs else "") + ")")  # fmt: skip
+    return load_agent(best, name=cfg.spec.name)
