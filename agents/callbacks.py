@@ -19,6 +19,7 @@ The custom-scalars tab shows the agent's eval reward and every reference's on on
 from __future__ import annotations
 
 import math
+import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -139,6 +140,8 @@ def run_episodes(
                 done = terminated or truncated
             ep = {"episode_reward": total, "episode_length": float(n)}
             ep.update({k: float(info[k]) for k in EVAL_KEYS if k in info})
+            if "requests_arrived" in info:  # the window's requests (0: an empty window)
+                ep["requests_arrived"] = float(info["requests_arrived"])
             out.append(ep)
     finally:
         env.close()
@@ -191,6 +194,7 @@ class HeldOutEvalCallback(BaseCallback):
         self.reference_results: dict[str, dict[str, float]] | None = None
         self.last_result: dict[str, float] | None = None
         self._last_eval = 0
+        self._warned = False
 
     def make_env(self) -> gym.Env:
         import envs  # noqa: F401
@@ -220,6 +224,21 @@ class HeldOutEvalCallback(BaseCallback):
             }
         return self.reference_results
 
+    def _warn_empty(self, episodes: list[dict]) -> None:
+        """Once per run: say how many of the windows held no request (a sparse trace), whose
+        latency figures are then undefined and left out of the ``/`` curves' means."""
+        if self._warned:
+            return
+        self._warned = True
+        empty = [s for s, e in zip(self.seeds, episodes, strict=True)
+                 if e.get("requests_arrived") == 0]  # fmt: skip
+        if empty:
+            print(f"train.py: warning: {len(empty)} of {len(self.seeds)} {self.prefix}/ windows "
+                  f"(episode seeds {', '.join(map(str, empty))}, split {self.split!r}) held no "
+                  "request: their latency figures are undefined and the curves average the "
+                  "others; more --eval-episodes, or a denser trace, give them requests",
+                  file=sys.stderr)  # fmt: skip
+
     def _grid(self, n: int) -> int:
         """The last multiple of ``eval_freq`` at or before ``n``: evaluations stay on the grid
         of a run that never stopped, also after ``--resume`` at any step."""
@@ -234,7 +253,9 @@ class HeldOutEvalCallback(BaseCallback):
     def evaluate(self) -> dict[str, float]:
         t0 = time.perf_counter()
         refs = self.evaluate_references()
-        res = summarize(run_episodes(self.agent_fn(self.model), self.make_env, self.seeds))
+        episodes = run_episodes(self.agent_fn(self.model), self.make_env, self.seeds)
+        self._warn_empty(episodes)  # the windows are the same every time: said once
+        res = summarize(episodes)
         self.last_result = res
         pre = self.prefix
         self.logger.record(f"{pre}/mean_reward", res["episode_reward"])

@@ -294,3 +294,39 @@ def test_cli_windows_n_is_episodes_n(tmp_path):
     data = json.loads((tmp_path / "r.json").read_text())
     assert data["episodes"] == 2 and data["windows"]["count"] == 2
     assert data["windows"]["mode"] == "drawn"
+
+
+# ------------------------------------------------------------ training's periodic evaluation ----
+def test_the_periodic_evaluation_says_once_which_windows_held_no_request(capsys):
+    """train.py's ``eval/`` curves come from :class:`HeldOutEvalCallback`, not evaluate(): on a
+    sparse trace it too says which of its windows held no request, once per run (its windows
+    are the same at every evaluation), and the windows it names are the ones that were empty."""
+    from stable_baselines3.common.logger import configure
+
+    from agents.callbacks import HeldOutEvalCallback
+
+    over, _ = trace_overrides("small", {"episode_s": 3600}, str(SPARSE), "timestamp", "model")
+    seeds = list(range(10000, 10016))
+    cb = HeldOutEvalCallback(lambda model: make_policy("keepalive"), "small", over, 1, len(seeds),
+                             seeds[0])  # fmt: skip
+    cb.model = SimpleNamespace(logger=configure(None, []), num_timesteps=0)
+    cb.evaluate()
+    cb.evaluate()
+    err = capsys.readouterr().err.strip().splitlines()
+    # The empty windows, counted independently: the env's own count of each window's requests.
+    import gymnasium as gym
+
+    env = gym.make("coldstart/ServerlessGPU-v1", scenario="small", split="eval", **over)
+    empty = []
+    for s in seeds:
+        env.reset(seed=s)
+        done, info = False, {}
+        while not done:
+            _, _, term, trunc, info = env.step(env.unwrapped.layout.noop)
+            done = term or trunc
+        if info["requests_arrived"] == 0:
+            empty.append(s)
+    assert 0 < len(empty) < len(seeds)  # the fixture is sparse: some windows empty, not all
+    assert len(err) == 1, err
+    assert f"{len(empty)} of {len(seeds)} eval/ windows" in err[0]
+    assert ", ".join(map(str, empty)) in err[0]
