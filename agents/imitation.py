@@ -39,26 +39,7 @@ def collect(scenario: str, teacher: str, episodes: int, overrides: dict | None =
             seed: int = 0):  # fmt: skip
     """``(observations, actions, masks)`` of ``teacher`` over ``episodes`` training windows
     (episode seeds ``seed``, ``seed + 1``, ...)."""
-    import baselines
-    import envs  # noqa: F401
-
-    obs_l, act_l, mask_l = [], [], []
-    env = gym.make(ENV_ID, scenario=scenario, split="train", disable_env_checker=True,
-                   **(overrides or {})).unwrapped  # fmt: skip
-    pol = baselines.make_policy(teacher)
-    for ep in range(episodes):
-        pol.bind(env)
-        obs, _ = env.reset(seed=seed + ep)
-        done, start = False, True
-        while not done:
-            a, _ = pol.predict(obs, episode_start=np.array([start]), deterministic=True)
-            start = False
-            obs_l.append(obs)
-            act_l.append(int(a))
-            mask_l.append(env.action_masks())
-            obs, _, term, trunc, _ = env.step(a)
-            done = term or trunc
-    return np.array(obs_l, dtype=np.float32), np.array(act_l), np.array(mask_l)
+    return _labelled(scenario, teacher, episodes, overrides, seed)
 
 
 def relabel(model, normalize, scenario: str, teacher: str, episodes: int,
@@ -69,6 +50,18 @@ def relabel(model, normalize, scenario: str, teacher: str, episodes: int,
     ``(observations, the teacher's actions, masks)`` of the student's states. The heuristics'
     state (a histogram's idle times) follows the env, not their own past actions, so the
     teacher can shadow another policy's episode."""
+
+    def student(obs, mask) -> int:
+        x = normalize(obs[None].astype(np.float32))
+        a, _ = model.predict(x, deterministic=True, action_masks=mask[None])
+        return int(np.asarray(a).reshape(-1)[0])
+
+    return _labelled(scenario, teacher, episodes, overrides, seed, actor=student)
+
+
+def _labelled(scenario, teacher, episodes, overrides, seed, actor=None):
+    """``(observations, teacher's actions, masks)`` at every step of ``episodes`` training
+    windows played by ``actor(obs, mask) -> action`` (None: by the teacher itself)."""
     import baselines
     import envs  # noqa: F401
 
@@ -87,9 +80,7 @@ def relabel(model, normalize, scenario: str, teacher: str, episodes: int,
             obs_l.append(obs)
             act_l.append(int(a))
             mask_l.append(mask)
-            x = normalize(obs[None].astype(np.float32))
-            s_a, _ = model.predict(x, deterministic=True, action_masks=mask[None])
-            obs, _, term, trunc, _ = env.step(int(np.asarray(s_a).reshape(-1)[0]))
+            obs, _, term, trunc, _ = env.step(a if actor is None else actor(obs, mask))
             done = term or trunc
     return np.array(obs_l, dtype=np.float32), np.array(act_l), np.array(mask_l)
 
