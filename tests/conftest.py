@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -203,3 +207,28 @@ def env_action(env, delta=0, placement="keep", source="keep", cache="hold") -> i
         s, L.PLACEMENT_CHOICES.index(placement), L.SOURCE_CHOICES.index(source),
         L.CACHE_CHOICES.index(cache),
     )  # fmt: skip
+
+
+# ------------------------------------------------------------------------------ the study ----
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_study(*args, timeout=300) -> subprocess.CompletedProcess:
+    """``python -m agents.study ARGS`` from the repository root."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run(
+        [sys.executable, "-m", "agents.study", *map(str, args)], capture_output=True, text=True,
+        timeout=timeout, env=env, cwd=REPO,
+    )  # fmt: skip
+
+
+def check_policy_row(name: str, r: dict) -> None:
+    """A policy's row of a study.json scenario entry: its IQM inside its interval and equal to
+    the IQM of its scores, every metric a float."""
+    from agents import stats
+
+    lo, hi = r["reward_ci"]
+    assert lo <= r["reward_iqm"] <= hi
+    assert r["reward_iqm"] == pytest.approx(stats.iqm(r["scores"]))
+    for k in ("drop_rate", "p99_latency_s", "cost_usd", "goodput_rps", "slo_attainment"):
+        assert isinstance(r[k], float), (name, k)

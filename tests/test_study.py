@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import check_policy_row, run_study
 
 from agents import stats, study
 from agents.training import FINAL_EVAL_SEED, read_steps
@@ -28,14 +29,6 @@ def _free_port() -> int:  # loopback only: nothing listens there once closed
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def run_study(*args, timeout=300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run(
-        [sys.executable, "-m", "agents.study", *map(str, args)], capture_output=True, text=True,
-        timeout=timeout, env=env, cwd=REPO,
-    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -55,11 +48,7 @@ def test_json_shape_report_and_plots(first):
     assert (sc["agent"], sc["windows"], sc["seeds"]) == ("maskable_ppo", 2, 2)
     assert set(sc["policies"]) == {"maskable_ppo", *baselines.POLICIES}
     for name, r in sc["policies"].items():
-        lo, hi = r["reward_ci"]
-        assert lo <= r["reward_iqm"] <= hi
-        assert r["reward_iqm"] == pytest.approx(stats.iqm(r["scores"]))
-        for k in ("drop_rate", "p99_latency_s", "cost_usd", "goodput_rps", "slo_attainment"):
-            assert isinstance(r[k], float), (name, k)
+        check_policy_row(name, r)
         assert 0 <= r["drop_rate"] <= 1 and 0 <= r["slo_attainment"] <= 1
         if name == "maskable_ppo":
             assert "prob_agent_better" not in r and np.shape(r["scores"]) == (2, 2)

@@ -9,14 +9,12 @@ Azure 2019 day (1,350 functions) replayed on the same cluster.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import check_policy_row, run_study
 
 from agents import stats, study
 from agents.training import FINAL_EVAL_SEED
@@ -27,14 +25,6 @@ TINY = ["--scenarios", "", "--trace", "azure_llm_2023", "--trace-scenario", "sma
         "--windows", "all", "--seeds", "2", "--timesteps", "256", "-o", "episode_s=300",
         "--hp", "n_steps=64", "--n-envs", "2", "--jobs", "2", "--reps", "500", "--no-progress",
         "--cross-from", SRC, "--cross-windows", "2"]  # fmt: skip
-
-
-def run_study(*args, timeout=300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run(
-        [sys.executable, "-m", "agents.study", *map(str, args)], capture_output=True, text=True,
-        timeout=timeout, env=env, cwd=REPO,
-    )  # fmt: skip
 
 
 def _overrides(trace: str) -> dict:
@@ -88,11 +78,7 @@ def test_cross_trace_entry_evaluates_the_source_agents_on_the_other_trace(first)
     assert sc["coverage"]["mode"] == "drawn" and sc["held_out_windows"] == 72
     assert set(sc["policies"]) == {"maskable_ppo", *baselines.POLICIES}
     for name, r in sc["policies"].items():
-        lo, hi = r["reward_ci"]
-        assert lo <= r["reward_iqm"] <= hi
-        assert r["reward_iqm"] == pytest.approx(stats.iqm(r["scores"]))
-        for k in ("drop_rate", "p99_latency_s", "cost_usd", "goodput_rps", "slo_attainment"):
-            assert isinstance(r[k], float), (name, k)
+        check_policy_row(name, r)
         if name != "maskable_ppo":
             a = np.array(sc["policies"]["maskable_ppo"]["scores"])
             assert r["prob_agent_better"] == stats.probability_of_improvement(a, r["scores"])
