@@ -12,6 +12,9 @@ from collections import deque
 
 import numpy as np
 
+from envs import stats as S
+from envs.stats import histogram_windows
+
 from .base import ObsView, ScalingPolicy, reactive_target
 
 
@@ -82,12 +85,12 @@ class HybridHistogram(ScalingPolicy):
     def __init__(
         self,
         env=None,
-        bin_s: float = 60.0,
-        range_s: float = 4 * 3600.0,
-        cv_threshold: float = 2.0,
-        margin: float = 0.10,
-        oob_threshold: float = 0.5,
-        arima_margin: float = 0.15,
+        bin_s: float = S.BIN_S,
+        range_s: float = S.RANGE_S,
+        cv_threshold: float = S.CV_THRESHOLD,
+        margin: float = S.MARGIN,
+        oob_threshold: float = S.OOB_THRESHOLD,
+        arima_margin: float = S.ARIMA_MARGIN,
         datapath="hierarchical",
     ) -> None:
         if not (bin_s > 0 and range_s >= bin_s):
@@ -117,21 +120,10 @@ class HybridHistogram(ScalingPolicy):
 
     def windows(self, st: dict, m: int) -> tuple[float, float]:
         """(pre-warm, keep-alive) in seconds for model ``m`` from its histogram now."""
-        bins = st["bins"][m]
-        n_in, n_out = int(bins.sum()), int(st["oob"][m])
-        if n_in + n_out and n_out / (n_in + n_out) >= self.oob_threshold:
-            x = float(st["last_idle_s"][m])
-            return x * (1 - self.arima_margin), x * self.arima_margin * 2
-        if n_in == 0:
-            return 0.0, self.range_s
-        mean = n_in / self.n_bins
-        cv = float(np.std(bins, ddof=1) / mean)
-        if cv < self.cv_threshold:
-            return 0.0, self.range_s
-        cdf = np.cumsum(bins) / n_in
-        head = int(np.searchsorted(cdf, 0.05 - 1e-12))
-        tail = int(np.searchsorted(cdf, 0.99 - 1e-12))
-        return head * self.bin_s * (1 - self.margin), (tail + 1) * self.bin_s * (1 + self.margin)
+        return histogram_windows(
+            st["bins"][m], int(st["oob"][m]), float(st["last_idle_s"][m]), self.bin_s,
+            self.range_s, self.cv_threshold, self.margin, self.oob_threshold, self.arima_margin,
+        )  # fmt: skip
 
     def targets(self, i: int, view: ObsView, st: dict):
         t, step_s = st["t"], self.facts.step_s

@@ -93,7 +93,7 @@ class ServerlessGPUEnv(gym.Env):
     refused, as ``action_space.contains`` refuses it), raises ``ValueError``.
 
     ## Observation Space
-    ``Box(0, 25, (28,), float32)``: ``layout.MODEL_FEATURES`` of the focused model, then
+    ``Box(0, 25, (33,), float32)``: ``layout.MODEL_FEATURES`` of the focused model, then
     ``layout.CLUSTER_FEATURES``.
 
     | feature | meaning |
@@ -106,6 +106,8 @@ class ServerlessGPUEnv(gym.Env):
     | slo, size | SLO / 5 s; weights / largest GPU memory |
     | since_last | log1p(seconds since the model's last request) |
     | idle_p5, idle_p99, idle_count | the model's idle-time histogram (what ``histogram`` uses): log1p of its 5th and 99th percentiles (s), log1p(idle times recorded) |
+    | idle_now, hold_left, prewarm_in | log1p of: seconds since the model's last active interval ended (4 h if never active); what is left of ``histogram``'s keep-alive window, and the time until its pre-warm window opens (0 outside them; the windows of :func:`envs.stats.histogram_windows`) |
+    | since_scale_out, since_scale_in | log1p(seconds since this episode's policy last scaled the model out / in), 4 h if never |
     | rule_locality ... rule_fastest, rule_cloud | the standing placement rule (one-hot) and source rule |
     | free_gpus, free_cache | cluster-wide fractions |
     | tod_sin, tod_cos, episode_progress | time of day (shifted to [0, 1]); elapsed fraction of the episode |
@@ -164,6 +166,13 @@ class ServerlessGPUEnv(gym.Env):
       a ``Discrete`` action per model with placement and source rules (v0's 16-72 entry
       ``MultiDiscrete`` trained stock SB3 PPO at 0.24x CartPole's speed, and its composite
       wrapper hid placement); observation with the idle-time statistics and standing rules.
+      Revised on 2026-12-02 (observation 28 -> 33 features; models trained before it do not
+      load): ``histogram``'s windows and where the model stands in them (``idle_now``,
+      ``hold_left``, ``prewarm_in``: the 5th/99th percentiles alone do not say which regime
+      the policy is in), and the policy's own last scaling (``since_scale_out``,
+      ``since_scale_in``): a cloned agent scaled a rarely used model's idle instance in and
+      out on alternate intervals, 87 cold starts an episode on ``paper`` against
+      ``histogram``'s 30, with nothing in its input saying it had just scaled in.
     * v0: initial version (retired: its layouts would have been a second definition of each).
     """
 
@@ -330,6 +339,7 @@ class ServerlessGPUEnv(gym.Env):
                 if h >= 0:
                     sim.prefetch(m, h)
         delta = self._deltas[s]
+        self.stats.scaled(m, delta, sim.now)
         if delta < 0:
             sim.scale_down(m, -delta)  # the simulator keeps a queued model's last instance
         for _ in range(max(delta, 0)):

@@ -49,6 +49,11 @@ MODEL_FEATURES = (
     "idle_p5",  # log1p(5th percentile of the model's idle times, s): histogram's pre-warm
     "idle_p99",  # log1p(99th percentile of idle times, s): histogram's keep-alive
     "idle_count",  # log1p(idle times recorded)
+    "idle_now",  # log1p(seconds since the last active interval ended; 4 h if never active)
+    "hold_left",  # log1p(seconds left of histogram's keep-alive window; 0 outside it)
+    "prewarm_in",  # log1p(seconds until histogram's pre-warm window opens; 0 once open)
+    "since_scale_out",  # log1p(seconds since this policy last scaled the model out; 4 h cap)
+    "since_scale_in",  # log1p(seconds since it last scaled the model in; 4 h cap)
     *(f"rule_{r}" for r in PLACEMENT_RULES),  # one-hot standing placement rule
     "rule_cloud",  # 1 if the standing source rule is cloud storage
 )

@@ -2,7 +2,7 @@
 
 Simulated time stands still within a control interval (it advances after the last model's
 step), so every model's demand features (rates, queue, oldest wait, time since the last request,
-idle-time statistics), the time of day and the episode's progress are computed once per interval
+idle-time statistics and histogram windows, time since the policy's last scaling), the time of day and the episode's progress are computed once per interval
 for all models, compiled (:func:`envs.step_kernel.demand_features`). The placement-state
 features (instances, copies, load time, standing rules) of a model, and the cluster's free GPUs
 and cache, are recomputed only when ``Simulator.version`` has moved since they were filled (an
@@ -18,11 +18,12 @@ import numpy as np
 
 from . import layout as L
 from .sim.config import PLACEMENT_RULES
+from .stats import IDLE_FEATURES
 from .step_kernel import demand_features, state_features
 
 _DEMAND = np.array(
     [L.F[k] for k in ("rate_step", "rate_1min", "rate_10min", "queue", "oldest_wait",
-                      "since_last", "idle_p5", "idle_p99", "idle_count")], dtype=np.int64,
+                      "since_last", *IDLE_FEATURES)], dtype=np.int64,
 )  # fmt: skip
 # The placement-state features, filled together: two contiguous runs of the layout.
 _STATE = ("warm_idle", "warm_busy", "loading", "mem_copies", "pinned_copies", "load_time")

@@ -41,8 +41,9 @@ def window_counts(status, finish, window_first, arrived, now, out):
 def demand_features(mat, cols, rates, arrived, head, offsets, arrivals, now, slo, idle, hi):
     """Fill every model's demand columns of ``mat`` (``(M, N_OBS)``) for the interval that
     starts at ``now``: ``cols`` = the indices of rate_step, rate_1min, rate_10min, queue,
-    oldest_wait, since_last, idle_p5, idle_p99, idle_count (in that order). Simulated time
-    stands still within an interval, so these hold for all of its steps."""
+    oldest_wait, since_last, then the columns of ``idle`` (``ModelStats.idle_features``, in
+    ``envs.stats.IDLE_FEATURES``' order). Simulated time stands still within an interval, so
+    these hold for all of its steps."""
     for m in range(mat.shape[0]):
         for j in range(3):
             mat[m, cols[j]] = min(math.log1p(rates[j, m]), hi)
@@ -52,7 +53,7 @@ def demand_features(mat, cols, rates, arrived, head, offsets, arrivals, now, slo
         mat[m, cols[4]] = min(wait / slo[m], 10.0) / 10.0
         since = now - arrivals[arrived[m] - 1] if arrived[m] > offsets[m] else now
         mat[m, cols[5]] = min(math.log1p(since), hi)
-        for j in range(3):
+        for j in range(idle.shape[1]):
             mat[m, cols[6 + j]] = idle[m, j]
 
 

@@ -12,6 +12,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 import envs  # noqa: F401
 from baselines import POLICIES, HybridHistogram, Overprovision, make_policy
 from baselines.base import CLOUD, FASTEST, HOLD, KEEP, LOCALITY, PREFETCH, nearest_delta
+from envs import layout as L
 
 ENV_ID = envs.ENV_ID
 NAMES = list(POLICIES)
@@ -143,7 +144,7 @@ def test_unknown_policy_lists_names_and_suggests_the_closest():
     with pytest.raises(ValueError, match="policy 'keepalive'"):
         make_policy("keepalive", keep_alive=3)  # misspelt parameter
     with pytest.raises(RuntimeError, match="bind"):
-        make_policy("baseline").predict(np.zeros(28, dtype=np.float32))
+        make_policy("baseline").predict(np.zeros(L.N_OBS, dtype=np.float32))
 
 
 def test_nearest_delta_and_legalize():

@@ -27,6 +27,21 @@ from envs.env import ServerlessGPUEnv
 from envs.sim.kernel import DROPPED, PENDING
 
 BIN_S, N_BINS = 60.0, 240  # the histogram policy's 1-minute bins over 4 hours (calibration.md)
+RANGE_S = BIN_S * N_BINS
+
+
+def histogram_windows(counts: list[int], n_out: int, last_idle: float) -> tuple[float, float]:
+    """Shahrad et al.'s (pre-warm, keep-alive) windows, written out with numpy (CV >= 2 is
+    representative; half the idle times out of range: around the last idle time, 15%)."""
+    n_in = sum(counts)
+    if n_in + n_out and n_out / (n_in + n_out) >= 0.5:
+        return 0.85 * last_idle, 0.3 * last_idle
+    if n_in == 0 or np.std(counts, ddof=1) / np.mean(counts) < 2.0:
+        return 0.0, RANGE_S
+    cum = np.cumsum(counts) / n_in
+    head = int(np.argmax(cum >= 0.05 - 1e-12))
+    tail = int(np.argmax(cum >= 0.99 - 1e-12))
+    return head * BIN_S * 0.9, (tail + 1) * BIN_S * 1.1
 HOLD, PREFETCH = L.CACHE_CHOICES.index("hold"), L.CACHE_CHOICES.index("prefetch")
 
 
@@ -43,6 +58,9 @@ class Reference:
         self.oob = env.stats.oob.tolist()
         self.last_active = env.stats.last_active.tolist()
         self.idle_feats = env.stats.idle_features.astype(np.float64).tolist()
+        self.last_idle = env.stats.last_idle_s.tolist()
+        self.windows = env.stats.windows.tolist()
+        self.last_scale = {"out": [-math.inf] * M, "in": [-math.inf] * M}  # the policy's
         self.k = env.stats.k
         self.t = 0
         self.focus = 0
@@ -69,7 +87,9 @@ class Reference:
                     self.bins[m][b] = self.bins[m].get(b, 0) + 1
                 else:
                     self.oob[m] += 1
+                self.last_idle[m] = idle
                 counts = [self.bins[m].get(j, 0) for j in range(N_BINS)]
+                self.windows[m] = histogram_windows(counts, self.oob[m], idle)
                 total = sum(counts)
                 if total:
                     cum = np.cumsum(counts) / total
@@ -81,6 +101,24 @@ class Reference:
             self.last_active[m] = self.k
         self.k += 1
         self.t += 1
+
+    def acted(self, m: int, delta: int) -> None:
+        """A carried-out action scaled model ``m`` by ``delta``."""
+        if delta:
+            self.last_scale["out" if delta > 0 else "in"][m] = self.env.sim.now
+
+    def window_position(self, m: int) -> dict:
+        """idle_now, hold_left, prewarm_in of model ``m`` (log1p seconds, capped at 4 h)."""
+        if self.last_active[m] < 0:
+            return {"idle_now": math.log1p(RANGE_S), "hold_left": 0.0, "prewarm_in": 0.0}
+        idle = (self.k - 1 - self.last_active[m]) * self.env.scenario.step_s
+        pre, keep = self.windows[m]
+        cap = lambda x: math.log1p(min(x, RANGE_S))  # noqa: E731
+        return {
+            "idle_now": cap(idle),
+            "hold_left": cap(pre + keep - idle) if pre <= idle < pre + keep else 0.0,
+            "prewarm_in": cap(pre - idle) if idle < pre else 0.0,
+        }
 
     # ---------------------------------------------------------------- observation ----------
     def model_features(self, m: int) -> np.ndarray:
@@ -110,7 +148,10 @@ class Reference:
             "idle_p99": self.idle_feats[m][1],
             "idle_count": self.idle_feats[m][2],
             "rule_cloud": float(sim.rule_source[m] == "cloud"),
+            **self.window_position(m),
         }
+        for d in ("out", "in"):
+            f[f"since_scale_{d}"] = math.log1p(min(sim.now - self.last_scale[d][m], RANGE_S))
         for rule in L.PLACEMENT_CHOICES[1:]:
             f[f"rule_{rule}"] = float(sim.rule_placement[m] == rule)
         assert set(f) == set(L.MODEL_FEATURES)
@@ -244,6 +285,8 @@ def test_fast_step_matches_plain_recomputation(
         np.testing.assert_array_equal(mask, ref.mask(m), err_msg=f"mask of model {m}")
         a = random_action(env, rng, mask, valid_fraction, activity)
         invalid_before, cost_before = env.invalid_actions, env.sim.cost_usd()
+        if mask[a]:  # before the step: the last model's step moves time on
+            ref.acted(m, int(env.layout.deltas[env.layout.decode(a)[0]]))
         obs, reward, term, trunc, info = env.step(a)
         assert env.invalid_actions - invalid_before == int(not mask[a])
         ref.focus = (m + 1) % env.M

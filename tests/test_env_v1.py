@@ -237,13 +237,14 @@ def test_info_counts_on_a_toy_known_answer():
 def test_idle_statistics_in_the_observation_are_the_histogram_policys():
     """envs.stats records idle times exactly as ``histogram`` does (so imitating it from the
     observation is possible): with no warm-up, at every interval the policy's own histogram
-    equals the env's, and the idle_p5 / idle_p99 features are its 5th / 99th percentile bins."""
+    equals the env's, the idle_p5 / idle_p99 features are its 5th / 99th percentile bins, and
+    idle_now / hold_left / prewarm_in say where the model stands in the policy's windows."""
     from envs import layout as L
 
     env = ServerlessGPUEnv("small", episode_s=1200, warmup_s=0)
     pol = make_policy("histogram", env=env)
     obs, _ = env.reset(seed=3)
-    done, checked = False, 0
+    done, checked, holds = False, 0, 0
     while not done:
         a, _ = pol.predict(obs)
         if env.focus == 0:
@@ -262,5 +263,15 @@ def test_idle_statistics_in_the_observation_are_the_histogram_policys():
                 assert row[L.F["idle_p99"]] == pytest.approx(np.log1p((tail + 1) * 60.0), rel=1e-6)
                 assert row[L.F["idle_count"]] == pytest.approx(np.log1p(n + st["oob"][m]), rel=1e-6)
                 checked += 1
+            for m in range(env.M):  # the windows' features say what the policy does with them
+                last, row = int(st["last_active"][m]), env.model_features(m)
+                if last < 0:
+                    continue
+                idle = (st["t"] - last) * env.scenario.step_s
+                pre, keep = pol.windows(st, m)
+                assert row[L.F["idle_now"]] == pytest.approx(np.log1p(idle), rel=1e-6)
+                assert (row[L.F["hold_left"]] > 0) == (pre <= idle < pre + keep)
+                assert (row[L.F["prewarm_in"]] > 0) == (idle < pre)
+                holds += last < st["t"] and pre <= idle < pre + keep
         obs, _, _, done, _ = env.step(a)
-    assert checked > 0
+    assert checked > 0 and holds > 0
