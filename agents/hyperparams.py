@@ -48,6 +48,8 @@ ZOO_KEYS = ("n_timesteps", "policy", "n_envs", "normalize", "action_prior", "act
 # ``bc_episodes`` training windows, the policy is cloned from them for ``bc_epochs`` (masked
 # cross-entropy, inverse action frequency ^ ``bc_weight_exponent``) with its observation
 # statistics frozen at the data's; the first ``critic_warmup`` steps then train the critic alone.
+# ``bc_teacher: best`` picks the heuristic with the highest reward on the model-selection
+# windows (``valid_episodes`` training-split windows) before cloning.
 # ``bc_sharpen`` then scales the clone's logits until its greedy action has that mean probability
 # on the teacher's steps (agents.imitation.sharpen: the greedy policy is unchanged, its samples
 # leave it less often).
@@ -290,7 +292,8 @@ def _bc(raw: dict, spec: AlgoSpec, where: str) -> tuple[bool, dict | None, int]:
     import baselines
 
     try:
-        baselines.check_policy_name(teacher)
+        if teacher != "best":  # best: chosen on the validation windows (agents.training_bc)
+            baselines.check_policy_name(teacher)
     except ValueError as e:
         raise ValueError(f"{where}: bc_teacher: {e}") from None
     if not spec.masked:

@@ -176,6 +176,8 @@ def prepare(argv: list[str] | None) -> RunConfig:
                 raise UsageError(f"--resume: {e}") from None
             if hp.normalize is None:
                 hp.normalize = {}
+    if resume_from is not None and hp.bc and hp.bc["teacher"] == "best":
+        hp.bc["teacher"] = meta.get("imitation", {}).get("teacher", "best")  # as resolved then
     overrides = scenario_overrides(args)
     if run_dir is None:
         root = check_output(args["logdir"], "--logdir", folder=True)
@@ -310,8 +312,9 @@ def _build_model(cfg: RunConfig):
             venv.close()
         raise UsageError(f"cannot build the {spec.name} model ({hp.source}): {e}") from None
     if hp.bc and cfg.resume_from is None:  # the model is valid: now the minutes of cloning
-        from .training_bc import clone_start
+        from .training_bc import clone_start, resolve_teacher
 
+        resolve_teacher(cfg)
         clone_start(cfg, model, venv)
     return model, venv
 
@@ -354,8 +357,8 @@ def train(cfg: RunConfig):
 
     args = cfg.args
     torch.set_num_threads(args["threads"])
-    meta = _meta(cfg)
     model, venv = _build_interruptible(cfg)
+    meta = _meta(cfg)  # after the build: bc_teacher best is resolved there
     _write_run_files(cfg)
     stop = StopOnSignal()
 

@@ -15,6 +15,30 @@ from .loading import AgentPolicy
 from .train_args import VALID_SEED
 
 
+def resolve_teacher(cfg) -> None:
+    """``bc_teacher: best``: every reference policy but ``random`` plays the model-selection
+    windows (``valid_episodes`` training-split windows, seeds ``VALID_SEED`` on: never the
+    held-out part); the one with the highest mean reward becomes the teacher."""
+    bc = cfg.hp.bc
+    if bc["teacher"] != "best":
+        return
+    import baselines
+
+    from .evaluation import evaluate
+
+    names = [n for n in baselines.POLICIES if n != "random"]
+    t0 = time.perf_counter()
+    res = evaluate(cfg.args["scenario"], {n: baselines.make_policy(n) for n in names},
+                   episodes=cfg.hp.valid_episodes, seed=VALID_SEED, split="train",
+                   overrides=cfg.overrides, progress=False, record_timeline=False)  # fmt: skip
+    scores = {n: res["policies"][n]["episode_reward"] for n in names}
+    bc["teacher"] = max(names, key=lambda n: scores[n])  # the first of a tie, in POLICIES order
+    ranked = ", ".join(f"{n} {scores[n]:.1f}" for n in sorted(names, key=lambda n: -scores[n]))
+    print(f"Teacher: {bc['teacher']}, the best heuristic on {cfg.hp.valid_episodes} training-split "
+          f"windows (seeds {VALID_SEED}+; {time.perf_counter() - t0:.0f} s): {ranked}",
+          flush=True)  # fmt: skip
+
+
 def clone_start(cfg, model, venv) -> None:
     """Clone ``cfg.hp.bc``'s teacher into the new ``model``; with observation normalisation,
     ``venv``'s statistics become the teacher data's, frozen (its ``blind`` features hidden)."""

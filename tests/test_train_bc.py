@@ -5,6 +5,7 @@ budgets (`paper` with 200-s episodes: 20 intervals x 18 models = 360 model-steps
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -19,7 +20,7 @@ from test_train import REPO, TRAIN, num_timesteps, run, run_dir, scalars
 from agents.loading import load_agent
 
 BC = ["--scenario", "paper", "-o", "episode_s=200", "--no-progress", "--threads", "1",
-      "--log-interval", "1", "--hp", "bc_episodes=1", "--hp", "bc_epochs=1",
+      "--log-interval", "1", "--hp", "bc_teacher=histogram", "--hp", "bc_episodes=1", "--hp", "bc_epochs=1",
       "--hp", "bc_dagger_rounds=1", "--hp", "bc_dagger_episodes=1", "--hp", "bc_dagger_epochs=1",
       "--hp", "critic_warmup=72", "--hp", "n_steps=4", "--hp", "batch_size=36",
       "--hp", "n_epochs=1", "--hp", "valid_episodes=1"]  # fmt: skip
@@ -31,7 +32,7 @@ def test_the_default_is_paper_with_cloning_and_per_model_credit(tmp_path):
     cfg = prepare(["--logdir", str(tmp_path)])
     assert cfg.args["scenario"] == "paper" and cfg.spec.name == "maskable_ppo"
     assert cfg.hp.source.endswith("[coldstart/ServerlessGPU-v1:paper]")
-    assert cfg.hp.bc["teacher"] == "histogram" and cfg.hp.per_model
+    assert cfg.hp.bc["teacher"] == "best" and cfg.hp.per_model
     assert cfg.hp.valid_freq > 0 and cfg.hp.critic_warmup > 0
     small = prepare(["--scenario", "small", "--logdir", str(tmp_path)])
     assert small.hp.bc is None and not small.hp.per_model  # other scenarios: the env id's block
@@ -77,13 +78,33 @@ def test_trains_selects_saves_and_compares(tmp_path):
 
 
 def test_resume_continues_without_cloning_again(tmp_path):
-    run("--timesteps", 144, "--logdir", tmp_path, "--eval-freq", 0, "--no-final-eval",
-        "--hp", "valid_freq=144", *BC)  # fmt: skip
+    """With ``bc_teacher: best`` (the file's own setting): the teacher is the heuristic with the
+    highest reward on the validation window, and a resume keeps it without choosing again."""
+    from agents.evaluation import evaluate
+    from baselines import POLICIES, make_policy
+
+    best_bc = [a.replace("bc_teacher=histogram", "bc_teacher=best") for a in BC]
+    p = run("--timesteps", 144, "--logdir", tmp_path, "--eval-freq", 0, "--no-final-eval",
+            "--hp", "valid_freq=144", *best_bc)  # fmt: skip
+    line = next(x for x in p.stdout.splitlines() if x.startswith("Teacher: "))
+    m = re.fullmatch(r"Teacher: (\w+), the best heuristic on 1 training-split windows "
+                     r"\(seeds 30000\+; \d+ s\): (.*)", line)  # fmt: skip
+    teacher = m.group(1)
+    ranked = [(n, float(v)) for n, v in (x.rsplit(" ", 1) for x in m.group(2).split(", "))]
+    assert ranked[0][0] == teacher and {n for n, _ in ranked} == set(POLICIES) - {"random"}
+    assert [v for _, v in ranked] == sorted((v for _, v in ranked), reverse=True)
+    got = evaluate("paper", {teacher: make_policy(teacher)}, episodes=1, seed=30000,
+                   split="train", overrides={"episode_s": 200}, progress=False)  # fmt: skip
+    assert got["policies"][teacher]["episode_reward"] == pytest.approx(ranked[0][1], abs=0.051)
+    assert f"Behaviour cloning: {teacher} plays 1 training windows" in p.stdout
     d = run_dir(tmp_path)
+    assert load_agent(d / "model.zip").meta["imitation"]["teacher"] == teacher
     first = num_timesteps(d / "model.zip")
     best = json.loads((d / "best.json").read_text())
     p = run("--resume", d, "--timesteps", 432, "--no-final-eval", "--no-progress")
     assert "Behaviour cloning" not in p.stdout and "Resuming maskable_ppo" in p.stdout
+    assert "Teacher:" not in p.stdout and f"valid/{teacher}/episode_reward" in scalars(d)
+    assert load_agent(d / "model.zip").meta["imitation"]["teacher"] == teacher
     assert num_timesteps(d / "model.zip") >= 432 > first
     with zipfile.ZipFile(d / "model.zip") as z:
         assert "coldstart_vecnormalize.pkl" in z.namelist()
