@@ -9,6 +9,12 @@ is recomputed, so each transfer's finish time moves as others come and go.
 Bytes move lazily: ``remaining_gb`` and ``gb_moved`` are as of :attr:`LinkNetwork.now`, the last
 :meth:`~LinkNetwork.advance` (which ``start``, ``cancel`` and ``pop_finished`` make first); the
 finish times do not depend on it. Call ``advance(t)`` before reading them at ``t``.
+
+Rates are recomputed lazily too: a start or an end marks them stale, and they are recomputed
+(once, over the transfers then active) when next read (a transfer's ``rate``, the next
+completion, time moving on). Several starts and ends at one instant (a finished fetch and the
+stage it starts, the scale-out of a control step) cost one allocation; the rates are those of
+the final set of transfers, as an allocation after every change would have left them.
 """
 
 from __future__ import annotations
@@ -39,8 +45,17 @@ class Transfer:
     remaining_gb: float
     cap_gb_per_s: float
     payload: object = None
-    rate: float = 0.0
+    _rate: float = field(default=0.0, repr=False)
     _eta: float = field(default=math.inf, repr=False)
+    _net: LinkNetwork | None = field(default=None, repr=False)
+
+    @property
+    def rate(self) -> float:
+        """Current rate (GB/s): the max-min fair share given the transfers now active."""
+        net = self._net
+        if net is not None and net._stale:
+            net._reallocate()
+        return self._rate
 
 
 class LinkNetwork:
@@ -54,6 +69,7 @@ class LinkNetwork:
         self._next_id = 0
         self.gb_moved = [0.0] * len(self.capacity)
         self._capacity = np.array(self.capacity, dtype=np.float64)
+        self._stale = False  # rates (and finish times) wait for a reallocation
 
     def add_link(self, capacity: float, name: str) -> int:
         self.capacity.append(capacity)
@@ -68,8 +84,10 @@ class LinkNetwork:
         if dt < 0:
             raise ValueError(f"LinkNetwork time cannot go backwards: {t} < {self.now}")
         if dt > 0:
+            if self._stale:
+                self._reallocate()
             for tr in self.transfers.values():
-                moved = min(tr.rate * dt, tr.remaining_gb)
+                moved = min(tr._rate * dt, tr.remaining_gb)
                 tr.remaining_gb -= moved
                 for link in tr.links:
                     self.gb_moved[link] += moved
@@ -77,6 +95,8 @@ class LinkNetwork:
 
     def next_completion(self) -> float:
         """Absolute time at which the next transfer finishes (``inf`` if none)."""
+        if self._stale:
+            self._reallocate()
         best = math.inf
         for tr in self.transfers.values():
             if tr._eta < best:
@@ -86,6 +106,8 @@ class LinkNetwork:
     def pop_finished(self, t: float) -> list[Transfer]:
         """Advance to ``t`` and remove the transfers finished by then (in start order)."""
         self.advance(t)
+        if self._stale:
+            self._reallocate()
         done = [tr for tr in self.transfers.values() if tr._eta <= t or tr.remaining_gb <= _EPS_GB]
         if done:
             for tr in done:
@@ -93,7 +115,7 @@ class LinkNetwork:
                     self.gb_moved[link] += max(tr.remaining_gb, 0.0)
                 tr.remaining_gb = 0.0
                 del self.transfers[tr.tid]
-            self._reallocate()
+            self._stale = True
         return done
 
     # -- membership --------------------------------------------------------------------------
@@ -101,21 +123,26 @@ class LinkNetwork:
         self, t: float, links, size_gb: float, cap: float = math.inf, payload=None
     ) -> Transfer:
         self.advance(t)
-        tr = Transfer(self._next_id, tuple(links), float(size_gb), cap, payload)
+        tr = Transfer(self._next_id, tuple(links), float(size_gb), cap, payload, _net=self)
         self._next_id += 1
         self.transfers[tr.tid] = tr
-        self._reallocate()
+        self._stale = True
         return tr
 
     def cancel(self, t: float, tid: int) -> None:
         self.advance(t)
         if self.transfers.pop(tid, None) is not None:
-            self._reallocate()
+            self._stale = True
 
     # -- max-min fair allocation (progressive filling) ---------------------------------------
     def _reallocate(self) -> None:
+        self._stale = False
         active = list(self.transfers.values())
         if not active:
+            return
+        if len(active) == 1:  # (the common case: max_min_rates' one round, without arrays)
+            tr = active[0]
+            self._set_rate(tr, _alone_rate(tr.links, tr.cap_gb_per_s, self.capacity))
             return
         flat: list[int] = []  # every transfer's links, back to back (a link crossed k times: k)
         ends = [0] * (len(active) + 1)
@@ -131,12 +158,31 @@ class LinkNetwork:
             self._capacity,
         ).tolist()
         for tr, r in zip(active, rates, strict=True):
-            tr.rate = r
-        for tr in active:
-            if tr.remaining_gb <= _EPS_GB:
-                tr._eta = self.now  # (done, whatever its rate: pop_finished takes it now)
-            else:
-                tr._eta = self.now + tr.remaining_gb / tr.rate if tr.rate > 0 else math.inf
+            self._set_rate(tr, r)
+
+    def _set_rate(self, tr: Transfer, r: float) -> None:
+        tr._rate = r
+        if tr.remaining_gb <= _EPS_GB:
+            tr._eta = self.now  # (done, whatever its rate: pop_finished takes it now)
+        else:
+            tr._eta = self.now + tr.remaining_gb / r if r > 0 else math.inf
+
+
+def _alone_rate(links: tuple, cap: float, capacity: list) -> float:
+    """:func:`max_min_rates` of a transfer alone on its links: the smallest of its cap and
+    each link's capacity over the times it crosses the link (the same divisions, so the same
+    float)."""
+    level = math.inf
+    if len(set(links)) == len(links):
+        for k in links:
+            if capacity[k] < level:
+                level = float(capacity[k])
+    else:
+        for k in set(links):
+            x = capacity[k] / links.count(k)
+            if x < level:
+                level = x
+    return float(cap) if cap < level else level
 
 
 @njit(cache=True, nogil=True)
