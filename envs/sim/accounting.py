@@ -7,6 +7,7 @@ Mixed into :class:`envs.sim.simulator.Simulator`; :func:`envs.sim.metrics.summar
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 
 from .cache import PRESENT
 from .config import TIERS
@@ -74,12 +75,14 @@ class AccountingMixin:
     def _mem_change(self, fn):
         """Run ``fn`` (a change of host-memory copies), integrating GB-seconds up to now."""
         self.version += 1
-        self._mem_gb_s += self._mem_used_total * (self.now - self._mem_t)
-        self._mem_gb_s_by_model += self._mem_by_model * (self.now - self._mem_t)
-        self._mem_t = self.now
+        dt = self.now - self._mem_t
+        if dt:  # (at the instant of the last change nothing has accrued: adding 0 is a no-op)
+            self._mem_gb_s += self._mem_used_total * dt
+            self._mem_gb_s_by_model += self._mem_by_model * dt
+            self._mem_t = self.now
         out = fn()
         self._mem_used_total = sum(c.used_gb for c in self.mem)
-        self._mem_by_model = self.mem_state[:, PRESENT, :].sum(axis=0) * self._sizes
+        mem_by_model(self.mem_state, self._sizes, self._mem_by_model)
         return out
 
     def mem_gb_seconds(self) -> float:
@@ -147,3 +150,13 @@ class AccountingMixin:
             "completed": served - in_service,
             "dropped": dropped,
         }
+
+
+@njit(cache=True, nogil=True)
+def mem_by_model(mem_state, sizes, out):
+    """``out[m]`` = GB of model ``m``'s copies in host memory (copies held x size)."""
+    for m in range(sizes.shape[0]):
+        n = 0
+        for h in range(mem_state.shape[0]):
+            n += mem_state[h, PRESENT, m]
+        out[m] = n * sizes[m]

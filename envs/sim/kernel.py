@@ -174,6 +174,15 @@ def cold_with_queue(n_serving, n_loading, head, arrived, free_per_host):
 
 
 @njit(cache=True, nogil=True)
+def activator_next(arrivals, offsets, head, arrived, n_serving, n_loading, free_per_host):
+    """``-inf`` if the activator has something to do now (:func:`cold_with_queue`), else when
+    it next may (:func:`next_cold_arrival`): the event loop's two questions in one call."""
+    if cold_with_queue(n_serving, n_loading, head, arrived, free_per_host):
+        return -np.inf
+    return next_cold_arrival(arrivals, offsets, arrived, n_serving, n_loading)
+
+
+@njit(cache=True, nogil=True)
 def has_work(arrivals, offsets, head, arrived, t1):
     """Whether :func:`serve_segment` up to ``t1`` would change anything: some model has a queue,
     or a request arriving by ``t1`` (a cheap call that saves the kernel's dispatch)."""

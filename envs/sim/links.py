@@ -70,6 +70,7 @@ class LinkNetwork:
         self.gb_moved = [0.0] * len(self.capacity)
         self._capacity = np.array(self.capacity, dtype=np.float64)
         self._stale = False  # rates (and finish times) wait for a reallocation
+        self._next_eta = math.inf  # the earliest finish time, as of the last reallocation
 
     def add_link(self, capacity: float, name: str) -> int:
         self.capacity.append(capacity)
@@ -97,11 +98,7 @@ class LinkNetwork:
         """Absolute time at which the next transfer finishes (``inf`` if none)."""
         if self._stale:
             self._reallocate()
-        best = math.inf
-        for tr in self.transfers.values():
-            if tr._eta < best:
-                best = tr._eta
-        return best
+        return self._next_eta
 
     def pop_finished(self, t: float) -> list[Transfer]:
         """Advance to ``t`` and remove the transfers finished by then (in start order)."""
@@ -139,10 +136,12 @@ class LinkNetwork:
         self._stale = False
         active = list(self.transfers.values())
         if not active:
+            self._next_eta = math.inf
             return
         if len(active) == 1:  # (the common case: max_min_rates' one round, without arrays)
             tr = active[0]
-            self._set_rate(tr, _alone_rate(tr.links, tr.cap_gb_per_s, self.capacity))
+            self._next_eta = self._set_rate(tr, _alone_rate(tr.links, tr.cap_gb_per_s,
+                                                             self.capacity))  # fmt: skip
             return
         flat: list[int] = []  # every transfer's links, back to back (a link crossed k times: k)
         ends = [0] * (len(active) + 1)
@@ -157,15 +156,21 @@ class LinkNetwork:
             np.array([tr.cap_gb_per_s for tr in active], dtype=np.float64),
             self._capacity,
         ).tolist()
+        best = math.inf
         for tr, r in zip(active, rates, strict=True):
-            self._set_rate(tr, r)
+            eta = self._set_rate(tr, r)
+            if eta < best:
+                best = eta
+        self._next_eta = best
 
-    def _set_rate(self, tr: Transfer, r: float) -> None:
+    def _set_rate(self, tr: Transfer, r: float) -> float:
+        """Set ``tr``'s rate and finish time; returns the finish time."""
         tr._rate = r
         if tr.remaining_gb <= _EPS_GB:
             tr._eta = self.now  # (done, whatever its rate: pop_finished takes it now)
         else:
             tr._eta = self.now + tr.remaining_gb / r if r > 0 else math.inf
+        return tr._eta
 
 
 def _alone_rate(links: tuple, cap: float, capacity: list) -> float:

@@ -174,6 +174,14 @@ class Simulator(LifecycleMixin, FetchMixin, SourcingMixin, AccountingMixin):
         self.slo = np.array([m.slo_s for m in config.models], dtype=np.float64)
         self.late = np.zeros(M, dtype=np.int64)  # dispatched with latency > SLO (kernel)
         self.late_s = np.zeros(M)  # their lateness (latency - SLO), summed
+        # kernel.serve_segment's arguments after t1 (updated in place, never rebound).
+        self._serve_args = (
+            self.arrivals, self.offsets, self.head, self.arrived, self.start_s, self.finish_s,
+            self.cold_wait_s, self.status, self.slot_free, self.slot_on, self.slot_batch,
+            self.slot_busy, G, self.exec1, self.exec_item, self.cpu_exec, self.max_batch,
+            f.request_timeout_s, self.warm_since, self.served, self.dropped, self.slo, self.late,
+            self.late_s,
+        )  # fmt: skip
 
     def __setstate__(self, state: dict) -> None:
         """Unpickling (or deep-copying) copies numpy views as separate arrays: make each cache's
@@ -192,21 +200,30 @@ class Simulator(LifecycleMixin, FetchMixin, SourcingMixin, AccountingMixin):
         """Advance simulated time to ``t_end`` (>= now), serving requests and processing events."""
         if not t_end >= self.now:
             raise ValueError(f"run_until({t_end}) is in the past: now = {self.now}")
-        ka = self.cfg.features.keep_alive_s
-        auto = self.cfg.features.autostart
-        net, events = self.net, self.events
+        f = self.cfg.features
+        ka, auto = f.keep_alive_s, f.autostart
+        net, heap = self.net, self.events._heap  # (the queue's heap, read in place: hot loop)
+        arrivals, offsets, head, arrived = self.arrivals, self.offsets, self.head, self.arrived
+        n_serving, n_loading, free = self.n_serving, self.n_loading, self.free_per_host
+        inf = np.inf
         while True:
-            if auto:
-                self._autostart()
+            if auto:  # the platform acts on the next request of a model with no instance
+                t_cold = kernel.activator_next(
+                    arrivals, offsets, head, arrived, n_serving, n_loading, free
+                )
+                if t_cold == -inf:
+                    self._autostart()
+                    t_cold = kernel.next_cold_arrival(arrivals, offsets, arrived, n_serving,
+                                                      n_loading)  # fmt: skip
             t_net = net.next_completion()
-            t_ev = min(events.peek_time(), t_net)
+            t_ev = heap[0][0] if heap else inf
+            if t_net < t_ev:
+                t_ev = t_net
             if ka is not None:
                 t_ev = min(t_ev, self._next_expiry(ka))
-            if auto:  # the platform acts on the next request of a model with no instance
-                t_ev = min(t_ev, kernel.next_cold_arrival(
-                    self.arrivals, self.offsets, self.arrived, self.n_serving, self.n_loading
-                ))  # fmt: skip
-            t_seg = min(t_ev, t_end)
+            if auto and t_cold < t_ev:
+                t_ev = t_cold
+            t_seg = t_ev if t_ev < t_end else t_end
             if t_seg > self.now or (auto and t_seg == self.now):
                 # (A request arriving at the current instant for a model with no instance: mark
                 # it arrived now, so the activator sees it at the next pass.)
@@ -218,31 +235,23 @@ class Simulator(LifecycleMixin, FetchMixin, SourcingMixin, AccountingMixin):
             if t_net <= t_seg:  # (the links move their bytes lazily: when asked, or here)
                 for tr in net.pop_finished(t_seg):
                     self._advance_stage(tr.payload, t_seg)
-            while events.peek_time() <= t_seg:
-                _, _, payload = events.pop()
+            while heap and heap[0][0] <= t_seg:
+                _, _, payload = self.events.pop()
                 self._advance_stage(payload, t_seg)
         self.now = t_end
 
     def _serve(self, t1: float) -> None:
         if kernel.has_work(self.arrivals, self.offsets, self.head, self.arrived, t1):
-            kernel.serve_segment(
-            t1, self.arrivals, self.offsets, self.head, self.arrived, self.start_s,
-            self.finish_s, self.cold_wait_s, self.status, self.slot_free, self.slot_on,
-            self.slot_batch, self.slot_busy, self.G, self.exec1, self.exec_item, self.cpu_exec,
-            self.max_batch, self.cfg.features.request_timeout_s, self.warm_since, self.served,
-            self.dropped, self.slo, self.late, self.late_s,
-            )  # fmt: skip
+            kernel.serve_segment(t1, *self._serve_args)
         self.now = t1
-        self._reap(t1)
+        if self.n_draining or self.cfg.features.keep_alive_s is not None:
+            self._reap(t1)  # (else nothing can be due)
 
     def _autostart(self) -> None:
-        """The platform's activator: a model with queued requests and no warm or loading
-        instance gets one now, placed and sourced by its standing rules (:meth:`set_rules`).
-        Without a free GPU that fits, nothing starts; the next call (every event) tries again."""
-        if not kernel.cold_with_queue(
-            self.n_serving, self.n_loading, self.head, self.arrived, self.free_per_host
-        ):
-            return  # (with no free GPU: retried at the next event, a teardown frees one)
+        """The platform's activator (when :func:`kernel.cold_with_queue` says it has something
+        to do): a model with queued requests and no warm or loading instance gets one now,
+        placed and sourced by its standing rules (:meth:`set_rules`). Without a free GPU that
+        fits, nothing starts; the next pass of the event loop (every event) tries again."""
         cold = (self.n_serving + self.n_loading == 0) & (self.head < self.arrived)
         for m in np.flatnonzero(cold).tolist():
             h = self.choose_host(m, self.rule_placement[m])
