@@ -210,7 +210,7 @@ class ServerlessGPUEnv(gym.Env):
                         arr.setflags(write=False)  # shared: action_masks() hands out copies
                     self._masks[inst, fit, pre] = (joint, scale_ok, cache_ok)
         self._deltas = self.layout.deltas.tolist()
-        self._struct: dict = {}  # mask facts, valid while sim.version is unchanged
+        self._struct: dict = {}  # prefetch possible, by model, while sim.version is unchanged
         self._struct_version = -1
         self._info_key = None  # (sim.version, t) of the cached cost and cold starts of info
         self.sim: Simulator | None = None
@@ -339,16 +339,16 @@ class ServerlessGPUEnv(gym.Env):
             sim.scale_up(m, h, sim.rule_source[m])
 
     # ------------------------------------------------------------------------------ masks ----
-    def _cached(self, key, fn):
-        """``fn()`` cached against ``Simulator.version`` (placement state: instances, copies,
-        pins, prefetches, rules), under ``key``."""
+    def _can_prefetch(self, m: int) -> bool:
+        """Whether a prefetch of ``m`` has a host (``Simulator.prefetch_host``), cached against
+        ``Simulator.version`` (placement state: instances, copies, pins, prefetches, rules)."""
         sim = self.sim
         if sim.version != self._struct_version:
             self._struct.clear()
             self._struct_version = sim.version
-        out = self._struct.get(key)
+        out = self._struct.get(m)
         if out is None:
-            out = self._struct[key] = fn()
+            out = self._struct[m] = sim.prefetch_host(m) >= 0
         return out
 
     def _flags(self, m: int, need_prefetch: bool = True) -> tuple[bool, bool, bool]:
@@ -357,7 +357,7 @@ class ServerlessGPUEnv(gym.Env):
         sim = self.sim
         inst = sim.removable(m) > 0  # the queue moves without a version change: not cached
         fit = free_gpu_fits(sim.fits, sim.free_per_host, m)
-        pre = need_prefetch and self._cached(("pre", m), lambda: self.sim.prefetch_host(m) >= 0)
+        pre = need_prefetch and self._can_prefetch(m)
         return inst, fit, pre
 
     def _mask(self, m: int) -> np.ndarray:
@@ -368,7 +368,7 @@ class ServerlessGPUEnv(gym.Env):
         two entries that can be masked)."""
         s, _, _, c = self.layout.decode(a)
         d, sim = self._deltas[s], self.sim
-        if c == _PREFETCH and not self._cached(("pre", m), lambda: sim.prefetch_host(m) >= 0):
+        if c == _PREFETCH and not self._can_prefetch(m):
             return False
         if d > 0:
             return free_gpu_fits(sim.fits, sim.free_per_host, m)

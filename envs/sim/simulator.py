@@ -310,7 +310,7 @@ class Simulator(LifecycleMixin, FetchMixin, SourcingMixin, AccountingMixin):
                 raise SimError(f"no free GPU fits model {self.cfg.models[m].name!r}")
         if not 0 <= host < len(self.cfg.hosts):
             raise SimError(f"host must be in [0, {len(self.cfg.hosts) - 1}], got {host}")
-        if self.cfg.hosts[host].gpu_mem_gb < self.sizes[m]:
+        if not self.fits[m, host]:
             raise SimError(f"model {self.cfg.models[m].name!r} does not fit host {host}'s GPUs")
         free = self.free_gpus(host)
         if not free:
