@@ -237,6 +237,7 @@ class ServerlessGPUEnv(gym.Env):
             wl_rng, self.M, self.warmup_s + sc.episode_s, self.start_s - self.warmup_s * ts
         )
         self.sim = sim = Simulator(self.cfg, workload, sim_rng)
+        self._struct_version = -1  # (a new simulator counts its versions from 0 again)
         for m in range(self.M):
             for c in range(sc.initial_copies):
                 sim.seed_copy(m, (m + c) % self.H)
