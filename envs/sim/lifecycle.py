@@ -86,7 +86,13 @@ class LifecycleMixin:
         else:
             f = self._plan_fetch(inst, m, h, source, (), math.inf)
         self.gb_pcie += size
-        stages = [("delay", self._jitter(st.sandbox_s)), ("delay", self._jitter(st.runtime_init_s))]
+        if st.jitter_cv > 0:
+            stages = [
+                ("delay", self._jitter(st.sandbox_s)),
+                ("delay", self._jitter(st.runtime_init_s)),
+            ]
+        else:
+            stages = [("delay", st.sandbox_s), ("delay", st.runtime_init_s)]
         if source == "cloud" and self.cfg.cloud.ttfb_s > 0:
             stages.append(("delay", self.cfg.cloud.ttfb_s))
         if not st.pipelined:
@@ -204,13 +210,13 @@ class LifecycleMixin:
         self._set_serving(m, +1, t)
 
     def _set_serving(self, m: int, delta: int, t: float) -> None:
-        before = self.n_serving[m]
-        self.n_serving[m] += delta
-        if before == 0 and self.n_serving[m] > 0:
+        before = int(self.n_serving[m])
+        after = self.n_serving[m] = before + delta
+        if before == 0 and after > 0:
             self.warm_since[m] = t
             if self.n_cpu:
                 self.slot_on[m, self.G :] = 0
-        elif before > 0 and self.n_serving[m] == 0:
+        elif before > 0 and after == 0:
             self.warm_since[m] = np.inf
             if self.n_cpu:
                 self.slot_on[m, self.G :] = 1

@@ -91,7 +91,7 @@ class LinkNetwork:
         self._stale = False  # rates (and finish times) wait for a reallocation
         self._next_eta = math.inf  # the earliest finish time, as of the last reallocation
         # Slots [0, _hi) in start order; _on marks the active ones.
-        n, w = 16, 4
+        n, w = 64, 4  # (the kernels skip free slots at little cost: compact seldom)
         self._links = np.full((n, w), -1, dtype=np.int64)  # links crossed, -1 padded
         self._n_links = np.zeros(n, dtype=np.int64)
         self._cap = np.zeros(n)

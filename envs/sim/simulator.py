@@ -92,6 +92,7 @@ class Simulator(LifecycleMixin, FetchMixin, SourcingMixin, AccountingMixin):
         self.fits = np.array(
             [[hs.gpu_mem_gb >= s for hs in config.hosts] for s in self.sizes], dtype=np.bool_
         )  # [m, h]: model m's weights fit host h's GPUs
+        self._fit_hosts = [np.flatnonzero(row).tolist() for row in self.fits]  # per model
         self._out_transfers = np.zeros(H, dtype=np.int64)  # remote-memory reads served
         # Instances and prefetches.
         self.instances: list[list[Instance]] = [[] for _ in range(M)]
@@ -282,11 +283,12 @@ class Simulator(LifecycleMixin, FetchMixin, SourcingMixin, AccountingMixin):
 
     def choose_host(self, m: int, rule: str) -> int:
         """Host for a new instance of ``m`` under a placement rule; -1 if no GPU is free."""
+        if rule == "locality":  # (the kernel answers -1 when no host that fits has a free GPU)
+            return sourcing.locality_host(m, self.free_per_host, self.fits[m], *self._rule_tuple)
         if rule not in PLACEMENT_RULES:
             raise SimError(f"unknown placement rule {rule!r}; valid rules: {PLACEMENT_RULES}")
-        size = self.sizes[m]
         nfree = self.free_per_host.tolist()
-        cands = [h for h, hs in enumerate(self.cfg.hosts) if hs.gpu_mem_gb >= size and nfree[h]]
+        cands = [h for h in self._fit_hosts[m] if nfree[h]]
         if not cands:
             return -1
         if rule == "pack":
@@ -298,8 +300,7 @@ class Simulator(LifecycleMixin, FetchMixin, SourcingMixin, AccountingMixin):
                 cands,
                 key=lambda h: (self.estimate_load_s(m, h) + self.loading_wait_s(h), -nfree[h], h),
             )
-
-        return sourcing.locality_host(m, self.free_per_host, self.fits[m], *self._rule_args())
+        raise AssertionError(rule)  # (every rule is handled above)
 
     def scale_up(self, m: int, host: int | None = None, source: str | None = None) -> Instance:
         """Start a cold start of model ``m`` on ``host`` (or the default placement rule's host)."""
@@ -312,14 +313,16 @@ class Simulator(LifecycleMixin, FetchMixin, SourcingMixin, AccountingMixin):
             raise SimError(f"host must be in [0, {len(self.cfg.hosts) - 1}], got {host}")
         if not self.fits[m, host]:
             raise SimError(f"model {self.cfg.models[m].name!r} does not fit host {host}'s GPUs")
-        free = self.free_gpus(host)
-        if not free:
+        gpu_instance = self.gpu_instance
+        for g in self.gpus_of_host[host]:  # the host's first free GPU
+            if gpu_instance[g] is None:
+                break
+        else:
             raise SimError(f"host {host} has no free GPU")
         source = self._check_source(m, host, source)
-        g = free[0]
         inst = Instance(self._next_iid, m, host, g, source, self.now)
         self._next_iid += 1
-        self.gpu_instance[g] = inst
+        gpu_instance[g] = inst
         self._open_gpu_time(inst)
         self.free_per_host[host] -= 1
         self.n_loading[m] += 1
