@@ -24,6 +24,7 @@ from .engine import Priority
 from .fetch import FetchGroup
 
 LOADING, WARM, DRAINING, DEAD = 0, 1, 2, 3
+_STAGE_DONE = Priority.STAGE_DONE
 
 
 @dataclass(eq=False)
@@ -119,31 +120,38 @@ class LifecycleMixin:
         """Run ``obj``'s stages from its current one until one has to wait (an event or a
         transfer), or to the end (:meth:`_loaded`)."""
         stages = obj.stages
-        while obj.stage_idx < len(stages):
-            kind, arg = stages[obj.stage_idx]
+        n = len(stages)
+        i = obj.stage_idx
+        while i < n:
+            kind, arg = stages[i]
             if kind == "delay":
                 # Consecutive delays (sandbox, runtime init, first byte) end at one event, at
                 # the time their own events would have reached: ((t + a) + b) + c.
                 t_end = t + arg if arg > 0 else t
-                while obj.stage_idx + 1 < len(stages) and stages[obj.stage_idx + 1][0] == "delay":
-                    obj.stage_idx += 1
-                    d = stages[obj.stage_idx][1]
+                while i + 1 < n and stages[i + 1][0] == "delay":
+                    i += 1
+                    d = stages[i][1]
                     if d > 0:
                         t_end = t_end + d
                 if t_end > t:
-                    self.events.push(t_end, Priority.STAGE_DONE, (obj, obj.token))
+                    obj.stage_idx = i
+                    self.events.push(t_end, _STAGE_DONE, (obj, obj.token))
                     return
             elif kind == "fetch":
+                obj.stage_idx = i
                 self._start_fetch(obj, arg, t)
                 return
             elif kind == "transfer":
+                obj.stage_idx = i
                 links, size, cap = arg
                 obj.tids = (self.net.start(t, links, size, cap, payload=(obj, obj.token)).tid,)
                 obj.waiting = 1
                 return
             else:  # fetched
+                obj.stage_idx = i
                 self._on_fetched(obj.model, obj.host, arg, t, obj.relayed)
-            obj.stage_idx += 1
+            i += 1
+        obj.stage_idx = i
         self._loaded(obj, t)
 
     def _advance_stage(self, payload, t: float) -> None:

@@ -206,10 +206,12 @@ class Simulator(LifecycleMixin, FetchMixin, SourcingMixin, AccountingMixin):
         net, heap = self.net, self.events._heap  # (the queue's heap, read in place: hot loop)
         arrivals, offsets, head, arrived = self.arrivals, self.offsets, self.head, self.arrived
         n_serving, n_loading, free = self.n_serving, self.n_loading, self.free_per_host
+        serve_args = self._serve_args
+        activator_next, has_work = kernel.activator_next, kernel.has_work
         inf = np.inf
         while True:
             if auto:  # the platform acts on the next request of a model with no instance
-                t_cold = kernel.activator_next(
+                t_cold = activator_next(
                     arrivals, offsets, head, arrived, n_serving, n_loading, free
                 )
                 if t_cold == -inf:
@@ -225,11 +227,17 @@ class Simulator(LifecycleMixin, FetchMixin, SourcingMixin, AccountingMixin):
             if auto and t_cold < t_ev:
                 t_ev = t_cold
             t_seg = t_ev if t_ev < t_end else t_end
-            if t_seg > self.now or (auto and t_seg == self.now):
+            now = self.now
+            if t_seg > now or (auto and t_seg == now):
                 # (A request arriving at the current instant for a model with no instance: mark
-                # it arrived now, so the activator sees it at the next pass.)
-                self._serve(t_seg)
-            elif t_seg == self.now and ka is not None:
+                # it arrived now, so the activator sees it at the next pass.) Serve the segment
+                # (the compiled kernel, when some model has a queue or an arrival by t_seg).
+                if has_work(arrivals, offsets, head, arrived, t_seg):
+                    kernel.serve_segment(t_seg, *serve_args)
+                self.now = t_seg
+                if self.n_draining or ka is not None:
+                    self._reap(t_seg)  # (else nothing can be due)
+            elif t_seg == now and ka is not None:
                 self._reap(t_seg)
             if t_ev > t_end:
                 break
@@ -240,13 +248,6 @@ class Simulator(LifecycleMixin, FetchMixin, SourcingMixin, AccountingMixin):
                 _, _, payload = self.events.pop()
                 self._advance_stage(payload, t_seg)
         self.now = t_end
-
-    def _serve(self, t1: float) -> None:
-        if kernel.has_work(self.arrivals, self.offsets, self.head, self.arrived, t1):
-            kernel.serve_segment(t1, *self._serve_args)
-        self.now = t1
-        if self.n_draining or self.cfg.features.keep_alive_s is not None:
-            self._reap(t1)  # (else nothing can be due)
 
     def _autostart(self) -> None:
         """The platform's activator (when :func:`kernel.cold_with_queue` says it has something
