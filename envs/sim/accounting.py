@@ -80,7 +80,8 @@ class AccountingMixin:
 
     # ----------------------------------------------------------------- pool memory ----
     def _mem_change(self, fn):
-        """Run ``fn`` (a change of host-memory copies), integrating GB-seconds up to now."""
+        """Run ``fn`` (a change of host-memory copies, which returns False if it changed
+        nothing), integrating GB-seconds up to now."""
         self.version += 1
         dt = self.now - self._mem_t
         if dt:  # (at the instant of the last change nothing has accrued: adding 0 is a no-op)
@@ -88,8 +89,9 @@ class AccountingMixin:
             self._mem_gb_s_by_model += self._mem_by_model * dt
             self._mem_t = self.now
         out = fn()
-        self._mem_used_total = sum(c.used_gb for c in self.mem)
-        mem_by_model(self.mem_state, self._sizes, self._mem_by_model)
+        if out is not False:  # (a refused removal changed nothing: the totals stand)
+            self._mem_used_total = sum(c.used_gb for c in self.mem)
+            mem_by_model(self.mem_state, self._sizes, self._mem_by_model)
         return out
 
     def mem_gb_seconds(self) -> float:
