@@ -82,14 +82,14 @@ class AccountingMixin:
     def _mem_change(self, fn):
         """Run ``fn`` (a change of host-memory copies, which returns False if it changed
         nothing), integrating GB-seconds up to now."""
-        self.version += 1
         dt = self.now - self._mem_t
         if dt:  # (at the instant of the last change nothing has accrued: adding 0 is a no-op)
             self._mem_gb_s += self._mem_used_total * dt
             self._mem_gb_s_by_model += self._mem_by_model * dt
             self._mem_t = self.now
         out = fn()
-        if out is not False:  # (a refused removal changed nothing: the totals stand)
+        if out is not False:  # (a refused removal changed nothing: same totals, same version)
+            self.version += 1
             self._mem_used_total = sum(c.used_gb for c in self.mem)
             mem_by_model(self.mem_state, self._sizes, self._mem_by_model)
         return out

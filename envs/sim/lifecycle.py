@@ -319,6 +319,8 @@ class LifecycleMixin:
             self._out_transfers[host] += 1
 
     def _release(self, obj) -> None:
+        if not obj.locks:
+            return  # (nothing read: nothing changes)
         for cache, model, host in obj.locks:
             if model in cache.entries:
                 cache.add_reader(model, -1)

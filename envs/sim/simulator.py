@@ -110,6 +110,7 @@ class Simulator(LifecycleMixin, FetchMixin, SourcingMixin, AccountingMixin):
         # a placement rule, and a source (None: the sourcing rule's nearest copy; "cloud").
         self.rule_placement = [config.features.default_placement] * M
         self.rule_source: list[str | None] = [None] * M
+        self._autostart_on = config.features.autostart
         self.open_window()
         # Bumped by every change of placement state: instances (created, warm, draining, gone),
         # memory and disk copies (inserted, evicted, pinned, being read), prefetches. Whatever
@@ -338,8 +339,8 @@ class Simulator(LifecycleMixin, FetchMixin, SourcingMixin, AccountingMixin):
     def removable(self, m: int) -> int:
         """Instances of ``m`` (warm or loading) a scale-in may remove now: all of them, but with
         ``features.autostart`` one stays while requests of ``m`` wait (see ``FeatureSpec``)."""
-        n = int(self.n_serving[m] + self.n_loading[m])
-        if self.cfg.features.autostart and n and self.arrived[m] > self.head[m]:
+        n = int(self.n_serving[m]) + int(self.n_loading[m])
+        if n and self._autostart_on and self.arrived[m] > self.head[m]:
             return n - 1
         return n
 
@@ -390,9 +391,13 @@ class Simulator(LifecycleMixin, FetchMixin, SourcingMixin, AccountingMixin):
         """Pin (or unpin) model ``m``'s copy in host ``h``'s memory; False if there is none."""
         self._check_model(m)
         self._check_host(h)
-        if not self.mem[h].set_pinned(m, keep):
+        cache = self.mem[h]
+        e = cache.entries.get(m)
+        if e is None:
             return False
-        self.version += 1
+        if e.pinned != bool(keep):  # (pinning a pinned copy changes nothing: same version)
+            cache.set_pinned(m, keep)
+            self.version += 1
         return True
 
     def cache_evict(self, m: int, h: int) -> bool:
@@ -490,7 +495,7 @@ class Simulator(LifecycleMixin, FetchMixin, SourcingMixin, AccountingMixin):
         return bool(self.prefetch_count[m, h])
 
     def hosts_with_copy(self, m: int) -> list[int]:
-        return [h for h, c in enumerate(self.mem) if m in c]
+        return [h for h, c in enumerate(self.mem) if m in c.entries]
 
     def cache_used_gb(self, h: int) -> float:
         return self.mem[h].used_gb
