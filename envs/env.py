@@ -315,10 +315,12 @@ class ServerlessGPUEnv(gym.Env):
         """Carry out a valid action ``a`` for model ``m``."""
         sim = self.sim
         s, p, src, c = self.layout.decode(a)
-        if p:
-            sim.set_rules(m, placement=L.PLACEMENT_CHOICES[p])
-        if src:
-            sim.set_rules(m, source=None if L.SOURCE_CHOICES[src] == "nearest" else "cloud")
+        if p or src:  # (one call: the placement rule, then the source rule)
+            sim.set_rules(
+                m,
+                placement=L.PLACEMENT_CHOICES[p] if p else None,
+                source=("cloud" if L.SOURCE_CHOICES[src] == "cloud" else None) if src else "keep",
+            )
         if c == _RELEASE:
             for h in sim.hosts_with_copy(m):
                 sim.cache_keep(m, h, False)

@@ -418,8 +418,10 @@ class Simulator(LifecycleMixin, FetchMixin, SourcingMixin, AccountingMixin):
         if self.prefetch_pending(m, h):
             return False
         if source is None:
-            srcs = [s for s in self.available_sources(m, h) if s != "local_mem"]
-            source = "cloud" if f.sourcing == "cloud" else srcs[0]
+            if f.sourcing == "cloud":
+                source = "cloud"
+            else:
+                source = [s for s in self.available_sources(m, h) if s != "local_mem"][0]
         elif source == "local_mem" or source not in self.available_sources(m, h):
             raise SimError(f"cannot prefetch model {m} to host {h} from {source!r}")
         p = Prefetch(m, h, source, [], pin=pin)
