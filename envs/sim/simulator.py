@@ -255,8 +255,9 @@ class Simulator(LifecycleMixin, FetchMixin, SourcingMixin, AccountingMixin):
         to do): a model with queued requests and no warm or loading instance gets one now,
         placed and sourced by its standing rules (:meth:`set_rules`). Without a free GPU that
         fits, nothing starts; the next pass of the event loop (every event) tries again."""
-        cold = (self.n_serving + self.n_loading == 0) & (self.head < self.arrived)
-        for m in np.flatnonzero(cold).tolist():
+        out = np.empty(self.M, dtype=np.int64)
+        n = kernel.cold_queued(self.n_serving, self.n_loading, self.head, self.arrived, out)
+        for m in out[:n].tolist():
             h = self.choose_host(m, self.rule_placement[m])
             if h >= 0:
                 self.scale_up(m, h, self.rule_source[m])
