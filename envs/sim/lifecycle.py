@@ -198,8 +198,12 @@ class LifecycleMixin:
                 self.egress_gb_by_model[m] += self.sizes[m]
         if not self.cfg.features.host_cache:
             return
-        if tier != "local_mem" and self.mem[h].can_fit(m):
-            self._mem_change(lambda: self.mem[h].insert(m, t))
+        mem = self.mem[h]
+        if tier != "local_mem" and mem.can_fit(m):
+            if m in mem.entries:
+                self._mem_change(lambda: mem.insert(m, t))
+            else:  # (admitted by can_fit just now: insert without asking again)
+                self._mem_change(lambda: mem._insert_new(m, t))
         if tier == "cloud" and self.cfg.hosts[h].has_disk and self.disk[h].can_fit(m):
             self.disk[h].insert(m, t)
             self.version += 1

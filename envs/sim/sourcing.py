@@ -217,11 +217,11 @@ class SourcingMixin:
         if not f.host_cache:
             return ["cloud"]
         out = []
-        held = self.mem_state[:, PRESENT, m]  # hosts holding a memory copy (ModelCache mirror)
-        local = bool(held[h])
+        held = self.mem_state[:, PRESENT, m].tolist()  # hosts holding a memory copy (mirror)
+        local = held[h] == 1
         if local:
             out.append("local_mem")
-        if f.remote_pool and int(held.sum()) > local:  # another host holds one
+        if f.remote_pool and sum(held) > local:  # another host holds one
             out.append("remote_mem")
         if self.link_disk[h] >= 0 and self.disk_state[h, PRESENT, m]:
             out.append("disk")
