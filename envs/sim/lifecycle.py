@@ -304,12 +304,18 @@ class LifecycleMixin:
 
     def loading_wait_s(self, h: int) -> float:
         """Estimated remaining time of the cold starts in progress on host ``h`` (uncontended)."""
-        wait = 0.0
+        return self.loading_waits()[h]
+
+    def loading_waits(self) -> list[float]:
+        """:meth:`loading_wait_s` of every host, in one pass over the instances."""
+        wait = [0.0] * len(self.cfg.hosts)
+        now = self.now
         for insts in self.instances:
             for inst in insts:
-                if inst.state == LOADING and inst.host == h:
+                if inst.state == LOADING:
+                    h = inst.host
                     total = self.estimate_load_s(inst.model, h, inst.source)
-                    wait += max(0.0, inst.created_s + total - self.now)
+                    wait[h] += max(0.0, inst.created_s + total - now)
         return wait
 
     # ------------------------------------------------------------- reads and locks ----

@@ -299,10 +299,8 @@ class Simulator(LifecycleMixin, FetchMixin, SourcingMixin, AccountingMixin):
         if rule == "least_loaded":
             return min(cands, key=lambda h: (-nfree[h], h))
         if rule == "fastest":
-            return min(
-                cands,
-                key=lambda h: (self.estimate_load_s(m, h) + self.loading_wait_s(h), -nfree[h], h),
-            )
+            wait = self.loading_waits()
+            return min(cands, key=lambda h: (self.estimate_load_s(m, h) + wait[h], -nfree[h], h))
         raise AssertionError(rule)  # (every rule is handled above)
 
     def scale_up(self, m: int, host: int | None = None, source: str | None = None) -> Instance:
