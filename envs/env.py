@@ -210,7 +210,7 @@ class ServerlessGPUEnv(gym.Env):
                         arr.setflags(write=False)  # shared: action_masks() hands out copies
                     self._masks[inst, fit, pre] = (joint, scale_ok, cache_ok)
         self._deltas = self.layout.deltas.tolist()
-        self._struct: dict = {}  # prefetch possible, by model, while sim.version is unchanged
+        self._struct: dict = {}  # prefetch hosts, by model, while sim.version is unchanged
         self._struct_version = -1
         self._info_key = None  # (sim.version, t) of the cached cost and cold starts of info
         self.sim: Simulator | None = None
@@ -329,7 +329,7 @@ class ServerlessGPUEnv(gym.Env):
             for h in sim.hosts_with_copy(m):
                 sim.cache_keep(m, h, True)
             if c == _PREFETCH:
-                h = self.sim.prefetch_host(m)
+                h = self._prefetch_host(m)  # (after the pins above: asked again if they moved)
                 if h >= 0:
                     sim.prefetch(m, h)
         delta = self._deltas[s]
@@ -342,17 +342,21 @@ class ServerlessGPUEnv(gym.Env):
             sim.scale_up(m, h, sim.rule_source[m])
 
     # ------------------------------------------------------------------------------ masks ----
-    def _can_prefetch(self, m: int) -> bool:
-        """Whether a prefetch of ``m`` has a host (``Simulator.prefetch_host``), cached against
-        ``Simulator.version`` (placement state: instances, copies, pins, prefetches, rules)."""
+    def _prefetch_host(self, m: int) -> int:
+        """``Simulator.prefetch_host(m)``, cached against ``Simulator.version`` (placement
+        state: instances, copies, pins, prefetches, rules)."""
         sim = self.sim
         if sim.version != self._struct_version:
             self._struct.clear()
             self._struct_version = sim.version
         out = self._struct.get(m)
         if out is None:
-            out = self._struct[m] = sim.prefetch_host(m) >= 0
+            out = self._struct[m] = sim.prefetch_host(m)
         return out
+
+    def _can_prefetch(self, m: int) -> bool:
+        """Whether a prefetch of ``m`` has a host."""
+        return self._prefetch_host(m) >= 0
 
     def _flags(self, m: int, need_prefetch: bool = True) -> tuple[bool, bool, bool]:
         """(an instance may be removed, a free GPU fits, prefetch possible) of ``m``: the mask
