@@ -257,6 +257,8 @@ class ServerlessGPUEnv(gym.Env):
         self._prev_cost = sim.cost_usd()
         self._totals = dict.fromkeys(("cost", "late", "drop"), 0.0)
         self._counts = np.zeros(4, dtype=np.int64)
+        self._count_upto = sim.window_first.copy()  # window_counts' incremental state
+        self._count_final = np.zeros(2, dtype=np.int64)
         self._last_comps = StepInfo(cost=0.0, late=0.0, drop=0.0)
         return self._observe(), self._info()
 
@@ -427,7 +429,8 @@ class ServerlessGPUEnv(gym.Env):
         for k, v in comps.items():
             self._totals[k] += v
         self._last_comps = comps
-        window_counts(sim.status, sim.finish_s, sim.window_first, sim.arrived, sim.now, self._counts)
+        window_counts(sim.status, sim.finish_s, sim.window_first, sim.arrived, sim.now,
+                      self._counts, self._count_upto, self._count_final)  # fmt: skip
         return -p.scale * (comps["cost"] + comps["late"] + comps["drop"])
 
     # ------------------------------------------------------------------------------- info ----
