@@ -90,7 +90,8 @@ class AccountingMixin:
         out = fn()
         if out is not False:  # (a refused removal changed nothing: same totals, same version)
             self.version += 1
-            self._mem_used_total = sum(c.used_gb for c in self.mem)
+            # (mem_used mirrors each cache's used_gb: the same floats, summed in host order)
+            self._mem_used_total = sum(self.mem_used.tolist())
             mem_by_model(self.mem_state, self._sizes, self._mem_by_model)
         return out
 
