@@ -219,7 +219,7 @@ class ServerlessGPUEnv(gym.Env):
                         arr.setflags(write=False)  # shared: action_masks() hands out copies
                     self._masks[inst, fit, pre] = (joint, scale_ok, cache_ok)
         self._deltas = self.layout.deltas.tolist()
-        self._struct: dict = {}  # mask facts, valid while sim.version is unchanged
+        self._struct: dict = {}  # prefetch hosts, by model, while sim.version is unchanged
         self._struct_version = -1
         self._info_key = None  # (sim.version, t) of the cached cost and cold starts of info
         self.sim: Simulator | None = None
@@ -246,6 +246,7 @@ class ServerlessGPUEnv(gym.Env):
             wl_rng, self.M, self.warmup_s + sc.episode_s, self.start_s - self.warmup_s * ts
         )
         self.sim = sim = Simulator(self.cfg, workload, sim_rng)
+        self._struct_version = -1  # (a new simulator counts its versions from 0 again)
         for m in range(self.M):
             for c in range(sc.initial_copies):
                 sim.seed_copy(m, (m + c) % self.H)
@@ -265,6 +266,8 @@ class ServerlessGPUEnv(gym.Env):
         self._prev_cost = sim.cost_usd()
         self._totals = dict.fromkeys(("cost", "late", "drop"), 0.0)
         self._counts = np.zeros(4, dtype=np.int64)
+        self._count_upto = sim.window_first.copy()  # window_counts' incremental state
+        self._count_final = np.zeros(2, dtype=np.int64)
         self._last_comps = StepInfo(cost=0.0, late=0.0, drop=0.0)
         return self._observe(), self._info()
 
@@ -323,10 +326,12 @@ class ServerlessGPUEnv(gym.Env):
         """Carry out a valid action ``a`` for model ``m``."""
         sim = self.sim
         s, p, src, c = self.layout.decode(a)
-        if p:
-            sim.set_rules(m, placement=L.PLACEMENT_CHOICES[p])
-        if src:
-            sim.set_rules(m, source=None if L.SOURCE_CHOICES[src] == "nearest" else "cloud")
+        if p or src:  # (one call: the placement rule, then the source rule)
+            sim.set_rules(
+                m,
+                placement=L.PLACEMENT_CHOICES[p] if p else None,
+                source=("cloud" if L.SOURCE_CHOICES[src] == "cloud" else None) if src else "keep",
+            )
         if c == _RELEASE:
             for h in sim.hosts_with_copy(m):
                 sim.cache_keep(m, h, False)
@@ -335,7 +340,7 @@ class ServerlessGPUEnv(gym.Env):
             for h in sim.hosts_with_copy(m):
                 sim.cache_keep(m, h, True)
             if c == _PREFETCH:
-                h = self.sim.prefetch_host(m)
+                h = self._prefetch_host(m)  # (after the pins above: asked again if they moved)
                 if h >= 0:
                     sim.prefetch(m, h)
         delta = self._deltas[s]
@@ -349,17 +354,21 @@ class ServerlessGPUEnv(gym.Env):
             sim.scale_up(m, h, sim.rule_source[m])
 
     # ------------------------------------------------------------------------------ masks ----
-    def _cached(self, key, fn):
-        """``fn()`` cached against ``Simulator.version`` (placement state: instances, copies,
-        pins, prefetches, rules), under ``key``."""
+    def _prefetch_host(self, m: int) -> int:
+        """``Simulator.prefetch_host(m)``, cached against ``Simulator.version`` (placement
+        state: instances, copies, pins, prefetches, rules)."""
         sim = self.sim
         if sim.version != self._struct_version:
             self._struct.clear()
             self._struct_version = sim.version
-        out = self._struct.get(key)
+        out = self._struct.get(m)
         if out is None:
-            out = self._struct[key] = fn()
+            out = self._struct[m] = sim.prefetch_host(m)
         return out
+
+    def _can_prefetch(self, m: int) -> bool:
+        """Whether a prefetch of ``m`` has a host."""
+        return self._prefetch_host(m) >= 0
 
     def _flags(self, m: int, need_prefetch: bool = True) -> tuple[bool, bool, bool]:
         """(an instance may be removed, a free GPU fits, prefetch possible) of ``m``: the mask
@@ -367,7 +376,7 @@ class ServerlessGPUEnv(gym.Env):
         sim = self.sim
         inst = sim.removable(m) > 0  # the queue moves without a version change: not cached
         fit = free_gpu_fits(sim.fits, sim.free_per_host, m)
-        pre = need_prefetch and self._cached(("pre", m), lambda: self.sim.prefetch_host(m) >= 0)
+        pre = need_prefetch and self._can_prefetch(m)
         return inst, fit, pre
 
     def _mask(self, m: int) -> np.ndarray:
@@ -378,7 +387,7 @@ class ServerlessGPUEnv(gym.Env):
         two entries that can be masked)."""
         s, _, _, c = self.layout.decode(a)
         d, sim = self._deltas[s], self.sim
-        if c == _PREFETCH and not self._cached(("pre", m), lambda: sim.prefetch_host(m) >= 0):
+        if c == _PREFETCH and not self._can_prefetch(m):
             return False
         if d > 0:
             return free_gpu_fits(sim.fits, sim.free_per_host, m)
@@ -417,8 +426,9 @@ class ServerlessGPUEnv(gym.Env):
     # ----------------------------------------------------------------------------- reward ----
     def _reward(self) -> float:
         sim, p = self.sim, self._prices
-        late, late_s = int(sim.late.sum()), float(sim.late_s.sum())
-        dropped, cost = int(sim.dropped.sum()), sim.cost_usd()
+        # (Integer totals as Python sums: exact in any order, and cheaper on a few models.)
+        late, late_s = sum(sim.late.tolist()), float(sim.late_s.sum())
+        dropped, cost = sum(sim.dropped.tolist()), sim.cost_usd()
         comps = StepInfo(
             cost=cost - self._prev_cost,
             late=p.late_dollars(late - self._prev_late, late_s - self._prev_late_s),
@@ -429,7 +439,8 @@ class ServerlessGPUEnv(gym.Env):
         for k, v in comps.items():
             self._totals[k] += v
         self._last_comps = comps
-        window_counts(sim.status, sim.finish_s, sim.window_first, sim.arrived, sim.now, self._counts)
+        window_counts(sim.status, sim.finish_s, sim.window_first, sim.arrived, sim.now,
+                      self._counts, self._count_upto, self._count_final)  # fmt: skip
         return -p.scale * (comps["cost"] + comps["late"] + comps["drop"])
 
     # ------------------------------------------------------------------------------- info ----

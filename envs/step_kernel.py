@@ -19,22 +19,41 @@ from .sim.kernel import DROPPED, PENDING
 
 
 @njit(cache=True, nogil=True)
-def window_counts(status, finish, window_first, arrived, now, out):
+def window_counts(status, finish, window_first, arrived, now, out, upto, final):
     """``out[:] = arrived, completed, dropped, pending`` (queued + in service) over the window's
-    requests: model ``m``'s are ``[window_first[m], arrived[m])``."""
+    requests: model ``m``'s are ``[window_first[m], arrived[m])``.
+
+    Incremental (``now`` must not decrease between calls): a request dropped, or served and
+    finished by ``now``, stays so. ``upto[m]`` (in/out, ``window_first`` at the window's start)
+    is model ``m``'s first request not yet known to be final; ``final`` (in/out, zeros at the
+    start) counts the completed and dropped ones before it. Only the rest is scanned."""
     n_arr = n_done = n_drop = 0
+    f_done, f_drop = final[0], final[1]
     for m in range(arrived.shape[0]):
-        for i in range(window_first[m], arrived[m]):
-            n_arr += 1
+        i = upto[m]
+        while i < arrived[m]:  # the final prefix grows
             s = status[i]
             if s == DROPPED:
-                n_drop += 1
+                f_drop += 1
             elif s != PENDING and finish[i] <= now:
+                f_done += 1
+            else:
+                break
+            i += 1
+        upto[m] = i
+        for j in range(i, arrived[m]):
+            s = status[j]
+            if s == DROPPED:
+                n_drop += 1
+            elif s != PENDING and finish[j] <= now:
                 n_done += 1
+        n_arr += arrived[m] - window_first[m]
+    final[0] = f_done
+    final[1] = f_drop
     out[0] = n_arr
-    out[1] = n_done
-    out[2] = n_drop
-    out[3] = n_arr - n_done - n_drop
+    out[1] = f_done + n_done
+    out[2] = f_drop + n_drop
+    out[3] = n_arr - out[1] - out[2]
 
 
 @njit(cache=True, nogil=True)

@@ -7,6 +7,7 @@ Mixed into :class:`envs.sim.simulator.Simulator`; :func:`envs.sim.metrics.summar
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 
 from .cache import PRESENT
 from .config import TIERS
@@ -23,6 +24,7 @@ class AccountingMixin:
         p = self.cfg.prices
         self._usd_per_gpu_s = p.gpu_usd_per_hour / 3600.0
         self._usd_per_gb_s = p.host_mem_usd_per_gb_hour / 3600.0
+        self._usd_per_egress_gb = p.egress_usd_per_gb
         self._mem_gb_s = 0.0
         self._mem_used_total = 0.0  # sum of mem_used, kept for the GB-second integral
         self._mem_t = 0.0
@@ -35,9 +37,10 @@ class AccountingMixin:
         self.autostarts = 0  # instances the platform started on demand
         # The same integrals per model (cost_usd_by_model sums to cost_usd): what a reward that
         # credits each model with its own outcome needs.
-        self.gpu_s_closed_by_model = np.zeros(M)
-        self._n_live_by_model = np.zeros(M, dtype=np.int64)
-        self._live_created_by_model = np.zeros(M)
+        # (Python lists: updated one entry at a time on every start and teardown.)
+        self._gpu_s_closed_by_model = [0.0] * M
+        self._n_live_by_model = [0] * M
+        self._live_created_by_model = [0.0] * M
         self._mem_gb_s_by_model = np.zeros(M)
         self._mem_by_model = np.zeros(M)  # GB of each model's copies in host memory
         self.egress_gb_by_model = np.zeros(M)
@@ -55,7 +58,7 @@ class AccountingMixin:
         self._n_live -= 1
         self._live_created_s = self._live_created_s - inst.created_s if self._n_live else 0.0
         m = inst.model
-        self.gpu_s_closed_by_model[m] += held
+        self._gpu_s_closed_by_model[m] += held
         self._n_live_by_model[m] -= 1
         live = self._live_created_by_model[m] - inst.created_s
         self._live_created_by_model[m] = live if self._n_live_by_model[m] else 0.0
@@ -63,6 +66,11 @@ class AccountingMixin:
     def gpu_seconds(self) -> float:
         """GPU-seconds held: closed instances, plus every live one since its creation."""
         return self.gpu_s_closed + (self._n_live * self.now - self._live_created_s)
+
+    @property
+    def gpu_s_closed_by_model(self) -> np.ndarray:
+        """GPU-seconds of the closed instances per model, shape ``(M,)``."""
+        return np.array(self._gpu_s_closed_by_model)
 
     def gpu_busy_seconds(self) -> float:
         busy = self.slot_busy[:, : self.G]
@@ -72,14 +80,19 @@ class AccountingMixin:
 
     # ----------------------------------------------------------------- pool memory ----
     def _mem_change(self, fn):
-        """Run ``fn`` (a change of host-memory copies), integrating GB-seconds up to now."""
-        self.version += 1
-        self._mem_gb_s += self._mem_used_total * (self.now - self._mem_t)
-        self._mem_gb_s_by_model += self._mem_by_model * (self.now - self._mem_t)
-        self._mem_t = self.now
+        """Run ``fn`` (a change of host-memory copies, which returns False if it changed
+        nothing), integrating GB-seconds up to now."""
+        dt = self.now - self._mem_t
+        if dt:  # (at the instant of the last change nothing has accrued: adding 0 is a no-op)
+            self._mem_gb_s += self._mem_used_total * dt
+            self._mem_gb_s_by_model += self._mem_by_model * dt
+            self._mem_t = self.now
         out = fn()
-        self._mem_used_total = sum(c.used_gb for c in self.mem)
-        self._mem_by_model = self.mem_state[:, PRESENT, :].sum(axis=0) * self._sizes
+        if out is not False:  # (a refused removal changed nothing: same totals, same version)
+            self.version += 1
+            # (mem_used mirrors each cache's used_gb: the same floats, summed in host order)
+            self._mem_used_total = sum(self.mem_used.tolist())
+            mem_by_model(self.mem_state, self._sizes, self._mem_by_model)
         return out
 
     def mem_gb_seconds(self) -> float:
@@ -87,8 +100,9 @@ class AccountingMixin:
 
     def gpu_seconds_by_model(self) -> np.ndarray:
         """:meth:`gpu_seconds` per model, shape ``(M,)``."""
+        n_live = np.array(self._n_live_by_model, dtype=np.int64)
         return self.gpu_s_closed_by_model + (
-            self._n_live_by_model * self.now - self._live_created_by_model
+            n_live * self.now - np.array(self._live_created_by_model)
         )
 
     def cost_usd_by_model(self) -> np.ndarray:
@@ -102,10 +116,15 @@ class AccountingMixin:
         )
 
     def cost_usd(self) -> float:
+        """GPU-seconds, pool memory GB-seconds and egress, in dollars (:meth:`gpu_seconds` and
+        :meth:`mem_gb_seconds` written out: the env asks every step)."""
+        now = self.now
+        gpu_s = self.gpu_s_closed + (self._n_live * now - self._live_created_s)
+        mem_gb_s = self._mem_gb_s + self._mem_used_total * (now - self._mem_t)
         return (
-            self.gpu_seconds() * self._usd_per_gpu_s
-            + self.mem_gb_seconds() * self._usd_per_gb_s
-            + self.egress_gb * self.cfg.prices.egress_usd_per_gb
+            gpu_s * self._usd_per_gpu_s
+            + mem_gb_s * self._usd_per_gb_s
+            + self.egress_gb * self._usd_per_egress_gb
         )
 
     # ---------------------------------------------------------------------- window ----
@@ -147,3 +166,13 @@ class AccountingMixin:
             "completed": served - in_service,
             "dropped": dropped,
         }
+
+
+@njit(cache=True, nogil=True)
+def mem_by_model(mem_state, sizes, out):
+    """``out[m]`` = GB of model ``m``'s copies in host memory (copies held x size)."""
+    for m in range(sizes.shape[0]):
+        n = 0
+        for h in range(mem_state.shape[0]):
+            n += mem_state[h, PRESENT, m]
+        out[m] = n * sizes[m]

@@ -92,6 +92,10 @@ class ModelCache:
             return []
         if not self.can_fit(model):
             raise MemoryError("no room")
+        return self._insert_new(model, t, pinned)
+
+    def _insert_new(self, model: int, t: float, pinned: bool = False) -> list[int]:
+        """:meth:`insert` of a model not here that :meth:`can_fit` has admitted."""
         size = self.sizes[model]
         evicted = []
         if size > self.free_gb + 1e-9:

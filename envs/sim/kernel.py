@@ -168,9 +168,36 @@ def cold_with_queue(n_serving, n_loading, head, arrived, free_per_host):
     if not free:
         return False
     for m in range(head.shape[0]):
-        if n_serving[m] + n_loading[m] == 0 and head[m] < arrived[m]:
+        if _cold_queued(m, n_serving, n_loading, head, arrived):
             return True
     return False
+
+
+@njit(cache=True, nogil=True)
+def _cold_queued(m, n_serving, n_loading, head, arrived):
+    """Model ``m`` has queued requests and no warm or loading instance."""
+    return n_serving[m] + n_loading[m] == 0 and head[m] < arrived[m]
+
+
+@njit(cache=True, nogil=True)
+def cold_queued(n_serving, n_loading, head, arrived, out):
+    """The models with queued requests and no warm or loading instance, in order, into
+    ``out``; returns how many."""
+    n = 0
+    for m in range(head.shape[0]):
+        if _cold_queued(m, n_serving, n_loading, head, arrived):
+            out[n] = m
+            n += 1
+    return n
+
+
+@njit(cache=True, nogil=True)
+def activator_next(arrivals, offsets, head, arrived, n_serving, n_loading, free_per_host):
+    """``-inf`` if the activator has something to do now (:func:`cold_with_queue`), else when
+    it next may (:func:`next_cold_arrival`): the event loop's two questions in one call."""
+    if cold_with_queue(n_serving, n_loading, head, arrived, free_per_host):
+        return -np.inf
+    return next_cold_arrival(arrivals, offsets, arrived, n_serving, n_loading)
 
 
 @njit(cache=True, nogil=True)

@@ -24,6 +24,7 @@ from .engine import Priority
 from .fetch import FetchGroup
 
 LOADING, WARM, DRAINING, DEAD = 0, 1, 2, 3
+_STAGE_DONE = Priority.STAGE_DONE
 
 
 @dataclass(eq=False)
@@ -86,7 +87,13 @@ class LifecycleMixin:
         else:
             f = self._plan_fetch(inst, m, h, source, (), math.inf)
         self.gb_pcie += size
-        stages = [("delay", self._jitter(st.sandbox_s)), ("delay", self._jitter(st.runtime_init_s))]
+        if st.jitter_cv > 0:
+            stages = [
+                ("delay", self._jitter(st.sandbox_s)),
+                ("delay", self._jitter(st.runtime_init_s)),
+            ]
+        else:
+            stages = [("delay", st.sandbox_s), ("delay", st.runtime_init_s)]
         if source == "cloud" and self.cfg.cloud.ttfb_s > 0:
             stages.append(("delay", self.cfg.cloud.ttfb_s))
         if not st.pipelined:
@@ -113,31 +120,38 @@ class LifecycleMixin:
         """Run ``obj``'s stages from its current one until one has to wait (an event or a
         transfer), or to the end (:meth:`_loaded`)."""
         stages = obj.stages
-        while obj.stage_idx < len(stages):
-            kind, arg = stages[obj.stage_idx]
+        n = len(stages)
+        i = obj.stage_idx
+        while i < n:
+            kind, arg = stages[i]
             if kind == "delay":
                 # Consecutive delays (sandbox, runtime init, first byte) end at one event, at
                 # the time their own events would have reached: ((t + a) + b) + c.
                 t_end = t + arg if arg > 0 else t
-                while obj.stage_idx + 1 < len(stages) and stages[obj.stage_idx + 1][0] == "delay":
-                    obj.stage_idx += 1
-                    d = stages[obj.stage_idx][1]
+                while i + 1 < n and stages[i + 1][0] == "delay":
+                    i += 1
+                    d = stages[i][1]
                     if d > 0:
                         t_end = t_end + d
                 if t_end > t:
-                    self.events.push(t_end, Priority.STAGE_DONE, (obj, obj.token))
+                    obj.stage_idx = i
+                    self.events.push(t_end, _STAGE_DONE, (obj, obj.token))
                     return
             elif kind == "fetch":
+                obj.stage_idx = i
                 self._start_fetch(obj, arg, t)
                 return
             elif kind == "transfer":
+                obj.stage_idx = i
                 links, size, cap = arg
                 obj.tids = (self.net.start(t, links, size, cap, payload=(obj, obj.token)).tid,)
                 obj.waiting = 1
                 return
             else:  # fetched
+                obj.stage_idx = i
                 self._on_fetched(obj.model, obj.host, arg, t, obj.relayed)
-            obj.stage_idx += 1
+            i += 1
+        obj.stage_idx = i
         self._loaded(obj, t)
 
     def _advance_stage(self, payload, t: float) -> None:
@@ -184,8 +198,12 @@ class LifecycleMixin:
                 self.egress_gb_by_model[m] += self.sizes[m]
         if not self.cfg.features.host_cache:
             return
-        if tier != "local_mem" and self.mem[h].can_fit(m):
-            self._mem_change(lambda: self.mem[h].insert(m, t))
+        mem = self.mem[h]
+        if tier != "local_mem" and mem.can_fit(m):
+            if m in mem.entries:
+                self._mem_change(lambda: mem.insert(m, t))
+            else:  # (admitted by can_fit just now: insert without asking again)
+                self._mem_change(lambda: mem._insert_new(m, t))
         if tier == "cloud" and self.cfg.hosts[h].has_disk and self.disk[h].can_fit(m):
             self.disk[h].insert(m, t)
             self.version += 1
@@ -204,13 +222,13 @@ class LifecycleMixin:
         self._set_serving(m, +1, t)
 
     def _set_serving(self, m: int, delta: int, t: float) -> None:
-        before = self.n_serving[m]
-        self.n_serving[m] += delta
-        if before == 0 and self.n_serving[m] > 0:
+        before = int(self.n_serving[m])
+        after = self.n_serving[m] = before + delta
+        if before == 0 and after > 0:
             self.warm_since[m] = t
             if self.n_cpu:
                 self.slot_on[m, self.G :] = 0
-        elif before > 0 and self.n_serving[m] == 0:
+        elif before > 0 and after == 0:
             self.warm_since[m] = np.inf
             if self.n_cpu:
                 self.slot_on[m, self.G :] = 1
@@ -286,12 +304,18 @@ class LifecycleMixin:
 
     def loading_wait_s(self, h: int) -> float:
         """Estimated remaining time of the cold starts in progress on host ``h`` (uncontended)."""
-        wait = 0.0
+        return self.loading_waits()[h]
+
+    def loading_waits(self) -> list[float]:
+        """:meth:`loading_wait_s` of every host, in one pass over the instances."""
+        wait = [0.0] * len(self.cfg.hosts)
+        now = self.now
         for insts in self.instances:
             for inst in insts:
-                if inst.state == LOADING and inst.host == h:
+                if inst.state == LOADING:
+                    h = inst.host
                     total = self.estimate_load_s(inst.model, h, inst.source)
-                    wait += max(0.0, inst.created_s + total - self.now)
+                    wait[h] += max(0.0, inst.created_s + total - now)
         return wait
 
     # ------------------------------------------------------------- reads and locks ----
@@ -305,6 +329,8 @@ class LifecycleMixin:
             self._out_transfers[host] += 1
 
     def _release(self, obj) -> None:
+        if not obj.locks:
+            return  # (nothing read: nothing changes)
         for cache, model, host in obj.locks:
             if model in cache.entries:
                 cache.add_reader(model, -1)

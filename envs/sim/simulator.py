@@ -92,6 +92,7 @@ class Simulator(LifecycleMixin, FetchMixin, SourcingMixin, AccountingMixin):
         self.fits = np.array(
             [[hs.gpu_mem_gb >= s for hs in config.hosts] for s in self.sizes], dtype=np.bool_
         )  # [m, h]: model m's weights fit host h's GPUs
+        self._fit_hosts = [np.flatnonzero(row).tolist() for row in self.fits]  # per model
         self._out_transfers = np.zeros(H, dtype=np.int64)  # remote-memory reads served
         # Instances and prefetches.
         self.instances: list[list[Instance]] = [[] for _ in range(M)]
@@ -109,6 +110,7 @@ class Simulator(LifecycleMixin, FetchMixin, SourcingMixin, AccountingMixin):
         # a placement rule, and a source (None: the sourcing rule's nearest copy; "cloud").
         self.rule_placement = [config.features.default_placement] * M
         self.rule_source: list[str | None] = [None] * M
+        self._autostart_on = config.features.autostart
         self.open_window()
         # Bumped by every change of placement state: instances (created, warm, draining, gone),
         # memory and disk copies (inserted, evicted, pinned, being read), prefetches. Whatever
@@ -174,6 +176,14 @@ class Simulator(LifecycleMixin, FetchMixin, SourcingMixin, AccountingMixin):
         self.slo = np.array([m.slo_s for m in config.models], dtype=np.float64)
         self.late = np.zeros(M, dtype=np.int64)  # dispatched with latency > SLO (kernel)
         self.late_s = np.zeros(M)  # their lateness (latency - SLO), summed
+        # kernel.serve_segment's arguments after t1 (updated in place, never rebound).
+        self._serve_args = (
+            self.arrivals, self.offsets, self.head, self.arrived, self.start_s, self.finish_s,
+            self.cold_wait_s, self.status, self.slot_free, self.slot_on, self.slot_batch,
+            self.slot_busy, G, self.exec1, self.exec_item, self.cpu_exec, self.max_batch,
+            f.request_timeout_s, self.warm_since, self.served, self.dropped, self.slo, self.late,
+            self.late_s,
+        )  # fmt: skip
 
     def __setstate__(self, state: dict) -> None:
         """Unpickling (or deep-copying) copies numpy views as separate arrays: make each cache's
@@ -192,59 +202,62 @@ class Simulator(LifecycleMixin, FetchMixin, SourcingMixin, AccountingMixin):
         """Advance simulated time to ``t_end`` (>= now), serving requests and processing events."""
         if not t_end >= self.now:
             raise ValueError(f"run_until({t_end}) is in the past: now = {self.now}")
-        ka = self.cfg.features.keep_alive_s
-        auto = self.cfg.features.autostart
-        net, events = self.net, self.events
+        f = self.cfg.features
+        ka, auto = f.keep_alive_s, f.autostart
+        net, heap = self.net, self.events._heap  # (the queue's heap, read in place: hot loop)
+        arrivals, offsets, head, arrived = self.arrivals, self.offsets, self.head, self.arrived
+        n_serving, n_loading, free = self.n_serving, self.n_loading, self.free_per_host
+        serve_args = self._serve_args
+        activator_next, has_work = kernel.activator_next, kernel.has_work
+        inf = np.inf
         while True:
-            if auto:
-                self._autostart()
+            if auto:  # the platform acts on the next request of a model with no instance
+                t_cold = activator_next(
+                    arrivals, offsets, head, arrived, n_serving, n_loading, free
+                )
+                if t_cold == -inf:
+                    self._autostart()
+                    t_cold = kernel.next_cold_arrival(arrivals, offsets, arrived, n_serving,
+                                                      n_loading)  # fmt: skip
             t_net = net.next_completion()
-            t_ev = min(events.peek_time(), t_net)
+            t_ev = heap[0][0] if heap else inf
+            if t_net < t_ev:
+                t_ev = t_net
             if ka is not None:
                 t_ev = min(t_ev, self._next_expiry(ka))
-            if auto:  # the platform acts on the next request of a model with no instance
-                t_ev = min(t_ev, kernel.next_cold_arrival(
-                    self.arrivals, self.offsets, self.arrived, self.n_serving, self.n_loading
-                ))  # fmt: skip
-            t_seg = min(t_ev, t_end)
-            if t_seg > self.now or (auto and t_seg == self.now):
+            if auto and t_cold < t_ev:
+                t_ev = t_cold
+            t_seg = t_ev if t_ev < t_end else t_end
+            now = self.now
+            if t_seg > now or (auto and t_seg == now):
                 # (A request arriving at the current instant for a model with no instance: mark
-                # it arrived now, so the activator sees it at the next pass.)
-                self._serve(t_seg)
-            elif t_seg == self.now and ka is not None:
+                # it arrived now, so the activator sees it at the next pass.) Serve the segment
+                # (the compiled kernel, when some model has a queue or an arrival by t_seg).
+                if has_work(arrivals, offsets, head, arrived, t_seg):
+                    kernel.serve_segment(t_seg, *serve_args)
+                self.now = t_seg
+                if self.n_draining or ka is not None:
+                    self._reap(t_seg)  # (else nothing can be due)
+            elif t_seg == now and ka is not None:
                 self._reap(t_seg)
             if t_ev > t_end:
                 break
             if t_net <= t_seg:  # (the links move their bytes lazily: when asked, or here)
                 for tr in net.pop_finished(t_seg):
                     self._advance_stage(tr.payload, t_seg)
-            while events.peek_time() <= t_seg:
-                _, _, payload = events.pop()
+            while heap and heap[0][0] <= t_seg:
+                _, _, payload = self.events.pop()
                 self._advance_stage(payload, t_seg)
         self.now = t_end
 
-    def _serve(self, t1: float) -> None:
-        if kernel.has_work(self.arrivals, self.offsets, self.head, self.arrived, t1):
-            kernel.serve_segment(
-            t1, self.arrivals, self.offsets, self.head, self.arrived, self.start_s,
-            self.finish_s, self.cold_wait_s, self.status, self.slot_free, self.slot_on,
-            self.slot_batch, self.slot_busy, self.G, self.exec1, self.exec_item, self.cpu_exec,
-            self.max_batch, self.cfg.features.request_timeout_s, self.warm_since, self.served,
-            self.dropped, self.slo, self.late, self.late_s,
-            )  # fmt: skip
-        self.now = t1
-        self._reap(t1)
-
     def _autostart(self) -> None:
-        """The platform's activator: a model with queued requests and no warm or loading
-        instance gets one now, placed and sourced by its standing rules (:meth:`set_rules`).
-        Without a free GPU that fits, nothing starts; the next call (every event) tries again."""
-        if not kernel.cold_with_queue(
-            self.n_serving, self.n_loading, self.head, self.arrived, self.free_per_host
-        ):
-            return  # (with no free GPU: retried at the next event, a teardown frees one)
-        cold = (self.n_serving + self.n_loading == 0) & (self.head < self.arrived)
-        for m in np.flatnonzero(cold).tolist():
+        """The platform's activator (when :func:`kernel.cold_with_queue` says it has something
+        to do): a model with queued requests and no warm or loading instance gets one now,
+        placed and sourced by its standing rules (:meth:`set_rules`). Without a free GPU that
+        fits, nothing starts; the next pass of the event loop (every event) tries again."""
+        out = np.empty(self.M, dtype=np.int64)
+        n = kernel.cold_queued(self.n_serving, self.n_loading, self.head, self.arrived, out)
+        for m in out[:n].tolist():
             h = self.choose_host(m, self.rule_placement[m])
             if h >= 0:
                 self.scale_up(m, h, self.rule_source[m])
@@ -273,11 +286,12 @@ class Simulator(LifecycleMixin, FetchMixin, SourcingMixin, AccountingMixin):
 
     def choose_host(self, m: int, rule: str) -> int:
         """Host for a new instance of ``m`` under a placement rule; -1 if no GPU is free."""
+        if rule == "locality":  # (the kernel answers -1 when no host that fits has a free GPU)
+            return sourcing.locality_host(m, self.free_per_host, self.fits[m], *self._rule_tuple)
         if rule not in PLACEMENT_RULES:
             raise SimError(f"unknown placement rule {rule!r}; valid rules: {PLACEMENT_RULES}")
-        size = self.sizes[m]
         nfree = self.free_per_host.tolist()
-        cands = [h for h, hs in enumerate(self.cfg.hosts) if hs.gpu_mem_gb >= size and nfree[h]]
+        cands = [h for h in self._fit_hosts[m] if nfree[h]]
         if not cands:
             return -1
         if rule == "pack":
@@ -285,12 +299,9 @@ class Simulator(LifecycleMixin, FetchMixin, SourcingMixin, AccountingMixin):
         if rule == "least_loaded":
             return min(cands, key=lambda h: (-nfree[h], h))
         if rule == "fastest":
-            return min(
-                cands,
-                key=lambda h: (self.estimate_load_s(m, h) + self.loading_wait_s(h), -nfree[h], h),
-            )
-
-        return sourcing.locality_host(m, self.free_per_host, self.fits[m], *self._rule_args())
+            wait = self.loading_waits()
+            return min(cands, key=lambda h: (self.estimate_load_s(m, h) + wait[h], -nfree[h], h))
+        raise AssertionError(rule)  # (every rule is handled above)
 
     def scale_up(self, m: int, host: int | None = None, source: str | None = None) -> Instance:
         """Start a cold start of model ``m`` on ``host`` (or the default placement rule's host)."""
@@ -301,16 +312,18 @@ class Simulator(LifecycleMixin, FetchMixin, SourcingMixin, AccountingMixin):
                 raise SimError(f"no free GPU fits model {self.cfg.models[m].name!r}")
         if not 0 <= host < len(self.cfg.hosts):
             raise SimError(f"host must be in [0, {len(self.cfg.hosts) - 1}], got {host}")
-        if self.cfg.hosts[host].gpu_mem_gb < self.sizes[m]:
+        if not self.fits[m, host]:
             raise SimError(f"model {self.cfg.models[m].name!r} does not fit host {host}'s GPUs")
-        free = self.free_gpus(host)
-        if not free:
+        gpu_instance = self.gpu_instance
+        for g in self.gpus_of_host[host]:  # the host's first free GPU
+            if gpu_instance[g] is None:
+                break
+        else:
             raise SimError(f"host {host} has no free GPU")
         source = self._check_source(m, host, source)
-        g = free[0]
         inst = Instance(self._next_iid, m, host, g, source, self.now)
         self._next_iid += 1
-        self.gpu_instance[g] = inst
+        gpu_instance[g] = inst
         self._open_gpu_time(inst)
         self.free_per_host[host] -= 1
         self.n_loading[m] += 1
@@ -325,8 +338,8 @@ class Simulator(LifecycleMixin, FetchMixin, SourcingMixin, AccountingMixin):
     def removable(self, m: int) -> int:
         """Instances of ``m`` (warm or loading) a scale-in may remove now: all of them, but with
         ``features.autostart`` one stays while requests of ``m`` wait (see ``FeatureSpec``)."""
-        n = int(self.n_serving[m] + self.n_loading[m])
-        if self.cfg.features.autostart and n and self.arrived[m] > self.head[m]:
+        n = int(self.n_serving[m]) + int(self.n_loading[m])
+        if n and self._autostart_on and self.arrived[m] > self.head[m]:
             return n - 1
         return n
 
@@ -377,9 +390,13 @@ class Simulator(LifecycleMixin, FetchMixin, SourcingMixin, AccountingMixin):
         """Pin (or unpin) model ``m``'s copy in host ``h``'s memory; False if there is none."""
         self._check_model(m)
         self._check_host(h)
-        if not self.mem[h].set_pinned(m, keep):
+        cache = self.mem[h]
+        e = cache.entries.get(m)
+        if e is None:
             return False
-        self.version += 1
+        if e.pinned != bool(keep):  # (pinning a pinned copy changes nothing: same version)
+            cache.set_pinned(m, keep)
+            self.version += 1
         return True
 
     def cache_evict(self, m: int, h: int) -> bool:
@@ -400,8 +417,10 @@ class Simulator(LifecycleMixin, FetchMixin, SourcingMixin, AccountingMixin):
         if self.prefetch_pending(m, h):
             return False
         if source is None:
-            srcs = [s for s in self.available_sources(m, h) if s != "local_mem"]
-            source = "cloud" if f.sourcing == "cloud" else srcs[0]
+            if f.sourcing == "cloud":
+                source = "cloud"
+            else:
+                source = [s for s in self.available_sources(m, h) if s != "local_mem"][0]
         elif source == "local_mem" or source not in self.available_sources(m, h):
             raise SimError(f"cannot prefetch model {m} to host {h} from {source!r}")
         p = Prefetch(m, h, source, [], pin=pin)
@@ -477,7 +496,7 @@ class Simulator(LifecycleMixin, FetchMixin, SourcingMixin, AccountingMixin):
         return bool(self.prefetch_count[m, h])
 
     def hosts_with_copy(self, m: int) -> list[int]:
-        return [h for h, c in enumerate(self.mem) if m in c]
+        return [h for h, c in enumerate(self.mem) if m in c.entries]
 
     def cache_used_gb(self, h: int) -> float:
         return self.mem[h].used_gb

@@ -205,6 +205,11 @@ class SourcingMixin:
         self._stripes = (f.stripe_holders or len(cfg.hosts)) if f.striping else 1
         self._multicast = f.multicast
         self._est_cache: dict = {}
+        # The sourcing rule's inputs (the arrays change in place, the flags never): one tuple.
+        self._rule_tuple = (
+            self.mem_state, self.disk_state, self.has_disk, f.host_cache, f.remote_pool,
+            f.sourcing == "cloud",
+        )  # fmt: skip
 
     def available_sources(self, m: int, h: int) -> list[str]:
         """Tiers that hold a usable copy of model ``m`` for host ``h``, nearest first."""
@@ -212,11 +217,11 @@ class SourcingMixin:
         if not f.host_cache:
             return ["cloud"]
         out = []
-        held = self.mem_state[:, PRESENT, m]  # hosts holding a memory copy (ModelCache mirror)
-        local = bool(held[h])
+        held = self.mem_state[:, PRESENT, m].tolist()  # hosts holding a memory copy (mirror)
+        local = held[h] == 1
         if local:
             out.append("local_mem")
-        if f.remote_pool and int(held.sum()) > local:  # another host holds one
+        if f.remote_pool and sum(held) > local:  # another host holds one
             out.append("remote_mem")
         if self.link_disk[h] >= 0 and self.disk_state[h, PRESENT, m]:
             out.append("disk")
@@ -224,16 +229,13 @@ class SourcingMixin:
         return out
 
     def _rule_args(self) -> tuple:
-        f = self.cfg.features
-        return (
-            self.mem_state, self.disk_state, self.has_disk, f.host_cache, f.remote_pool,
-            f.sourcing == "cloud",
-        )  # fmt: skip
+        """``(mem, disk, has_disk, host_cache, remote_pool, cloud_only)`` of the rule kernels."""
+        return self._rule_tuple
 
     def default_source(self, m: int, h: int) -> str:
         """The configured sourcing rule's choice for loading ``m`` onto host ``h``
         (:func:`nearest_tier`)."""
-        return TIERS[nearest_tier(m, h, *self._rule_args())]
+        return TIERS[nearest_tier(m, h, *self._rule_tuple)]
 
     def _remote_holder(self, m: int, h: int) -> int:
         return remote_holder(m, h, self.mem_state, self._out_transfers)
@@ -241,6 +243,8 @@ class SourcingMixin:
     def _check_source(self, m: int, h: int, source: str | None) -> str:
         if source is None:
             return self.default_source(m, h)
+        if source == "cloud":
+            return source  # (cloud storage holds every model: always available)
         if source not in TIERS:
             raise SimError(f"unknown source tier {source!r}; valid tiers: {TIERS}")
         if source not in self.available_sources(m, h):
@@ -298,7 +302,7 @@ class SourcingMixin:
         from the tier its cold start would load from there (the sourcing rule's nearest copy, or
         cloud storage under the model's ``cloud`` source rule); with no free GPU that fits, the
         best over every host that fits. The env's ``load_time`` feature."""
-        mem, disk, has_disk, cache, pool, cloud_only = self._rule_args()
+        mem, disk, has_disk, cache, pool, cloud_only = self._rule_tuple
         return best_load(
             m, self.free_per_host, self.fits[m], mem, disk, has_disk, cache, pool,
             cloud_only or self.rule_source[m] == "cloud", self._out_transfers, self._hp,
