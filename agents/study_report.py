@@ -57,6 +57,32 @@ def _metrics(entries: list[dict]) -> dict:
     return out
 
 
+TIE_RTOL = 1e-9  # figures this close are equal: the same episodes summed in another order
+
+
+def _above(x: float, y: float) -> bool:
+    """``x > y`` by more than float noise (a tie is not above)."""
+    return x - y > TIE_RTOL * max(1.0, abs(x), abs(y))
+
+
+def judge(pols: dict, agent: str) -> dict:
+    """The study's verdict for one entry: the best heuristic (highest reward IQM) and whether
+    the agent beats it: its reward CI's lower bound above that IQM, a drop rate no higher and a
+    drop-aware p99 no worse. Figures equal up to float noise are a tie (an agent that plays
+    exactly as the heuristic does is not above it on reward, and no worse on the rest)."""
+    heur = [n for n in pols if n != agent]
+    best = max(heur, key=lambda n: pols[n]["reward_iqm"])
+    a, b = pols[agent], pols[best]
+    verdict = {
+        "best_heuristic": best,
+        "reward_ci_low_above_best_iqm": _above(a["reward_ci"][0], b["reward_iqm"]),
+        "drop_rate_no_higher": not _above(a["drop_rate"], b["drop_rate"]),
+        "p99_no_worse": not _above(a["p99_latency_s"], b["p99_latency_s"]),
+    }
+    verdict["agent_beats_best"] = all(verdict[k] for k in list(verdict)[1:])
+    return verdict
+
+
 def scenario_stats(ev: dict, agent: str, reps: int) -> dict:
     """The ``scenarios[label]`` entry of study.json from one entry's evaluations (a scenario,
     or a cross-trace evaluation). ``windows``: the number evaluated (every evaluation of an
@@ -81,16 +107,7 @@ def scenario_stats(ev: dict, agent: str, reps: int) -> dict:
         pols[name] = {**_row(H, reps), "prob_agent_better": p, "prob_ci": list(ci),
                       "prob_ci_seeds": list(ci_s), **_metrics([e]),
                       "privileged": e["privileged"], "scores": H.tolist()}  # fmt: skip
-    heur = [n for n in pols if n != agent]
-    best = max(heur, key=lambda n: pols[n]["reward_iqm"])
-    a, b = pols[agent], pols[best]
-    verdict = {
-        "best_heuristic": best,
-        "reward_ci_low_above_best_iqm": a["reward_ci"][0] > b["reward_iqm"],
-        "drop_rate_no_higher": a["drop_rate"] <= b["drop_rate"],
-        "p99_no_worse": a["p99_latency_s"] <= b["p99_latency_s"],
-    }
-    verdict["agent_beats_best"] = all(verdict[k] for k in list(verdict)[1:])
+    verdict = judge(pols, agent)
     cov = a_entries[0].get("coverage") or {}  # arrivals do not depend on the policy
     return {"agent": agent, "windows": windows, "seeds": len(seeds), "policies": pols,
             "window_starts_s": a_entries[0]["window_starts_s"], "verdict": verdict,
