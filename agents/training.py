@@ -328,13 +328,15 @@ class InterruptedWhileBuilding(KeyboardInterrupt):
 
 
 def _build_interruptible(cfg: RunConfig):
-    """:func:`_build_model` with SIGTERM turned into :class:`InterruptedWhileBuilding` (as
-    Ctrl-C already is a KeyboardInterrupt), so either ends the run with one line."""
+    """:func:`_build_model` with SIGINT and SIGTERM turned into :class:`InterruptedWhileBuilding`,
+    so either ends the run with one line. SIGINT gets a handler of its own, as it does while
+    learning (:func:`train`): a train.py started as a non-interactive shell's background job
+    inherits an ignored SIGINT, which Python keeps, and a ``kill -INT`` would then be lost."""
 
     def on_signal(signum, frame):
         raise InterruptedWhileBuilding(signal.Signals(signum).name)
 
-    old = signal.signal(signal.SIGTERM, on_signal)
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         return _build_model(cfg)
     except InterruptedWhileBuilding:
@@ -342,7 +344,8 @@ def _build_interruptible(cfg: RunConfig):
     except KeyboardInterrupt:
         raise InterruptedWhileBuilding("SIGINT") from None
     finally:
-        signal.signal(signal.SIGTERM, old)
+        for s, h in old.items():
+            signal.signal(s, h)
 
 
 def train(cfg: RunConfig):

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from agents.model_vec_env import ModelsVecEnv
+from envs import layout as L
 from envs.env import ServerlessGPUEnv
 
 
@@ -51,12 +52,12 @@ def test_rewards_split_per_model_and_sum_to_the_envs():
     ref = ServerlessGPUEnv("paper", episode_s=300)
     obs = v.reset()
     ref.reset(seed=5)
-    assert obs.shape == (18, 28) and v.num_envs == 18
+    assert obs.shape == (18, L.N_OBS) and v.num_envs == 18
     rng = np.random.default_rng(0)
     for _ in range(25):  # of the episode's 30 intervals
         np.testing.assert_allclose(obs[0], ref._observe(), rtol=1e-6)  # ref is focused on 0
         for m in range(ref.M):
-            np.testing.assert_allclose(obs[m][:22], ref.model_features(m), rtol=1e-6)
+            np.testing.assert_allclose(obs[m][: len(L.MODEL_FEATURES)], ref.model_features(m), rtol=1e-6)
             assert obs[m][-1] == pytest.approx(m / ref.M)  # the focus feature
         a = _random_masked(rng, v.action_masks())
         v.step_async(a)
