@@ -13,7 +13,6 @@ from collections import deque
 import numpy as np
 
 from envs import stats as S
-from envs.stats import histogram_windows
 
 from .base import ObsView, ScalingPolicy, reactive_target
 
@@ -120,7 +119,7 @@ class HybridHistogram(ScalingPolicy):
 
     def windows(self, st: dict, m: int) -> tuple[float, float]:
         """(pre-warm, keep-alive) in seconds for model ``m`` from its histogram now."""
-        return histogram_windows(
+        return S.histogram_windows(
             st["bins"][m], int(st["oob"][m]), float(st["last_idle_s"][m]), self.bin_s,
             self.range_s, self.cv_threshold, self.margin, self.oob_threshold, self.arima_margin,
         )  # fmt: skip

@@ -54,16 +54,23 @@ def histogram_windows(bins, n_out, last_idle_s, bin_s, range_s, cv_threshold, ma
         ss += (bins[j] - mean) ** 2
     if math.sqrt(ss / (n_bins - 1)) / mean < cv_threshold:
         return 0.0, range_s
+    head, tail = percentile_bins(bins, n_in)
+    return head * bin_s * (1 - margin), (tail + 1) * bin_s * (1 + margin)
+
+
+@njit(cache=True, nogil=True)
+def percentile_bins(bins, n_in):
+    """The bins holding the 5th and 99th percentile of a histogram of ``n_in`` > 0 counts."""
     head = tail = -1
     c = 0
-    for j in range(n_bins):
+    for j in range(bins.shape[0]):
         c += bins[j]
         if head < 0 and c / n_in >= 0.05 - 1e-12:
             head = j
         if c / n_in >= 0.99 - 1e-12:
             tail = j
             break
-    return head * bin_s * (1 - margin), (tail + 1) * bin_s * (1 + margin)
+    return head, tail
 
 
 class ModelStats:
@@ -98,8 +105,9 @@ class ModelStats:
         self.windows[:, 1] = RANGE_S  # an empty histogram: pre-warm 0, keep-alive the range
         self.last_scale = np.full((2, M), -np.inf)  # sim time of the last scale-out, scale-in
         self.idle_features = np.zeros((M, len(IDLE_FEATURES)), dtype=np.float32)
-        self.idle_features[:, 3:] = math.log1p(RANGE_S)  # never active, never scaled
-        self.idle_features[:, 4:6] = 0.0
+        for m in range(M):  # never active, never scaled
+            _position(self.idle_features, m, 0, self.step_s, sim.now, self.last_active,
+                      self.windows, self.last_scale, RANGE_S)  # fmt: skip
 
     def scaled(self, m: int, delta: int, now: float) -> None:
         """The policy's action scaled model ``m`` by ``delta`` at simulated time ``now``."""
@@ -161,15 +169,7 @@ def _update(dt, step_s, k, now, arrived, head, slot_free, slot_on, n_gpu, prev_a
                 for j in range(n_bins):
                     total += bins[m, j]
                 if total > 0:
-                    head_bin = tail_bin = -1
-                    c = 0
-                    for j in range(n_bins):
-                        c += bins[m, j]
-                        if head_bin < 0 and c / total >= 0.05 - 1e-12:
-                            head_bin = j
-                        if c / total >= 0.99 - 1e-12:
-                            tail_bin = j
-                            break
+                    head_bin, tail_bin = percentile_bins(bins[m], total)
                     feats[m, 0] = math.log1p(head_bin * bin_s)
                     feats[m, 1] = math.log1p((tail_bin + 1) * bin_s)
                 feats[m, 2] = math.log1p(total + oob[m])
@@ -179,18 +179,25 @@ def _update(dt, step_s, k, now, arrived, head, slot_free, slot_on, n_gpu, prev_a
                 windows[m, 0] = pre
                 windows[m, 1] = keep
             last_active[m] = k
-        # Where the model stands in the windows, at the next interval's start (as the
-        # histogram policy sees it there: idle = intervals since the last active one ended).
-        cap = n_bins * bin_s
-        if last_active[m] < 0:
-            feats[m, 3] = math.log1p(cap)
-            feats[m, 4] = 0.0
-            feats[m, 5] = 0.0
-        else:
-            idle_now = (k - last_active[m]) * step_s
-            pre, keep = windows[m, 0], windows[m, 1]
-            feats[m, 3] = math.log1p(min(idle_now, cap))
-            feats[m, 4] = math.log1p(min(pre + keep - idle_now, cap)) if pre <= idle_now < pre + keep else 0.0
-            feats[m, 5] = math.log1p(min(pre - idle_now, cap)) if idle_now < pre else 0.0
-        for j in range(2):
-            feats[m, 6 + j] = math.log1p(min(now - last_scale[j, m], cap))
+        _position(feats, m, k, step_s, now, last_active, windows, last_scale, n_bins * bin_s)
+
+
+@njit(cache=True, nogil=True)
+def _position(feats, m, k, step_s, now, last_active, windows, last_scale, cap):
+    """``feats[m, 3:]``: where model ``m`` stands in the histogram policy's windows at the start
+    of interval ``k`` (as the policy sees it there: idle = the intervals since the last active
+    one ended), and the seconds since the last scale-out / scale-in; durations capped at
+    ``cap``, never active or never scaled reading as ``cap``."""
+    if last_active[m] < 0:
+        feats[m, 3] = math.log1p(cap)
+        feats[m, 4] = 0.0
+        feats[m, 5] = 0.0
+    else:
+        idle = (k - last_active[m]) * step_s
+        pre, keep = windows[m, 0], windows[m, 1]
+        feats[m, 3] = math.log1p(min(idle, cap))
+        left = pre + keep - idle
+        feats[m, 4] = math.log1p(min(left, cap)) if pre <= idle < pre + keep else 0.0
+        feats[m, 5] = math.log1p(min(pre - idle, cap)) if idle < pre else 0.0
+    for j in range(2):
+        feats[m, 6 + j] = math.log1p(min(now - last_scale[j, m], cap))
