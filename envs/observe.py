@@ -19,7 +19,7 @@ import numpy as np
 from . import layout as L
 from .sim.config import PLACEMENT_RULES
 from .stats import IDLE_FEATURES
-from .step_kernel import demand_features, state_features
+from .step_kernel import demand_features, model_row
 
 _DEMAND = np.array(
     [L.F[k] for k in ("rate_step", "rate_1min", "rate_10min", "queue", "oldest_wait",
@@ -31,19 +31,17 @@ _RULES = (*(f"rule_{r}" for r in PLACEMENT_RULES), "rule_cloud")
 _S0, _R0 = L.F[_STATE[0]], L.F[_RULES[0]]
 assert tuple(L.MODEL_FEATURES[_S0 : _S0 + len(_STATE)]) == _STATE
 assert tuple(L.MODEL_FEATURES[_R0 : _R0 + len(_RULES)]) == _RULES
-_R1, _LOAD_TIME = _R0 + len(_RULES), L.F["load_time"]
+_LOAD_TIME = L.F["load_time"]
 assert _LOAD_TIME == _S0 + 5  # state_features fills the five before it
 _FREE_GPUS, _FREE_CACHE = L.C["free_gpus"], L.C["free_cache"]
+# model_row's columns: state, load time, the rules' one-hot (start, placement rules), cluster.
+_ROW_COLS = np.array([_S0, _LOAD_TIME, _R0, len(PLACEMENT_RULES), _FREE_GPUS, _FREE_CACHE],
+                     dtype=np.int64)  # fmt: skip
+_RULE_INDEX = {r: i for i, r in enumerate(PLACEMENT_RULES)}
 _TOD_SIN, _TOD_COS, _PROGRESS, _FOCUS = (
     L.C["tod_sin"], L.C["tod_cos"], L.C["episode_progress"], L.C["focus"]
 )  # fmt: skip
 N_MODEL = len(L.MODEL_FEATURES)
-# One-hot rows of the standing rules, by (placement rule, source rule).
-_RULE_ROWS = {
-    (p, s): tuple(float(p == r) for r in PLACEMENT_RULES) + (float(s == "cloud"),)
-    for p in PLACEMENT_RULES
-    for s in (None, "cloud")
-}
 
 
 class Observer:
@@ -58,12 +56,13 @@ class Observer:
         self.n_steps = n_steps
         max_mem = max(h.gpu_mem_gb for h in cfg.hosts)
         self.slo = np.array([m.slo_s for m in cfg.models], dtype=np.float64)
-        self.cache_cap = sum(h.cache_gb for h in cfg.hosts)
+        self.cache_cap = float(sum(h.cache_gb for h in cfg.hosts))
         self.mat = np.zeros((self.M, L.N_OBS), dtype=np.float32)
         self.mat[:, L.F["slo"]] = self.slo / 5.0
         self.mat[:, L.F["size"]] = [m.size_gb / max_mem for m in cfg.models]
         self._row_version = [-1] * self.M
         self._cluster_version = -1
+        self._sim = None  # the simulator whose arrays _head and _tail hold
 
     def new_interval(self, sim, stats, t: int, tod_s: float) -> None:
         """Simulated time is now ``sim.now``, interval ``t`` of the episode, ``tod_s`` seconds
@@ -81,19 +80,20 @@ class Observer:
     def row(self, sim, m: int) -> np.ndarray:
         """Model ``m``'s row now (a view into the matrix; the focus entry is not set)."""
         v = sim.version
-        if self._cluster_version != v:
-            self.mat[:, _FREE_GPUS] = float(sim.free_per_host.sum()) / self.G
-            free_mem = self.cache_cap - float(sim.mem_used.sum())
-            self.mat[:, _FREE_CACHE] = free_mem / self.cache_cap if self.cache_cap > 0 else 0.0
-            self._cluster_version = v
-        r = self.mat[m]
-        if self._row_version[m] != v:
-            state_features(r, _S0, m, sim.slot_on, sim.slot_free, sim.now, self.G,
-                           sim.n_loading, sim.mem_state, self.H)  # fmt: skip
-            r[_LOAD_TIME] = min(sim.best_load_s(m) / 60.0, 5.0)
-            r[_R0:_R1] = _RULE_ROWS[sim.rule_placement[m], sim.rule_source[m]]
-            self._row_version[m] = v
-        return r
+        if self._row_version[m] != v or self._cluster_version != v:
+            if sim is not self._sim:  # the simulator's arrays, changed in place, never rebound
+                self._sim = sim
+                mem, disk, has_disk, cache, pool, cloud_only = sim._rule_tuple
+                self._head = (sim.slot_on, sim.slot_free, sim.n_loading, sim.mem_used,
+                              sim.free_per_host, sim.fits, mem, disk, has_disk, cache, pool)
+                self._tail = (sim._out_transfers, sim._hp, sim._mp, sim._sp, sim._stripes)
+                self._cloud_only = cloud_only
+            cloud = sim.rule_source[m] == "cloud"
+            model_row(self.mat, m, _ROW_COLS, self._cluster_version != v, sim.now, self.G,
+                      self.cache_cap, _RULE_INDEX[sim.rule_placement[m]], cloud, *self._head,
+                      self._cloud_only or cloud, *self._tail)  # fmt: skip
+            self._row_version[m] = self._cluster_version = v
+        return self.mat[m]
 
     def observation(self, sim, m: int) -> np.ndarray:
         """The observation with model ``m`` focused: float32 ``(N_OBS,)``, a new array."""

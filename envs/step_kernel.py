@@ -16,6 +16,7 @@ from numba import njit
 
 from .sim.cache import PINNED, PRESENT
 from .sim.kernel import DROPPED, PENDING
+from .sim.sourcing import best_load
 
 
 @njit(cache=True, nogil=True)
@@ -97,6 +98,40 @@ def state_features(row, c0, m, slot_on, slot_free, now, n_gpu, n_loading, mem_st
     row[c0 + 2] = n_loading[m] / n_gpu
     row[c0 + 3] = held / n_hosts
     row[c0 + 4] = pinned / n_hosts
+
+
+@njit(cache=True, nogil=True)
+def model_row(mat, m, cols, cluster, now, n_gpu, cache_cap, rule, cloud, slot_on, slot_free,
+              n_loading, mem_used, free, fits, mem, disk, has_disk, host_cache, pool,
+              cloud_only, out_transfers, hp, mp, sp, stripes):  # fmt: skip
+    """Model ``m``'s placement-state features in ``mat[m]`` (``(M, N_OBS)``), in one call:
+    :func:`state_features` at ``cols[0]``, the load time (``Simulator.best_load_s`` / 60 s,
+    clipped to 5) at ``cols[1]``, the one-hot of placement rule ``rule`` over ``cols[3]``
+    columns from ``cols[2]`` and the ``cloud`` source flag after them; with ``cluster``, also
+    every row's free GPUs (``cols[4]``) and free pool memory (``cols[5]``) shares. The
+    arguments after ``n_loading`` are the simulator's arrays and flags as
+    :meth:`envs.sim.Simulator.best_load_s` passes them (``cloud_only``: the sourcing rule's or
+    the model's source rule)."""
+    if cluster:
+        n_free = 0
+        for h in range(free.shape[0]):
+            n_free += free[h]
+        used = 0.0
+        for h in range(mem_used.shape[0]):
+            used += mem_used[h]
+        share = (cache_cap - used) / cache_cap if cache_cap > 0 else 0.0
+        for i in range(mat.shape[0]):
+            mat[i, cols[4]] = n_free / n_gpu
+            mat[i, cols[5]] = share
+    row = mat[m]
+    state_features(row, cols[0], m, slot_on, slot_free, now, n_gpu, n_loading, mem,
+                   mem.shape[0])  # fmt: skip
+    t = best_load(m, free, fits[m], mem, disk, has_disk, host_cache, pool, cloud_only,
+                  out_transfers, hp, mp, sp, stripes)  # fmt: skip
+    row[cols[1]] = min(t / 60.0, 5.0)
+    for i in range(cols[3]):
+        row[cols[2] + i] = 1.0 if i == rule else 0.0
+    row[cols[2] + cols[3]] = 1.0 if cloud else 0.0
 
 
 @njit(cache=True, nogil=True)
