@@ -1,7 +1,8 @@
 """Compiled per-interval bookkeeping of :class:`envs.env.ServerlessGPUEnv`.
 
 The demand features of the observation (:func:`demand_features`) are computed once per
-interval for every model (:class:`envs.observe.Observer`).
+interval for every model, a model's placement-state features (:func:`model_row`) in one call
+when the placement state has moved (:class:`envs.observe.Observer`).
 
 The request counts of ``info`` are taken over the requests that arrived in the measured window
 (:meth:`envs.sim.Simulator.open_window`), from the simulator's per-request arrays; as numpy it
