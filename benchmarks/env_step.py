@@ -10,9 +10,9 @@ sb3-contrib's ``MaskablePPO`` with the env's ``action_masks()``) with identical 
 on ``CartPole-v1`` and on v1 (2 ``DummyVecEnv`` envs, n_steps 256, batch 64, 4 epochs, CPU, one
 torch thread: the settings the env issue measured), and on a null env with v1's spaces and
 ``info`` that simulates nothing (what the shapes alone cost, under PPO and under MaskablePPO:
-the ceiling of each learner on v1). The learners take turns, one
-rollout and update each, so a slow spell of this machine (they last seconds and move single
-runs by tens of percent) hits every variant alike; a ratio is total CartPole time over total time
+the ceiling of each learner on v1). The learners take turns, one rollout and update each, so a
+slow spell of this machine (they last seconds and move single runs by tens of percent) hits
+every variant alike; a ratio is total CartPole time over total time
 of the variant, also given per round. The last line is JSON.
 """
 

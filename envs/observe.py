@@ -52,7 +52,7 @@ class Observer:
     """
 
     def __init__(self, cfg, n_steps: int) -> None:
-        self.M, self.H, self.G = len(cfg.models), len(cfg.hosts), cfg.n_gpus
+        self.M, self.G = len(cfg.models), cfg.n_gpus
         self.n_steps = n_steps
         max_mem = max(h.gpu_mem_gb for h in cfg.hosts)
         self.slo = np.array([m.slo_s for m in cfg.models], dtype=np.float64)
@@ -62,7 +62,7 @@ class Observer:
         self.mat[:, L.F["size"]] = [m.size_gb / max_mem for m in cfg.models]
         self._row_version = [-1] * self.M
         self._cluster_version = -1
-        self._sim = None  # the simulator whose arrays _head and _tail hold
+        self._sim = None  # the simulator whose arrays _args holds (model_row's inputs)
 
     def new_interval(self, sim, stats, t: int, tod_s: float) -> None:
         """Simulated time is now ``sim.now``, interval ``t`` of the episode, ``tod_s`` seconds
@@ -80,18 +80,15 @@ class Observer:
     def row(self, sim, m: int) -> np.ndarray:
         """Model ``m``'s row now (a view into the matrix; the focus entry is not set)."""
         v = sim.version
-        if self._row_version[m] != v or self._cluster_version != v:
-            if sim is not self._sim:  # the simulator's arrays, changed in place, never rebound
+        stale_cluster = self._cluster_version != v
+        if stale_cluster or self._row_version[m] != v:
+            if sim is not self._sim:  # (its arrays change in place, never rebound)
                 self._sim = sim
-                mem, disk, has_disk, cache, pool, cloud_only = sim._rule_tuple
-                self._head = (sim.slot_on, sim.slot_free, sim.n_loading, sim.mem_used,
-                              sim.free_per_host, sim.fits, mem, disk, has_disk, cache, pool)
-                self._tail = (sim._out_transfers, sim._hp, sim._mp, sim._sp, sim._stripes)
-                self._cloud_only = cloud_only
-            cloud = sim.rule_source[m] == "cloud"
-            model_row(self.mat, m, _ROW_COLS, self._cluster_version != v, sim.now, self.G,
-                      self.cache_cap, _RULE_INDEX[sim.rule_placement[m]], cloud, *self._head,
-                      self._cloud_only or cloud, *self._tail)  # fmt: skip
+                self._args = (sim.slot_on, sim.slot_free, sim.n_loading, sim.mem_used,
+                              *sim.best_load_args())  # fmt: skip
+            model_row(self.mat, m, _ROW_COLS, stale_cluster, sim.now, self.G, self.cache_cap,
+                      _RULE_INDEX[sim.rule_placement[m]], sim.rule_source[m] == "cloud",
+                      *self._args)  # fmt: skip
             self._row_version[m] = self._cluster_version = v
         return self.mat[m]
 

@@ -110,9 +110,7 @@ def model_row(mat, m, cols, cluster, now, n_gpu, cache_cap, rule, cloud, slot_on
     clipped to 5) at ``cols[1]``, the one-hot of placement rule ``rule`` over ``cols[3]``
     columns from ``cols[2]`` and the ``cloud`` source flag after them; with ``cluster``, also
     every row's free GPUs (``cols[4]``) and free pool memory (``cols[5]``) shares. The
-    arguments after ``n_loading`` are the simulator's arrays and flags as
-    :meth:`envs.sim.Simulator.best_load_s` passes them (``cloud_only``: the sourcing rule's or
-    the model's source rule)."""
+    arguments from ``free`` on are ``Simulator.best_load_args()``."""
     if cluster:
         n_free = 0
         for h in range(free.shape[0]):
@@ -127,7 +125,7 @@ def model_row(mat, m, cols, cluster, now, n_gpu, cache_cap, rule, cloud, slot_on
     row = mat[m]
     state_features(row, cols[0], m, slot_on, slot_free, now, n_gpu, n_loading, mem,
                    mem.shape[0])  # fmt: skip
-    t = best_load(m, free, fits[m], mem, disk, has_disk, host_cache, pool, cloud_only,
+    t = best_load(m, free, fits[m], mem, disk, has_disk, host_cache, pool, cloud_only or cloud,
                   out_transfers, hp, mp, sp, stripes)  # fmt: skip
     row[cols[1]] = min(t / 60.0, 5.0)
     for i in range(cols[3]):

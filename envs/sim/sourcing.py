@@ -297,14 +297,21 @@ class SourcingMixin:
                 out["remote_mem"][m, h, H] = self._estimate(m, h, "remote_mem", nic[h])
         return out
 
+    def best_load_args(self) -> tuple:
+        """What :func:`best_load` reads, in its order after ``m``: ``(free, fits, mem, disk,
+        has_disk, host_cache, remote_pool, cloud_only, out_transfers, hp, mp, sp, stripes)``,
+        with ``fits`` whole (model ``m``'s row is its own) and ``cloud_only`` the sourcing rule's
+        (a model's ``cloud`` source rule is or-ed in by the caller). The arrays change in place
+        and are never rebound, so compiled callers may keep the tuple for this simulator."""
+        mem, disk, has_disk, cache, pool, cloud_only = self._rule_tuple
+        return (self.free_per_host, self.fits, mem, disk, has_disk, cache, pool, cloud_only,
+                self._out_transfers, self._hp, self._mp, self._sp, self._stripes)  # fmt: skip
+
     def best_load_s(self, m: int) -> float:
         """Uncontended cold-start time of ``m`` where the ``locality`` rule would put it now,
         from the tier its cold start would load from there (the sourcing rule's nearest copy, or
         cloud storage under the model's ``cloud`` source rule); with no free GPU that fits, the
         best over every host that fits. The env's ``load_time`` feature."""
-        mem, disk, has_disk, cache, pool, cloud_only = self._rule_tuple
-        return best_load(
-            m, self.free_per_host, self.fits[m], mem, disk, has_disk, cache, pool,
-            cloud_only or self.rule_source[m] == "cloud", self._out_transfers, self._hp,
-            self._mp, self._sp, self._stripes,
-        )  # fmt: skip
+        free, fits, mem, disk, has_disk, cache, pool, cloud_only, *rest = self.best_load_args()
+        cloud_only = cloud_only or self.rule_source[m] == "cloud"
+        return best_load(m, free, fits[m], mem, disk, has_disk, cache, pool, cloud_only, *rest)
