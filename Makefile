@@ -34,8 +34,10 @@ bench-ray: $(BIN)/.installed-ray
 train: $(BIN)/.installed
 	$(BIN)/python train.py $(ARGS)
 
+# One pytest process per core (pytest-xdist); a module's tests share a process (loadscope), so
+# module-scoped fixtures (the study's and the CLIs' end-to-end runs) are built once.
 test: $(BIN)/.installed
-	$(BIN)/python -m pytest -q $(ARGS)
+	$(BIN)/python -m pytest -q -n auto --dist loadscope $(ARGS)
 
 bench: $(BIN)/.installed
 	$(BIN)/python -m benchmarks.sim_throughput
