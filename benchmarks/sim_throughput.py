@@ -3,7 +3,9 @@
     python -m benchmarks.sim_throughput            # the whole day (~927k requests)
     python -m benchmarks.sim_throughput --quick    # one hour
 
-The cluster is the ``azure`` preset's (8 hosts x 4 GPUs, 10 models, hierarchical sourcing). The
+The cluster is the ``azure`` preset's (8 hosts x 4 GPUs, 10 models, hierarchical sourcing), with
+every function of the day dealt onto its 10 models by popularity (the preset itself replays one
+sampled function per model: a few thousand requests a day, too few to load a simulator). The
 policy is a plain reactive one with locality-aware placement: every 10 s, each model gets
 ``ceil(demand of the last interval / 70% of one instance's throughput)`` instances, at least one
 while it saw a request in the last minute. Trace loading and workload generation (``workload_s``) are timed
@@ -27,7 +29,7 @@ from envs.workloads import make_workload
 
 
 def run(duration_s: float, step_s: float = 10.0, seed: int = 0) -> dict:
-    sc = load_scenario("azure")
+    sc = load_scenario("azure", workload__mapping="popularity", workload__min_requests=1)
     cfg = sc.sim
     M = len(cfg.models)
     t0 = time.perf_counter()

@@ -100,3 +100,22 @@ def test_model_copies_and_initial_pool():
     assert all(c.used_gb <= c.capacity_gb for c in env.sim.mem)
     with pytest.raises(ConfigError, match="initial_copies"):
         load_scenario("small", initial_copies=9)
+
+
+def test_azure_replays_one_function_per_model_each_invoked_every_10_minutes_on_average():
+    """The preset's documented workload (envs/presets/azure.yaml): each of its 10 models serves
+    one function of the Azure 2019 day, drawn among those with >= 144 requests (one per 10
+    minutes), the busiest on model 0; the other functions are not replayed."""
+    import numpy as np
+
+    from envs.workloads import make_workload
+
+    sc = load_scenario("azure")
+    gen = make_workload(sc.workload)
+    M = len(sc.sim.models)
+    fmap = gen.model_map(M)
+    totals = gen.trace.function_totals()
+    assert sorted(fmap[fmap >= 0].tolist()) == list(range(M))  # one function each
+    per_model = np.array([int(totals[fmap == m][0]) for m in range(M)])
+    assert (per_model >= 144).all() and (np.diff(per_model) <= 0).all()
+    assert per_model.sum() < totals.sum() / 10  # not the whole day's load
