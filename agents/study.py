@@ -26,7 +26,9 @@
 
 ``--windows all`` (``--cross-windows all`` for the cross-trace entries only) plays every window
 of a trace's held-out part back to back (:func:`agents.windows.tiled_windows`); a scenario with
-a synthetic workload has no such set of windows and is refused.
+a synthetic workload has no such set of windows and is refused. ``--trace-override KEY=VALUE``
+applies to the ``--trace`` entry alone (``workload__mapping=sample``: one trace function per
+model, which a synthetic scenario's workload has no field for).
 
 Ctrl-C (or SIGTERM) stops the training processes after their checkpoint, keeps every finished
 job and evaluation, and prints the command that continues the study. Bad input (an unknown
@@ -127,6 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="scenario whose cluster replays the trace (default: paper)")  # fmt: skip
     g.add_argument("--time-col", metavar="C", help="with --trace: column of request times")
     g.add_argument("--model-col", metavar="C", help="with --trace: column naming the model")
+    g.add_argument("--trace-override", action="append", default=[], metavar="KEY=VALUE",
+                   help="scenario override for the --trace entry only (after -o), repeatable: "
+                   "workload__mapping=sample")  # fmt: skip
     g = p.add_argument_group("cross-trace evaluation (no training: a studied scenario's agents "
                              "on other traces)")  # fmt: skip
     g.add_argument("--cross-trace", metavar="PATH[,PATH...]",
@@ -187,8 +192,8 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, dict[str, dict]]:
         raise UsageError("--scenarios names no scenario")
     if len(set(names)) != len(names):
         raise UsageError(f"--scenarios names a scenario twice: {args.scenarios!r}")
-    if (args.time_col or args.model_col) and not args.trace:
-        raise UsageError("--time-col/--model-col need --trace")
+    if (args.time_col or args.model_col or args.trace_override) and not args.trace:
+        raise UsageError("--time-col/--model-col/--trace-override need --trace")
     common = ["--algo", args.algo, *(x for o in args.override for x in ("-o", o)),
               *(x for h in args.hp for x in ("--hp", h))]  # fmt: skip
     if args.timesteps:
@@ -203,12 +208,15 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, dict[str, dict]]:
     for label, scen, trace in specs:
         if label in plan:
             raise UsageError(f"two scenarios share the label {label!r}")
-        targs = {"scenario": scen, "override": args.override, "trace": trace,
+        given = [*args.override, *(args.trace_override if trace else [])]
+        targs = {"scenario": scen, "override": given, "trace": trace,
                  "time_col": args.time_col if trace else None,
                  "model_col": args.model_col if trace else None}  # fmt: skip
         overrides = scenario_overrides(targs)  # UsageError for a bad scenario/override/trace
         sc = envs.load_scenario(scen, **overrides)
-        extra = ["--trace", trace] if trace else []
+        extra = []
+        if trace:
+            extra = ["--trace", trace, *(x for o in args.trace_override for x in ("-o", o))]
         for k in ("time_col", "model_col"):
             if targs[k]:
                 extra += [f"--{k.replace('_', '-')}", targs[k]]

@@ -173,6 +173,10 @@ def test_another_trace_of_the_same_name_in_the_same_folder_exits_2(first, tmp_pa
           "--cross-windows", "some"], "--cross-windows must be a positive integer or 'all'"),
         (["--scenarios", "small", "--windows", "all"],
          "--windows all: tiling the held-out part needs a trace workload, and scenario 'small'"),
+        (["--scenarios", "small", "--trace-override", "workload__mapping=sample"],
+         "--time-col/--model-col/--trace-override need --trace"),
+        (["--scenarios", "small", "--trace", "azure2019", "--trace-override", "mapping=sample"],
+         "mapping"),
         (["--scenarios", "small", "--windows", "two"],
          "--windows must be a positive integer or 'all', got 'two'"),
     ],
@@ -211,4 +215,26 @@ def test_cross_from_defaults_to_azure_and_takes_its_cluster(tmp_path):
     # the 3,502-s trace: the 3,600-s episode shrinks to fit its held-out part (875.5 s), which
     # then holds 2 back-to-back windows, so 20 drawn ones overlap (the report says so)
     assert x["episode_s"] == 870 and x["held_out_windows"] == 2 and "shrunk" in x["note"]
+    assert not (tmp_path / "s").exists()
+
+
+def test_trace_override_applies_to_the_trace_entry_alone(tmp_path):
+    """--trace-override reaches the trace entry's scenario and its training command, not the
+    synthetic scenarios (whose workloads have no mapping field); parse() writes nothing."""
+    import envs
+    from envs.workloads import make_workload
+
+    args, plan = study.parse(["--scenarios", "small", "--trace", "azure2019", "--trace-override",
+                              "workload__mapping=sample", "--trace-override",
+                              "workload__min_requests=144", "--out", str(tmp_path / "s")])  # fmt: skip
+    t = plan["trace-azure2019"]
+    assert t["overrides"]["workload"]["mapping"] == "sample"
+    assert "workload__mapping" not in plan["small"]["overrides"]
+    argv = t["train_args"]
+    assert argv[argv.index("--trace") :] == ["--trace", "azure2019", "-o", "workload__mapping=sample",
+                                            "-o", "workload__min_requests=144"]  # fmt: skip
+    assert "-o" not in plan["small"]["train_args"]
+    sc = envs.load_scenario("paper", **t["overrides"])
+    fmap = make_workload(sc.workload).model_map(len(sc.sim.models))
+    assert sorted(fmap[fmap >= 0].tolist()) == list(range(18))  # one function per deployment
     assert not (tmp_path / "s").exists()
