@@ -29,7 +29,7 @@ from envs.workloads import make_workload
 
 
 def run(duration_s: float, step_s: float = 10.0, seed: int = 0) -> dict:
-    sc = load_scenario("azure", workload__mapping="popularity", workload__min_requests=1)
+    sc = load_scenario("azure", workload__mapping="popularity")
     cfg = sc.sim
     M = len(cfg.models)
     t0 = time.perf_counter()

@@ -176,7 +176,7 @@ def test_another_trace_of_the_same_name_in_the_same_folder_exits_2(first, tmp_pa
         (["--scenarios", "small", "--trace-override", "workload__mapping=sample"],
          "--time-col/--model-col/--trace-override need --trace"),
         (["--scenarios", "small", "--trace", "azure2019", "--trace-override", "mapping=sample"],
-         "mapping"),
+         "--trace: scenario 'paper': unknown key 'mapping'"),
         (["--scenarios", "small", "--windows", "two"],
          "--windows must be a positive integer or 'all', got 'two'"),
     ],
@@ -229,7 +229,7 @@ def test_trace_override_applies_to_the_trace_entry_alone(tmp_path):
                               "workload__min_requests=144", "--out", str(tmp_path / "s")])  # fmt: skip
     t = plan["trace-azure2019"]
     assert t["overrides"]["workload"]["mapping"] == "sample"
-    assert "workload__mapping" not in plan["small"]["overrides"]
+    assert plan["small"]["overrides"] == {}
     argv = t["train_args"]
     assert argv[argv.index("--trace") :] == ["--trace", "azure2019", "-o", "workload__mapping=sample",
                                             "-o", "workload__min_requests=144"]  # fmt: skip
