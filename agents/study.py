@@ -442,8 +442,11 @@ def run(argv: list[str]) -> int:
             for label, spec in plan.items() if spec["train_args"] is not None
             for k in range(args.seeds)]  # fmt: skip
     try:
+        hp_now: dict[str, dict] = {}  # per scenario: the seed changes no hyperparameter
         for j in jobs:
-            study_jobs.check_job_folder(j)
+            if j.scenario not in hp_now and study_jobs.run_folder(j) is not None:
+                hp_now[j.scenario] = study_jobs.resolved_hyperparams(j)
+            study_jobs.check_job_folder(j, hp_now.get(j.scenario))
     except study_jobs.JobError as e:
         raise UsageError(e) from None
     cmd = shlex.join([*PROG.split(), *argv])

@@ -7,7 +7,8 @@ episode seeds from train.py's ``FINAL_EVAL_SEED``; ``windows="all"``: every wind
 held-out part, back to back) and caches its entry in ``DIR/evals/<scenario>/<policy>_w<N>.json``
 (``_wall.json`` for every window; a cross-trace entry's files under
 ``DIR/evals/<source>/on-<trace>/``). An agent's file is keyed by its model's step count, so a
-model trained further is evaluated again; each file records the ``settings`` it was made with
+model trained further is evaluated again, and by its run folder's name, so a model trained
+afresh (its folder deleted) is too; each file records the ``settings`` it was made with
 (scenario, overrides, windows), and a study with other settings refuses the folder. Tasks run in this process, or up to ``--jobs``
 at once in a ``multiprocessing`` pool (spawned workers that ignore SIGINT; the study terminates
 the pool on Ctrl-C and keeps the finished files).
@@ -57,13 +58,29 @@ def tasks(args, plan: dict, jobs: list, out: Path) -> list[dict]:
     return todo
 
 
+def _run_name(task: dict) -> str | None:
+    """An agent task's train.py run folder name (unique per run: it ends in the start time)."""
+    return Path(task["run"]).name if task["run"] else None
+
+
+def cached(task: dict) -> dict | None:
+    """The task's cache entry, or None if there is none or it is of another run's model."""
+    path = Path(task["path"])
+    if not path.is_file():
+        return None
+    entry = json.loads(path.read_text())
+    name = _run_name(task)
+    return entry if entry.get("run", name) == name else None  # files before the field: trusted
+
+
 def run_task(task: dict, progress: bool = False) -> dict:
     """``{"rewards": [per window], "window_starts_s", "metrics", "sources", "privileged",
     "coverage", "settings"}`` of one task, from its cache file or by evaluating (then cached).
     ``coverage``: evaluate()'s ``windows`` (how many windows and requests, which were empty)."""
     path = Path(task["path"])
-    if path.is_file():
-        return json.loads(path.read_text())
+    hit = cached(task)
+    if hit is not None:
+        return hit
     from .evaluation import evaluate
     from .study import REWARD_KEY, metric_values
 
@@ -89,6 +106,7 @@ def run_task(task: dict, progress: bool = False) -> dict:
         "privileged": bool(row.get("privileged", False)),
         "coverage": res["windows"],
         "settings": task["settings"],
+        "run": _run_name(task),  # an agent retrained in the same folder is evaluated again
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
@@ -108,7 +126,7 @@ def _what(t: dict) -> str:
 def evaluate_all(args, plan: dict, jobs: list, out: Path, say=print) -> dict:
     """``{label: {"heuristics": {name: entry}, "agent": {seed: entry}}}`` for every scenario."""
     every = tasks(args, plan, jobs, out)
-    todo = [t for t in every if not Path(t["path"]).is_file()]
+    todo = [t for t in every if cached(t) is None]
     if todo:
         per = sorted({str(t["windows"]) for t in todo}, key=lambda x: (x == "all", x))
         say(f"evaluate {len(todo)} task(s) x {'/'.join(per)} windows, "

@@ -6,7 +6,8 @@ subprocesses; :mod:`agents.study_ray` runs the same processes as Ray Tune trials
 folder ``DIR/runs/<scenario>/seed<k>/``::
 
     job.json     the job's command line, written at each fresh start (once a model is saved,
-                 a study run with other settings refuses to reuse the folder)
+                 a study run with other settings, or whose command now resolves to other
+                 hyperparameters than the run's config.yml, refuses to reuse the folder)
     train.log    the training process's stdout and stderr (appended on resume)
     <run>/       train.py's run folder (model.zip, checkpoints, TensorBoard events, ...)
     segments.jsonl  one line per training process: its arguments, exit status, wall time
@@ -69,8 +70,11 @@ def is_done(job: TrainJob) -> bool:
     return (Path(job.folder) / "done.json").is_file()
 
 
-def check_job_folder(job: TrainJob) -> None:
-    """Raise JobError if ``job.folder`` was made by a study with another command line."""
+def check_job_folder(job: TrainJob, hp_now: dict | None = None) -> None:
+    """Raise JobError if ``job.folder`` was made by a study with another command line, or its
+    run trained with other hyperparameters than ``hp_now`` (the ``config.yml`` that
+    ``job.argv`` resolves to today, :func:`resolved_hyperparams`): an edited
+    ``agents/hyperparams/*.yml`` must not let a study reuse agents trained with the old one."""
     f = Path(job.folder) / "job.json"
     if f.is_file() and _has_model(job):  # a job that never saved a model may start afresh
         saved = json.loads(f.read_text()).get("argv")
@@ -79,6 +83,25 @@ def check_job_folder(job: TrainJob) -> None:
                 f"{job.folder} was trained with other settings ({' '.join(saved)}); "
                 "use another --out or the same flags"
             )
+    run = run_folder(job)
+    if hp_now is None or run is None or not (run / "config.yml").is_file():
+        return
+    had = yaml.safe_load((run / "config.yml").read_text()) or {}
+    diff = sorted(k for k in set(had) | set(hp_now) if had.get(k) != hp_now.get(k))
+    if diff:
+        k = diff[0]
+        raise JobError(
+            f"{run / 'config.yml'} has {k}: {had.get(k)!r} where the hyperparameters now give "
+            f"{hp_now.get(k)!r} ({len(diff)} key(s) differ); use another --out, or delete "
+            f"{job.folder} to train it again"
+        )
+
+
+def resolved_hyperparams(job: TrainJob) -> dict:
+    """What train.py would write to ``config.yml`` for ``job.argv`` now (nothing is written)."""
+    from .training import prepare
+
+    return dict(prepare(list(job.argv)).hp.raw)
 
 
 def _steps(model_zip: Path) -> int:

@@ -113,6 +113,36 @@ def test_other_settings_in_the_same_folder_exit_2(first):
     assert p.returncode == 2 and p.stderr.count("\n") == 1 and "other settings" in p.stderr
 
 
+def test_an_edited_hyperparameter_file_refuses_the_folder_and_a_retrained_agent_is_evaluated_again(
+    first,
+):
+    import yaml
+
+    out, _ = first
+    config = next((out / "runs/small/seed0").glob("*/config.yml"))
+    good = config.read_text()
+    try:  # as if agents/hyperparams/maskable_ppo.yml had said gamma 0.9 when seed0 was trained
+        config.write_text(yaml.safe_dump({**yaml.safe_load(good), "gamma": 0.9}))
+        before = (out / "invocations.jsonl").read_text()
+        p = run_study(*TINY, "--out", out)
+        assert p.returncode == 2 and p.stderr.count("\n") == 1, p.stderr
+        assert f"{config} has gamma: 0.9 where the hyperparameters now give 0.995" in p.stderr
+        assert (out / "invocations.jsonl").read_text() == before  # refused before any work
+    finally:
+        config.write_text(good)
+    # seed0's cached evaluation as if made of a model since deleted and trained afresh
+    cached = next((out / "evals/small").glob("seed0_*steps_w2.json"))
+    entry = json.loads(cached.read_text())
+    assert entry["run"] == config.parent.name
+    cached.write_text(json.dumps({**entry, "run": "an_older_run", "rewards": [0.0, 0.0]}))
+    p = run_study(*TINY, "--out", out)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "evaluated small/seed0" in p.stdout and "seed1" not in p.stdout
+    assert "train " not in p.stdout
+    again = json.loads(cached.read_text())
+    assert again["run"] == config.parent.name and again["rewards"] == entry["rewards"]
+
+
 def test_ctrl_c_stops_the_children_and_keeps_their_checkpoints(tmp_path):
     out = tmp_path / "s"
     args = [a if a != "256" else "1000000" for a in TINY]
