@@ -84,8 +84,8 @@ def check_job_folder(job: TrainJob, hp_now: dict | None = None) -> None:
                 "use another --out or the same flags"
             )
     run = run_folder(job)
-    if hp_now is None or run is None or not (run / "config.yml").is_file():
-        return
+    if hp_now is None or not _has_model(job) or not (run / "config.yml").is_file():
+        return  # nothing to reuse: a job with no model yet starts a fresh run
     had = yaml.safe_load((run / "config.yml").read_text()) or {}
     diff = sorted(k for k in set(had) | set(hp_now) if had.get(k) != hp_now.get(k))
     if diff:

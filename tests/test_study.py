@@ -284,3 +284,17 @@ def test_verdict_counts_float_noise_as_a_tie():
     v = judge(worse, "agent")
     assert v["reward_ci_low_above_best_iqm"] and not v["drop_rate_no_higher"]
     assert not v["p99_no_worse"] and not v["agent_beats_best"]
+
+
+def test_a_job_with_no_model_yet_is_not_refused_for_its_hyperparameters(tmp_path):
+    from agents import study_jobs
+
+    job = study_jobs.make_job("small", 0, ["--scenario", "small"], tmp_path)
+    run = Path(job.folder) / "run_1"
+    run.mkdir(parents=True)
+    (run / "args.yml").write_text("scenario: small\n")
+    (run / "config.yml").write_text("gamma: 0.9\n")
+    study_jobs.check_job_folder(job, {"gamma": 0.995})  # it starts afresh: nothing to reuse
+    (run / "model.zip").write_bytes(b"")
+    with pytest.raises(study_jobs.JobError, match=r"has gamma: 0.9 where .* now give 0.995"):
+        study_jobs.check_job_folder(job, {"gamma": 0.995})
