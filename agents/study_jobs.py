@@ -122,6 +122,13 @@ def log_segment(job: TrainJob, argv: list[str], rc: int, wall_s: float) -> float
     return sum(json.loads(line)["wall_s"] for line in f.read_text().splitlines() if line)
 
 
+def training_segments(job: TrainJob) -> int:
+    """How many train.py processes a job took (lines of ``segments.jsonl``; 1 is one uninterrupted
+    run, more means it was resumed from a checkpoint)."""
+    f = Path(job.folder) / "segments.jsonl"
+    return sum(1 for line in f.read_text().splitlines() if line) if f.is_file() else 0
+
+
 def finish(job: TrainJob, wall_s: float) -> bool:
     """Write ``done.json`` if the job's model holds its target steps; True if it did.
 

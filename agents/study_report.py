@@ -38,6 +38,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from . import stats
+from .study_jobs import training_segments
 from .training import FINAL_EVAL_SEED
 
 BOOT_SEED = 0  # seed of every bootstrap in the study (same inputs, same intervals)
@@ -132,10 +133,11 @@ def build(args, plan: dict, jobs: list, evals: dict, command: str, wall_s: dict)
         for e in [*ev["heuristics"].values(), *ev["agent"].values()]:
             for m, s in e["sources"].items():
                 sources.setdefault(m, set()).add(s)
-    train_wall = {}
+    train_wall, segments = {}, {}
     for j in jobs:
         done = json.loads((Path(j.folder) / "done.json").read_text())
         train_wall[j.key] = done["wall_s"]
+        segments[j.key] = training_segments(j)
         scen[j.scenario]["train_steps"] = done["target_steps"]
     for sc in scen.values():
         if sc.get("trained_on"):
@@ -152,6 +154,9 @@ def build(args, plan: dict, jobs: list, evals: dict, command: str, wall_s: dict)
         "metric_sources": {m: sorted(s) for m, s in sources.items()},
         "metric_keys": {m: v[0] for m, v in METRICS.items()},
         "wall_s": {**wall_s, "training": train_wall},
+        # train.py processes per agent: a resumed run (> 1) continues on fresh windows, so it is
+        # not bit for bit the run one uninterrupted process would have trained
+        "training_segments": segments,
         "scenarios": scen,
     }  # fmt: skip
 
@@ -166,6 +171,15 @@ def _f(x: float, nd: int = 1) -> str:
     return "-" if x is None or not math.isfinite(x) else f"{x:.{nd}f}"
 
 
+def _segments_line(segments: dict) -> str:
+    resumed = {k: n for k, n in segments.items() if n > 1}
+    if not resumed:
+        return "Every agent trained in one uninterrupted process (`segments.jsonl`)."
+    return ("Resumed agents (train.py processes; a resumed run continues on fresh windows, so it is "
+            "not the run one process would have trained): "
+            + ", ".join(f"{k} {n}" for k, n in resumed.items()) + ".")
+
+
 def markdown(study: dict) -> str:
     w = study["wall_s"]
     lines = ["# Study", "", f"Command: `{study['command']}`", "",
@@ -173,7 +187,8 @@ def markdown(study: dict) -> str:
              f"of the study, {w['this_invocation']:.0f} s for this one (finished jobs and cached "
              "evaluations are not redone). Training wall time per agent (all its "
              "processes): " + ", ".join(f"{k} {v:.0f} s"
-                                        for k, v in study["wall_s"]["training"].items()), ""]  # fmt: skip
+                                        for k, v in study["wall_s"]["training"].items()),
+             _segments_line(study.get("training_segments", {})), ""]  # fmt: skip
     b = study["bootstrap"]
     lines += [f"Intervals: 95% percentile bootstrap, {b['reps']} reps; reward CI {b['reward_ci']} "
               f"(for a heuristic, one run: over windows); agent's seed-only CI {b['reward_ci_seeds']}. "

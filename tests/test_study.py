@@ -65,6 +65,8 @@ def test_json_shape_report_and_plots(first):
     for kind in ("intervals", "profile", "cost_p99"):
         assert (out / f"{kind}_small.png").stat().st_size > 1000
     assert "train small/seed0" in p.stdout and "train small/seed1" in p.stdout
+    assert data["training_segments"] == {"small/seed0": 1, "small/seed1": 1}
+    assert "Every agent trained in one uninterrupted process" in report
 
 
 def test_heuristic_scores_are_evaluate_episode_rewards(first):
@@ -104,6 +106,9 @@ def test_second_run_does_not_retrain_and_an_unfinished_job_resumes(first):
     assert f"train small/seed1: --resume {run}" in p.stdout and "seed0" not in p.stdout
     assert (job / "done.json").is_file() and read_steps(run / "model.zip") == steps
     assert len(list(job.glob("*/args.yml"))) == 1  # the same run folder
+    data = json.loads((out / "study.json").read_text())  # the resume shows in the JSON and report
+    assert data["training_segments"] == {"small/seed0": 1, "small/seed1": 2}
+    assert "Resumed agents" in (out / "report.md").read_text()
 
 
 def test_other_settings_in_the_same_folder_exit_2(first):
