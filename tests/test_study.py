@@ -143,6 +143,18 @@ def test_an_edited_hyperparameter_file_refuses_the_folder_and_a_retrained_agent_
     p = run_study(*TINY, "--out", out)
     assert p.returncode == 0, p.stderr[-2000:]
     assert "evaluated small/seed0" in p.stdout and "seed1" not in p.stdout
+    # an entry from before the "run" field: kept if written after the model, redone if older
+    entry = json.loads(cached.read_text())
+    del entry["run"]
+    cached.write_text(json.dumps(entry))
+    p = run_study(*TINY, "--out", out)
+    assert p.returncode == 0 and "evaluated" not in p.stdout, p.stderr[-2000:]
+    model = (config.parent / "model.zip").stat().st_mtime
+    os.utime(cached, (model - 60, model - 60))
+    p = run_study(*TINY, "--out", out)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "evaluated small/seed0" in p.stdout and "seed1" not in p.stdout
+    assert json.loads(cached.read_text())["run"] == config.parent.name
     assert "train " not in p.stdout
     again = json.loads(cached.read_text())
     assert again["run"] == config.parent.name and again["rewards"] == entry["rewards"]
