@@ -8,8 +8,7 @@ held-out part, back to back) and caches its entry in ``DIR/evals/<scenario>/<pol
 (``_wall.json`` for every window; a cross-trace entry's files under
 ``DIR/evals/<source>/on-<trace>/``). An agent's file is keyed by its model's step count, so a
 model trained further is evaluated again, and by its run folder's name, so a model trained
-afresh (its folder deleted) is too (a file from before that field only if it is newer than the
-model); each file records the ``settings`` it was made with
+afresh (its folder deleted) is too, as is an agent's file from before that field; each file records the ``settings`` it was made with
 (scenario, overrides, windows), and a study with other settings refuses the folder. Tasks run in this process, or up to ``--jobs``
 at once in a ``multiprocessing`` pool (spawned workers that ignore SIGINT; the study terminates
 the pool on Ctrl-C and keeps the finished files).
@@ -71,12 +70,8 @@ def cached(task: dict) -> dict | None:
         return None
     entry = json.loads(path.read_text())
     name = _run_name(task)
-    if name is None or "run" in entry:
-        return entry if entry.get("run") == name else None
-    # An agent's entry from before the field: trusted only if written after the model was saved
-    # (a folder retrained afresh has a newer model.zip than its old evaluation).
-    model = Path(task["run"]) / "model.zip"
-    return entry if model.is_file() and path.stat().st_mtime >= model.stat().st_mtime else None
+    # A heuristic's entry has run None; an agent's from before the field is of an unknown model.
+    return entry if entry.get("run") == name else None
 
 
 def run_task(task: dict, progress: bool = False) -> dict:
