@@ -55,12 +55,15 @@ ZOO_KEYS = ("n_timesteps", "policy", "n_envs", "normalize", "action_prior", "act
 # leave it less often).
 # ``bc_dagger_rounds`` rounds of DAgger follow the first clone: the clone plays
 # ``bc_dagger_episodes`` training windows, the teacher labels its states, the clone is refitted
-# on all the data for ``bc_dagger_epochs`` (agents.imitation.relabel).
+# on all the data for ``bc_dagger_epochs`` (agents.imitation.relabel). With
+# ``bc_dagger_select: true`` the clone of every round (the first clone included) plays the
+# model-selection windows and the best of them is kept (DAgger is not monotone: a later round
+# can be worse), instead of the last round's.
 # ``bc_blind`` names observation features (envs.layout) the clone's frozen statistics hide
 # (agents.imitation.data_stats).
 BC_KEYS = ("per_model", "bc_teacher", "bc_episodes", "bc_epochs", "bc_weight_exponent",
            "bc_sharpen", "bc_dagger_rounds", "bc_dagger_episodes", "bc_dagger_epochs",
-           "bc_blind", "critic_warmup")  # fmt: skip
+           "bc_dagger_select", "bc_blind", "critic_warmup")  # fmt: skip
 # Model selection: every ``valid_freq`` steps (0: never) the agent plays ``valid_episodes``
 # fixed training-split windows; the best is kept as best_model.zip and is what the final
 # comparison evaluates (agents.callbacks.BestOnValidation).
@@ -311,6 +314,9 @@ def _bc(raw: dict, spec: AlgoSpec, where: str) -> tuple[bool, dict | None, int]:
                               or not 0.0 < sharp < 1.0):  # fmt: skip
         raise ValueError(f"{where}: bc_sharpen must be a probability in (0, 1) or null (no "
                          f"sharpening), got {sharp!r}")  # fmt: skip
+    select = raw.get("bc_dagger_select", False)
+    if not isinstance(select, bool):
+        raise ValueError(f"{where}: bc_dagger_select must be true or false, got {select!r}")
     from envs import layout
 
     names = (*layout.MODEL_FEATURES, *layout.CLUSTER_FEATURES)
@@ -327,7 +333,8 @@ def _bc(raw: dict, spec: AlgoSpec, where: str) -> tuple[bool, dict | None, int]:
           "sharpen": None if sharp is None else float(sharp),
           "dagger_rounds": integer("bc_dagger_rounds", 0, 0),
           "dagger_episodes": integer("bc_dagger_episodes", 5, 1),
-          "dagger_epochs": integer("bc_dagger_epochs", 10, 1)}  # fmt: skip
+          "dagger_epochs": integer("bc_dagger_epochs", 10, 1),
+          "dagger_select": select}  # fmt: skip
     return per_model, bc, warmup
 
 

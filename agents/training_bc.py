@@ -85,6 +85,9 @@ def behaviour_clone(cfg, model, venv, data) -> None:
           f"cross-entropy {loss:.3f}, the teacher's action on {agree:.1%} of its steps",
           flush=True)  # fmt: skip
     seed = cfg.args["seed"]
+    pick = _RoundPicker(cfg, model) if bc["dagger_select"] and bc["dagger_rounds"] else None
+    if pick is not None:
+        pick.score(0)
     for r in range(bc["dagger_rounds"]):
         t1 = time.perf_counter()
         first = 100_000 + seed * 1000 + r * bc["dagger_episodes"]
@@ -101,10 +104,61 @@ def behaviour_clone(cfg, model, venv, data) -> None:
               f"the clone played {bc['dagger_episodes']} training windows (seeds {first}+), "
               f"taking the teacher's action on {on_own:.1%} of its own steps; refitted on "
               f"{len(actions)} steps, weighted cross-entropy {loss:.3f}", flush=True)  # fmt: skip
+        if pick is not None:
+            pick.score(r + 1)
+    if pick is not None:
+        pick.keep_best()
     if bc.get("sharpen"):
         k, before, after = sharpen(model, x, masks, bc["sharpen"])
         print(f"  sharpened: logits x {k:.2f}, mean probability of the greedy action "
               f"{before:.3f} -> {after:.3f} (bc_sharpen {bc['sharpen']})", flush=True)  # fmt: skip
+
+
+class _RoundPicker:
+    """``bc_dagger_select``: the clone of each round plays the model-selection windows (those
+    of :class:`agents.callbacks.BestOnValidation`: ``valid_episodes`` training-split windows,
+    seeds ``VALID_SEED`` on, the same score as its step 0) and the best round's policy is put
+    back at the end (the first of a tie)."""
+
+    def __init__(self, cfg, model) -> None:
+        self.cfg, self.model = cfg, model
+        self.rewards: list[float] = []
+        self.best_state = None
+
+    def score(self, round_: int) -> float:
+        import copy
+        import functools
+
+        import gymnasium as gym
+
+        import envs  # noqa: F401
+        from envs import ENV_ID
+
+        from .callbacks import run_episodes
+        from .loading import AgentPolicy
+        from .training import _meta
+
+        cfg, t0 = self.cfg, time.perf_counter()
+        policy = AgentPolicy(self.model, cfg.spec, vecnormalize=self.model.get_vec_normalize_env(),
+                             meta=_meta(cfg))  # fmt: skip
+        make_env = functools.partial(gym.make, ENV_ID, scenario=cfg.args["scenario"],
+                                     split="train", **cfg.overrides)  # fmt: skip
+        seeds = [VALID_SEED + i for i in range(cfg.hp.valid_episodes)]
+        reward = float(np.mean([e["episode_reward"] for e in run_episodes(policy, make_env, seeds)]))
+        if not self.rewards or reward > max(self.rewards):
+            self.best_state = copy.deepcopy(self.model.policy.state_dict())
+        self.rewards.append(reward)
+        what = "the first clone" if round_ == 0 else f"round {round_}'s clone"
+        print(f"  {what}: reward {reward:.1f} on the {len(seeds)} model-selection windows "
+              f"({time.perf_counter() - t0:.0f} s)", flush=True)  # fmt: skip
+        return reward
+
+    def keep_best(self) -> None:
+        best = int(np.argmax(self.rewards))
+        self.model.policy.load_state_dict(self.best_state)
+        print(f"  DAgger selection (bc_dagger_select): round {best} kept, reward "
+              f"{self.rewards[best]:.1f} (rounds 0-{len(self.rewards) - 1}: "
+              f"{', '.join(f'{r:.1f}' for r in self.rewards)})", flush=True)  # fmt: skip
 
 
 def selected_agent(cfg, agent: AgentPolicy) -> AgentPolicy:

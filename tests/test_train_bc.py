@@ -77,6 +77,23 @@ def test_trains_selects_saves_and_compares(tmp_path):
     assert np.abs(agent.normalize(y) - agent.normalize(x)).max() < 1e-5
 
 
+def test_dagger_select_keeps_the_best_round_on_the_selection_windows(tmp_path):
+    """``bc_dagger_select``: every round's clone is scored on the model-selection windows and
+    the best is what learning starts from: its score is the model selection's step 0."""
+    args = [a.replace("bc_dagger_rounds=1", "bc_dagger_rounds=3") for a in BC]
+    p = run("--timesteps", 72, "--logdir", tmp_path, "--eval-freq", 0, "--hp", "valid_freq=144",
+            "--hp", "bc_dagger_select=true", "--no-final-eval", *args)  # fmt: skip
+    scores = [float(m) for m in re.findall(r"clone: reward (-?[\d.]+) on the 1 model-selection", p.stdout)]
+    assert len(scores) == 4, p.stdout  # the first clone and three rounds
+    assert scores.index(max(scores)) < 3  # on this seed a later round is worse: one is put back
+    kept = re.search(r"DAgger selection \(bc_dagger_select\): round (\d) kept, reward (-?[\d.]+)",
+                     p.stdout)  # fmt: skip
+    assert kept, p.stdout
+    assert int(kept.group(1)) == scores.index(max(scores)) and float(kept.group(2)) == max(scores)
+    step0 = dict(scalars(run_dir(tmp_path))["valid/mean_reward"])[0]
+    assert step0 == pytest.approx(max(scores), abs=0.06)  # printed with one decimal
+
+
 def test_resume_continues_without_cloning_again(tmp_path):
     """With ``bc_teacher: best`` (the file's own setting): the teacher is the heuristic with the
     highest reward on the validation window, and a resume keeps it without choosing again."""
@@ -180,6 +197,7 @@ def test_a_signal_while_cloning_exits_with_one_line(tmp_path, sig):
         (["--hp", "bc_dagger_rounds=-1"], "bc_dagger_rounds must be an integer >= 0"),
         (["--hp", "bc_blind=[tod_sine]"], "bc_blind must list observation features, got 'tod_sine'"),
         (["--hp", "per_model=maybe"], "per_model must be true or false"),
+        (["--hp", "bc_dagger_select=maybe"], "bc_dagger_select must be true or false"),
         (["--hp", "valid_freq=-5"], "valid_freq must be an integer >= 0"),
         (["--hp", "valid_episodes=0"], "valid_episodes must be an integer >= 1"),
         (["--vec-env", "subproc"], "--vec-env subproc: this run trains on per-model sub-envs"),
