@@ -13,7 +13,10 @@
 
 A block may also be keyed ``<env id>:<scenario>`` (``coldstart/ServerlessGPU-v1:paper``): it
 is used for runs on that scenario (the name as given to ``--scenario``), ahead of the env id's
-block, which is used if present, else ``default``. Files are read with ``yaml.safe_load``;
+block, which is used if present, else ``default``. A run that replays a trace (``--trace``) on
+a scenario's cluster first looks for ``<env id>:<scenario>:trace-<name>``
+(``coldstart/ServerlessGPU-v1:paper:trace-azure2019``; ``<name>``: :func:`trace_label`), so a
+trace-driven entry can have its own settings without changing the scenario's. Files are read with ``yaml.safe_load``;
 zoo-style strings (``policy_kwargs``, ``normalize``) are parsed by a restricted evaluator that
 accepts literals, ``dict(...)`` and a fixed list of torch names (:data:`SAFE_NAMES`), never
 ``eval``. Every error is a one-line ``ValueError`` naming the file, the key and the fix.
@@ -381,11 +384,22 @@ def _prior(value: Any, where: str) -> tuple[float, ...]:
     return (number(value),) * len(PRIOR_ENTRIES)
 
 
+def trace_label(trace: str) -> str:
+    """``trace-<name>`` of a ``--trace`` (a shipped name or a path: its file name up to the first
+    dot): the study's label of a trace-driven entry and the suffix of its hyperparameter block."""
+    return "trace-" + Path(trace).name.split(".")[0]
+
+
 def read_block(
-    algo: str, env_id: str, path: str | Path | None = None, scenario: str | None = None
+    algo: str,
+    env_id: str,
+    path: str | Path | None = None,
+    scenario: str | None = None,
+    trace: str | None = None,
 ) -> tuple[dict, str]:
-    """The raw block for ``<env_id>:<scenario>``, else ``env_id``, else ``default``, of
-    ``path`` (else the algorithm's file).
+    """The raw block for ``<env_id>:<scenario>:trace-<name>`` (with a ``trace``), else
+    ``<env_id>:<scenario>``, else ``env_id``, else ``default``, of ``path`` (else the
+    algorithm's file).
 
     Raises:
         ValueError: Missing or unreadable file, invalid YAML, no matching block.
@@ -401,7 +415,11 @@ def read_block(
         raise ValueError(f"hyperparameter file {str(p)!r} is not valid YAML ({first})") from None
     if not isinstance(data, dict):
         raise ValueError(f"hyperparameter file {str(p)!r} must hold a mapping of env ids to blocks")
-    keys = ([f"{env_id}:{scenario}"] if scenario else []) + [env_id, "default"]
+    keys = [env_id, "default"]
+    if scenario:
+        keys[:0] = [f"{env_id}:{scenario}"]
+        if trace:
+            keys[:0] = [f"{env_id}:{scenario}:{trace_label(trace)}"]
     key = next((k for k in keys if k in data), None)
     if key is None:
         raise ValueError(
@@ -499,14 +517,16 @@ def load_hyperparams(
     path: str | Path | None = None,
     overrides: dict | None = None,
     scenario: str | None = None,
+    trace: str | None = None,
 ) -> Hyperparams:
     """Read, override (``{"n_steps": 128}``) and resolve the hyperparameters of ``algo`` (the
-    block of ``scenario`` if the file has one, see :func:`read_block`).
+    block of ``scenario``, or of ``scenario`` replaying ``trace``, if the file has one, see
+    :func:`read_block`).
 
     Raises:
         ValueError: See :func:`read_block` and :func:`resolve`.
     """
-    raw, source = read_block(algo, env_id, path, scenario)
+    raw, source = read_block(algo, env_id, path, scenario, trace)
     raw.update(overrides or {})
     return resolve(algo, raw, source)
 

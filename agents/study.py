@@ -55,6 +55,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from . import study_eval, study_jobs
+from .hyperparams import trace_label
 from .training import UsageError, one_line, scenario_overrides
 
 PROG = "python -m agents.study"
@@ -203,8 +204,7 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, dict[str, dict]]:
     plan = {}
     specs = [(Path(n).stem if n.endswith((".yaml", ".yml")) else n, n, None) for n in names]
     if args.trace:
-        stem = Path(args.trace).name.split(".")[0]
-        specs.append((f"trace-{stem}", args.trace_scenario, args.trace))
+        specs.append((trace_label(args.trace), args.trace_scenario, args.trace))
     for label, scen, trace in specs:
         if label in plan:
             raise UsageError(f"two scenarios share the label {label!r}")

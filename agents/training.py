@@ -144,7 +144,7 @@ def prepare(argv: list[str] | None) -> RunConfig:
             hp = resolve(spec.name, raw, str(config))
         else:
             hp = load_hyperparams(spec.name, ENV_ID, args["hyperparams"], hp_over,
-                                  scenario=args["scenario"])  # fmt: skip
+                                  scenario=args["scenario"], trace=args["trace"])  # fmt: skip
         resolve_policy(spec, hp.policy)
         if hp.per_model and args["vec_env"] == "subproc":
             raise ValueError(

@@ -88,6 +88,22 @@ def test_env_block_wins_over_default(tmp_path):
     assert load_hyperparams("ppo", ENV_ID, f).kwargs["n_steps"] == 16
 
 
+def test_a_trace_block_wins_over_its_scenario_block_only_for_that_trace(tmp_path):
+    f = tmp_path / "hp.yml"
+    f.write_text(f"default:\n  n_steps: 8\n{ENV_ID}:paper:\n  n_steps: 16\n"
+                 f"{ENV_ID}:paper:trace-azure2019:\n  n_steps: 32\n")  # fmt: skip
+
+    def n_steps(scenario, trace):
+        return load_hyperparams("ppo", ENV_ID, f, scenario=scenario, trace=trace).kwargs["n_steps"]
+
+    assert n_steps("paper", "azure2019") == 32
+    assert n_steps("paper", "/data/azure2019.csv.gz") == 32  # a path: its name up to the dot
+    assert n_steps("paper", "azure_llm_2023") == 16  # another trace: the scenario's block
+    assert n_steps("paper", None) == 16
+    assert n_steps("small", "azure2019") == 8  # another cluster: not that trace's block
+    assert n_steps(None, "azure2019") == 8
+
+
 @pytest.mark.parametrize(
     "text, match",
     [
