@@ -31,7 +31,7 @@ import torch as th
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import HParam, TensorBoardOutputFormat
 
-from .loading import save_agent
+from .loading import BEST_MODEL, save_agent
 from .wrappers import ENV_ID
 
 TIERS = ("local_mem", "remote_mem", "disk", "cloud")
@@ -329,7 +329,7 @@ class BestOnValidation(HeldOutEvalCallback):
         r = float(res["episode_reward"])
         if self.best is None or r > self.best["reward"]:
             self.model.coldstart_meta = self.meta
-            save_agent(self.model, self.run_dir / "best_model.zip",
+            save_agent(self.model, self.run_dir / BEST_MODEL,
                        self.model.get_vec_normalize_env())  # fmt: skip
             refs = {k: v["episode_reward"] for k, v in (self.reference_results or {}).items()}
             self.best = {"steps": int(self.num_timesteps), "reward": r,

@@ -81,6 +81,17 @@ def resolve_model_path(path: str | Path) -> Path:
     return p
 
 
+BEST_MODEL = "best_model.zip"  # model selection's pick (agents.callbacks.BestOnValidation)
+
+
+def selected_model_path(run_dir: str | Path) -> Path:
+    """The agent a run trained: its ``best_model.zip`` where model selection (``valid_freq``)
+    kept one, which train.py's final comparison evaluates; else :func:`resolve_model_path`
+    (``model.zip``, else the latest checkpoint)."""
+    best = Path(run_dir) / BEST_MODEL
+    return best if best.is_file() else resolve_model_path(run_dir)
+
+
 def read_meta(model_path: str | Path) -> dict[str, Any]:
     """``coldstart_meta`` of a saved model, inferred from the policy class if absent.
 

@@ -39,6 +39,7 @@ def tasks(args, plan: dict, jobs: list, out: Path) -> list[dict]:
     import baselines
 
     from . import study_jobs
+    from .loading import selected_model_path
 
     todo = []
     for label, spec in plan.items():
@@ -54,7 +55,7 @@ def tasks(args, plan: dict, jobs: list, out: Path) -> list[dict]:
             path = eval_file(out, folder, f"seed{job.seed}_{steps}steps", w)
             run = str(study_jobs.run_folder(job))
             todo.append({**base, "policy": args.algo, "run": run, "seed": job.seed,
-                         "path": str(path)})  # fmt: skip
+                         "model": selected_model_path(run).name, "path": str(path)})  # fmt: skip
     return todo
 
 
@@ -64,14 +65,16 @@ def _run_name(task: dict) -> str | None:
 
 
 def cached(task: dict) -> dict | None:
-    """The task's cache entry, or None if there is none or it is of another run's model."""
+    """The task's cache entry, or None if there is none or it is of another run's model, or of
+    another model of the run (an entry from before the ``model`` field evaluated ``model.zip``,
+    the last model, where the run's agent is its model selection's ``best_model.zip``)."""
     path = Path(task["path"])
     if not path.is_file():
         return None
     entry = json.loads(path.read_text())
-    name = _run_name(task)
-    # A heuristic's entry has run None; an agent's from before the field is of an unknown model.
-    return entry if entry.get("run") == name else None
+    # A heuristic's entry has run and model None; an agent's from before a field is redone.
+    same = entry.get("run") == _run_name(task) and entry.get("model") == task.get("model")
+    return entry if same else None
 
 
 def run_task(task: dict, progress: bool = False) -> dict:
@@ -92,7 +95,7 @@ def run_task(task: dict, progress: bool = False) -> dict:
     else:
         from .loading import load_agent
 
-        policy = load_agent(task["run"])
+        policy = load_agent(Path(task["run"]) / task["model"])
     name = task["policy"]
     res = evaluate(task["scenario"], {name: policy}, episodes=task["windows"],
                    seed=FINAL_EVAL_SEED, split="eval", overrides=task["overrides"],
@@ -108,6 +111,7 @@ def run_task(task: dict, progress: bool = False) -> dict:
         "coverage": res["windows"],
         "settings": task["settings"],
         "run": _run_name(task),  # an agent retrained in the same folder is evaluated again
+        "model": task.get("model"),  # the run's selected model (best_model.zip) or model.zip
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")

@@ -166,10 +166,11 @@ def selected_agent(cfg, agent: AgentPolicy) -> AgentPolicy:
     else ``agent``, the final model."""
     import json
 
-    best = cfg.run_dir / "best_model.zip"
+    from .loading import BEST_MODEL, load_agent
+
+    best = cfg.run_dir / BEST_MODEL
     if cfg.hp.valid_freq <= 0 or not best.is_file():
         return agent
-    from .loading import load_agent
 
     info = json.loads((cfg.run_dir / "best.json").read_text())
     refs = ", ".join(f"{k} {v:.1f}" for k, v in (info.get("references") or {}).items())

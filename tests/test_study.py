@@ -156,6 +156,30 @@ def test_an_edited_hyperparameter_file_refuses_the_folder_and_a_retrained_agent_
     assert again["run"] == config.parent.name and again["rewards"] == entry["rewards"]
 
 
+def test_the_study_evaluates_each_runs_selected_model(first):
+    """A run with model selection (best_model.zip) is evaluated on that model, as train.py's
+    final table is, not on its last model.zip; a cached entry of the other model is redone."""
+    import shutil
+
+    out, _ = first
+    run0, run1 = (next((out / f"runs/small/seed{k}").glob("*/model.zip")).parent for k in (0, 1))
+    e0, e1 = (next((out / "evals/small").glob(f"seed{k}_*steps_w2.json")) for k in (0, 1))
+    assert json.loads(e0.read_text())["model"] == "model.zip"  # small's block selects nothing
+    shutil.copy(run1 / "model.zip", run0 / "best_model.zip")  # as if selection kept this one
+    try:
+        p = run_study(*TINY, "--out", out)
+        assert p.returncode == 0, p.stderr[-2000:]
+        assert "evaluated small/seed0" in p.stdout and "seed1" not in p.stdout
+        entry = json.loads(e0.read_text())
+        assert entry["model"] == "best_model.zip"
+        assert entry["rewards"] == json.loads(e1.read_text())["rewards"]  # seed1's model played
+    finally:
+        (run0 / "best_model.zip").unlink()
+    p = run_study(*TINY, "--out", out)
+    assert p.returncode == 0 and "evaluated small/seed0" in p.stdout, p.stderr[-2000:]
+    assert json.loads(e0.read_text())["model"] == "model.zip"
+
+
 def test_ctrl_c_stops_the_children_and_keeps_their_checkpoints(tmp_path):
     out = tmp_path / "s"
     args = [a if a != "256" else "1000000" for a in TINY]
