@@ -23,6 +23,7 @@ same algorithm and seed started in the same second) takes ``<name>_1``, ``_2``..
 
 from __future__ import annotations
 
+import os
 import shlex
 import signal
 import sys
@@ -327,16 +328,26 @@ class InterruptedWhileBuilding(KeyboardInterrupt):
         self.signame = signame
 
 
+def _on_build_signal(signum, frame) -> None:
+    """Raise :class:`InterruptedWhileBuilding`, unless the signal landed in a finalizer
+    (``__del__``: numba's compiler frees LLVM objects there), where Python prints an exception
+    and drops it, so the run went on cloning (seen once in CI: the teacher kept playing): then
+    the signal is sent again a moment later, to be raised outside the finalizer."""
+    import threading
+
+    if frame is not None and frame.f_code.co_name == "__del__":
+        threading.Timer(0.05, os.kill, (os.getpid(), signum)).start()
+        return
+    raise InterruptedWhileBuilding(signal.Signals(signum).name)
+
+
 def _build_interruptible(cfg: RunConfig):
     """:func:`_build_model` with SIGINT and SIGTERM turned into :class:`InterruptedWhileBuilding`,
     so either ends the run with one line. SIGINT gets a handler of its own, as it does while
     learning (:func:`train`): a train.py started as a non-interactive shell's background job
     inherits an ignored SIGINT, which Python keeps, and a ``kill -INT`` would then be lost."""
 
-    def on_signal(signum, frame):
-        raise InterruptedWhileBuilding(signal.Signals(signum).name)
-
-    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    old = {s: signal.signal(s, _on_build_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         return _build_model(cfg)
     except InterruptedWhileBuilding:

@@ -5,6 +5,7 @@ budgets (`paper` with 200-s episodes: 20 intervals x 18 models = 360 model-steps
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import subprocess
@@ -182,6 +183,26 @@ def test_a_signal_while_cloning_exits_with_one_line(tmp_path, sig):
     assert err.strip().splitlines() == [
         f"train.py: interrupted ({sig.name}) while building the model; nothing trained"
     ]
+
+
+def test_a_signal_inside_a_finalizer_is_sent_again_not_lost(monkeypatch):
+    """An exception raised in ``__del__`` is printed and dropped by Python: the build's signal
+    handler sends the signal again instead, and raises anywhere else."""
+    from agents import training
+
+    sent = []
+    monkeypatch.setattr(training.os, "kill", lambda pid, sig: sent.append((pid, sig)))
+
+    def __del__():  # a frame as the one numba's LLVM finalizer runs in
+        return sys._getframe()
+
+    training._on_build_signal(signal.SIGTERM, __del__())
+    deadline = time.monotonic() + 5
+    while not sent and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert sent == [(os.getpid(), signal.SIGTERM)]
+    with pytest.raises(training.InterruptedWhileBuilding, match="SIGINT"):
+        training._on_build_signal(signal.SIGINT, sys._getframe())
 
 
 @pytest.mark.parametrize(
