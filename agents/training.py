@@ -329,15 +329,19 @@ class InterruptedWhileBuilding(KeyboardInterrupt):
 
 
 def _on_build_signal(signum, frame) -> None:
-    """Raise :class:`InterruptedWhileBuilding`, unless the signal landed in a finalizer
-    (``__del__``: numba's compiler frees LLVM objects there), where Python prints an exception
-    and drops it, so the run went on cloning (seen once in CI: the teacher kept playing): then
-    the signal is sent again a moment later, to be raised outside the finalizer."""
+    """Raise :class:`InterruptedWhileBuilding`, unless the signal landed inside a finalizer
+    (a ``__del__`` anywhere up the stack: llvmlite's ``ObjectRef.__del__`` calls ``close()``
+    when numba frees LLVM objects), where Python prints an exception and drops it, so the run
+    went on cloning (seen once in CI: the teacher kept playing): then the signal is sent again
+    a moment later, to be raised outside the finalizer."""
     import threading
 
-    if frame is not None and frame.f_code.co_name == "__del__":
-        threading.Timer(0.05, os.kill, (os.getpid(), signum)).start()
-        return
+    f = frame
+    while f is not None:
+        if f.f_code.co_name == "__del__":
+            threading.Timer(0.05, os.kill, (os.getpid(), signum)).start()
+            return
+        f = f.f_back
     raise InterruptedWhileBuilding(signal.Signals(signum).name)
 
 

@@ -193,10 +193,13 @@ def test_a_signal_inside_a_finalizer_is_sent_again_not_lost(monkeypatch):
     sent = []
     monkeypatch.setattr(training.os, "kill", lambda pid, sig: sent.append((pid, sig)))
 
-    def __del__():  # a frame as the one numba's LLVM finalizer runs in
+    def close():  # what llvmlite's ObjectRef.__del__ calls: the signal lands in there
         return sys._getframe()
 
-    training._on_build_signal(signal.SIGTERM, __del__())
+    def __del__():
+        training._on_build_signal(signal.SIGTERM, close())
+
+    __del__()
     deadline = time.monotonic() + 5
     while not sent and time.monotonic() < deadline:
         time.sleep(0.01)
