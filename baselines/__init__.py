@@ -15,16 +15,24 @@ their factories:
 | ``overprovision`` | always-warm fleet sized for peak, never scales in | state of practice |
 | ``random`` | masked uniform random | sanity floor |
 
+``ORACLES`` holds what is not a reference policy but may be evaluated beside them by name:
+``hindsight`` (:class:`baselines.hindsight.Hindsight`), privileged, which reads every model's
+future arrival times to measure the headroom over the best heuristic, and ``hindsight-minute``,
+which knows only each trace minute's count of them. ``all`` means ``POLICIES``
+alone, and teachers and a study's heuristics are drawn from ``POLICIES`` alone.
+
 Every policy needs ``bind(env)`` (or ``env=``) before ``predict``: it reads the scenario's static
-facts and the env's masks; a privileged one (none is today) would also read the simulator.
+facts and the env's masks; a privileged one (``hindsight``) also reads the simulator.
 """
 
 from __future__ import annotations
 
 import difflib
 from collections.abc import Callable
+from functools import partial
 
 from .base import DATAPATHS, DataPath, ObsView, Policy, ScalingPolicy, ScenarioFacts
+from .hindsight import Hindsight
 from .keepalive import HybridHistogram, KeepAlive
 from .kpa import KPA
 from .reactive import Baseline, Hierarchical, Pool, ReactivePolicy
@@ -42,14 +50,19 @@ POLICIES: dict[str, Callable[..., Policy]] = {
     "overprovision": Overprovision,
     "random": RandomPolicy,
 }
+ORACLES: dict[str, Callable[..., Policy]] = {
+    "hindsight": Hindsight,
+    "hindsight-minute": partial(Hindsight, resolution_s=60.0, name="hindsight-minute"),
+}
 
 
 def check_policy_name(name: str) -> str:
     """``name`` if registered; else a ValueError listing the names and suggesting the closest."""
-    if name not in POLICIES:
-        close = difflib.get_close_matches(str(name), list(POLICIES), n=1)
+    if name not in POLICIES and name not in ORACLES:
+        known = [*POLICIES, *ORACLES]
+        close = difflib.get_close_matches(str(name), known, n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"unknown policy {name!r}; valid policies: {', '.join(POLICIES)}.{hint}")
+        raise ValueError(f"unknown policy {name!r}; valid policies: {', '.join(known)}.{hint}")
     return name
 
 
@@ -59,7 +72,8 @@ def make_policy(name: str, env=None, **params) -> Policy:
     Raises:
         ValueError: Unknown name (the valid names and the closest are listed) or bad parameter.
     """
-    factory = POLICIES[check_policy_name(name)]
+    name = check_policy_name(name)
+    factory = POLICIES.get(name) or ORACLES[name]
     try:
         return factory(env=env, **params)
     except TypeError as e:
@@ -73,8 +87,10 @@ __all__ = [
     "Baseline",
     "DataPath",
     "Hierarchical",
+    "Hindsight",
     "HybridHistogram",
     "KeepAlive",
+    "ORACLES",
     "ObsView",
     "Overprovision",
     "Policy",

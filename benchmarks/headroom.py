@@ -1,0 +1,108 @@
+"""Headroom: how far a clairvoyant policy gets past the best heuristic, on the study's windows.
+
+    python -m benchmarks.headroom --scenario paper
+    python -m benchmarks.headroom --scenario azure
+    python -m benchmarks.headroom --scenario paper --trace azure2019 -o workload__mapping=sample \\
+        -o workload__min_requests=144 --label trace-azure2019
+
+Plays the nine reference policies and :class:`baselines.hindsight.Hindsight` twice, knowing the
+exact arrival times (``hindsight``) and knowing only each trace minute's count
+(``hindsight-minute``: what a trace of per-minute counts holds; the requests' places inside the
+minute are drawn at random), on the held-out windows ``agents.study`` plays (``--windows``
+episodes from ``train.py``'s evaluation seed). Reports, per policy, the reward IQM with the
+study's interval for a single run (bootstrap over windows), drops, p99 and cost, and for each
+clairvoyant policy the issue's criterion against the best heuristic (its interval's lower bound
+above the heuristic's IQM) and the paired per-window gain. The last line is JSON.
+
+A benchmark, not a test: it takes minutes (about 2 on ``paper`` here).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import numpy as np
+
+
+def _scores(row: dict) -> np.ndarray:
+    return np.array([[e["episode_reward"] for e in row["per_episode"]]])
+
+
+def main(argv=None) -> dict:
+    import baselines
+    from agents.evaluation import evaluate
+    from agents.hyperparams import parse_assignments
+    from agents.stats import iqm_interval
+    from agents.training import FINAL_EVAL_SEED
+    from envs.scenarios import trace_overrides
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--scenario", default="paper")
+    p.add_argument("--windows", type=int, default=20, help="held-out windows (default 20)")
+    p.add_argument("--trace", default=None, help="replay this trace (a shipped name or a path)")
+    p.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--label", default=None, help="name of the entry in the output")
+    a = p.parse_args(argv)
+    if a.windows < 1:
+        p.error(f"--windows must be >= 1, got {a.windows}")
+    try:
+        overrides = parse_assignments(a.override, "-o")
+        if a.trace:
+            overrides, _ = trace_overrides(a.scenario, overrides, a.trace)
+    except (OSError, ValueError) as e:
+        p.error(str(e))
+    pols = {n: baselines.make_policy(n) for n in baselines.POLICIES}
+    for name in baselines.ORACLES:
+        pols[name] = baselines.make_policy(name)
+    try:
+        res = evaluate(a.scenario, pols, episodes=a.windows, seed=FINAL_EVAL_SEED,
+                       overrides=overrides, progress=False)  # fmt: skip
+    except ValueError as e:
+        print(f"benchmarks.headroom: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    rows = res["policies"]
+    out = {"scenario": a.label or a.scenario, "windows": a.windows, "seed": FINAL_EVAL_SEED,
+           "overrides": overrides, "policies": {}}  # fmt: skip
+    for name, r in rows.items():
+        point, (lo, hi) = iqm_interval(_scores(r), scheme="hierarchical")
+        out["policies"][name] = {
+            "reward_iqm": round(point, 1), "reward_ci": [round(lo, 1), round(hi, 1)],
+            "drop_rate": r["drop_rate"], "p99_latency_s": r["p99_latency_s"],
+            "cost_usd": round(r["cost_usd"], 3), "privileged": r["privileged"],
+        }  # fmt: skip
+    heur = {n: v for n, v in out["policies"].items() if n in baselines.POLICIES}
+    best = max(heur, key=lambda n: heur[n]["reward_iqm"])
+    out["best_heuristic"] = best
+    hb = _scores(rows[best])[0]
+    for name in baselines.ORACLES:
+        o, gain = out["policies"][name], _scores(rows[name])[0] - hb
+        o["gain_per_window"] = {"mean": round(float(gain.mean()), 1),
+                                "min": round(float(gain.min()), 1),
+                                "windows_better": int((gain > 0).sum())}  # fmt: skip
+        o["meets_criterion"] = bool(
+            o["reward_ci"][0] > heur[best]["reward_iqm"]
+            and o["drop_rate"] <= heur[best]["drop_rate"]
+            and o["p99_latency_s"] <= heur[best]["p99_latency_s"]
+        )
+    print(f"{out['scenario']}: {a.windows} held-out windows (seeds {FINAL_EVAL_SEED}..); "
+          f"best heuristic {best}")  # fmt: skip
+    print("| policy | reward IQM [95% CI] | drop rate | p99 s | cost $ |")
+    print("|---|---|---|---|---|")
+    for name, r in out["policies"].items():
+        star = " *" if r["privileged"] else ""
+        print(f"| {name}{star} | {r['reward_iqm']:.1f} [{r['reward_ci'][0]:.1f}, "
+              f"{r['reward_ci'][1]:.1f}] | {100 * r['drop_rate']:.2f}% | "
+              f"{r['p99_latency_s']:.2f} | {r['cost_usd']:.2f} |")  # fmt: skip
+    for name in baselines.ORACLES:
+        o = out["policies"][name]
+        print(f"{name}: gain per window over {best} mean {o['gain_per_window']['mean']}, min "
+              f"{o['gain_per_window']['min']}, better on {o['gain_per_window']['windows_better']}"
+              f"/{a.windows}; meets the criterion: {o['meets_criterion']}")  # fmt: skip
+    print(json.dumps(out))
+    return out
+
+
+if __name__ == "__main__":
+    main()
