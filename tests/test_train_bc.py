@@ -95,6 +95,26 @@ def test_dagger_select_keeps_the_best_round_on_the_selection_windows(tmp_path):
     assert step0 == pytest.approx(max(scores), abs=0.06)  # printed with one decimal
 
 
+def test_a_clairvoyant_teacher_labels_states_the_student_acts_on_without_the_simulator(tmp_path):
+    """``bc_teacher: hindsight-minute`` (privileged: it reads the simulator's future arrivals)
+    teaches through the same pipeline; the student it leaves is an ordinary agent that acts on
+    the observation alone."""
+    from agents.evaluation import evaluate
+
+    bc = [a.replace("bc_teacher=histogram", "bc_teacher=hindsight-minute") for a in BC]
+    p = run("--timesteps", 144, "--logdir", tmp_path, "--eval-freq", 0, "--no-final-eval",
+            "--hp", "valid_freq=144", *bc)  # fmt: skip
+    assert "Behaviour cloning: hindsight-minute plays 1 training windows" in p.stdout
+    assert "DAgger round 1/1" in p.stdout
+    d = run_dir(tmp_path)
+    agent = load_agent(d / "best_model.zip")
+    assert agent.meta["imitation"]["teacher"] == "hindsight-minute" and not agent.privileged
+    assert "hindsight-minute" in json.loads((d / "best.json").read_text())["references"]
+    res = evaluate("paper", {"agent": agent}, episodes=1, seed=10000,
+                   overrides={"episode_s": 200}, progress=False)  # fmt: skip
+    assert res["policies"]["agent"]["privileged"] is False
+
+
 def test_resume_continues_without_cloning_again(tmp_path):
     """With ``bc_teacher: best`` (the file's own setting): the teacher is the heuristic with the
     highest reward on the validation window, and a resume keeps it without choosing again."""
