@@ -37,7 +37,9 @@ trace, a folder trained or evaluated with other settings, ``--address`` where no
 answers, a cross-trace the source's agents cannot act on) exits with status 2 and one line,
 having written nothing.
 
-Metric values come from evaluate()'s per-policy results by key, through :data:`METRICS` only.
+Metric values come from evaluate()'s per-policy results by key, through :data:`METRICS` only
+(defined in :mod:`agents.study_metrics`, which the report and the evaluations import, so that
+they never import this module, which runs as ``__main__``, a second time).
 Where evaluate() does not report a key, the value is derived as the table says and the JSON's
 ``metric_sources`` marks it ``derived``.
 """
@@ -51,47 +53,14 @@ import signal
 import sys
 import time
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 
 from . import study_eval, study_jobs
 from .hyperparams import trace_label
+from .study_metrics import METRICS, REWARD_KEY, metric_values  # noqa: F401  (re-exported)
 from .training import UsageError, one_line, scenario_overrides
 
 PROG = "python -m agents.study"
-REWARD_KEY = "episode_reward"  # per-episode return in evaluate()'s ``per_episode`` entries
-
-
-# --------------------------------------------------------------------------- metric mapping ----
-def _slo_attainment(row: dict, raw: dict, ctx: dict) -> float:
-    return 1.0 - row["slo_violation_rate"]
-
-
-Derive = Callable[[dict, dict, dict], float]
-# study metric -> (evaluate() key, derivation where evaluate() does not report it, what the
-# derivation computes). evaluate()'s latency, drop and goodput figures are env v1's drop-aware
-# ones (envs/sim/metrics.py: a dropped request counts at the request timeout).
-METRICS: dict[str, tuple[str, Derive | None, str]] = {
-    "drop_rate": ("drop_rate", None, ""),
-    "p99_latency_s": ("p99_latency_s", None, ""),
-    "goodput_rps": ("goodput_rps", None, ""),
-    "slo_attainment": ("slo_attainment", _slo_attainment, "1 - slo_violation_rate"),
-    "cost_usd": ("cost_usd", None, ""),
-}  # fmt: skip
-
-
-def metric_values(row: dict, raw: dict, ctx: dict) -> tuple[dict, dict]:
-    """``({metric: value}, {metric: source})`` of one policy's evaluate() result."""
-    values, sources = {}, {}
-    for name, (key, derive, what) in METRICS.items():
-        if key in row:
-            values[name], sources[name] = float(row[key]), f"evaluate() {key}"
-        elif derive is not None:
-            values[name], sources[name] = derive(row, raw, ctx), f"derived: {what}"
-        else:
-            raise KeyError(f"evaluate() results lack {key!r} and it has no derivation")
-    return values, sources
-
 
 # ------------------------------------------------------------------------------ arguments ----
 class _Parser(argparse.ArgumentParser):

@@ -86,7 +86,7 @@ def run_task(task: dict, progress: bool = False) -> dict:
     if hit is not None:
         return hit
     from .evaluation import evaluate
-    from .study import REWARD_KEY, metric_values
+    from .study_metrics import REWARD_KEY, metric_values
 
     if task["run"] is None:
         from baselines import make_policy

@@ -14,7 +14,7 @@ policy (:mod:`agents.stats`, 95% percentile bootstrap):
   ties 1/2, averaged over windows; ``prob_ci`` with the hierarchical scheme (the same windows drawn
   for both), ``prob_ci_seeds`` with rliable's (windows fixed);
 * ``drop_rate``, ``p99_latency_s``, ``goodput_rps``, ``slo_attainment``, ``cost_usd`` -- through
-  ``agents.study.METRICS`` from each evaluation (pooled over its windows), for the agent the mean
+  ``agents.study_metrics.METRICS`` from each evaluation (pooled over its windows), for the agent the mean
   over seeds (each seed's values under ``per_seed``).
 
 A cross-trace entry (``"<source>-><trace>"``, with ``trained_on`` and ``trace``) has the same
@@ -118,7 +118,7 @@ def scenario_stats(ev: dict, agent: str, reps: int) -> dict:
 
 def build(args, plan: dict, jobs: list, evals: dict, command: str, wall_s: dict) -> dict:
     """The whole ``study.json`` document."""
-    from .study import METRICS
+    from .study_metrics import METRICS
 
     reps = args.reps or stats.DEFAULT_REPS
     scen, sources = {}, {}

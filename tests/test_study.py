@@ -335,3 +335,12 @@ def test_a_job_with_no_model_yet_is_not_refused_for_its_hyperparameters(tmp_path
     (run / "model.zip").write_bytes(b"")
     with pytest.raises(study_jobs.JobError, match=r"has gamma: 0.9 where .* now give 0.995"):
         study_jobs.check_job_folder(job, {"gamma": 0.995})
+
+
+def test_the_report_and_evaluations_do_not_import_the_study_module_again():
+    # The study runs as __main__; a module importing agents.study would load it a second time
+    # (a study crashed at its report step when its code was edited mid-run).
+    code = ("import sys, agents.study_report, agents.study_eval; "
+            "print('agents.study' in sys.modules)")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
