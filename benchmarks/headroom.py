@@ -22,9 +22,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 import numpy as np
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit status 2
+        print(f"benchmarks.headroom: error: {message}", file=sys.stderr)
+        sys.exit(2)
 
 
 def _scores(row: dict) -> np.ndarray:
@@ -39,7 +46,7 @@ def main(argv=None) -> dict:
     from agents.training import FINAL_EVAL_SEED
     from envs.scenarios import trace_overrides
 
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = _Parser(prog="python -m benchmarks.headroom", description=__doc__.split("\n")[0])
     p.add_argument("--scenario", default="paper")
     p.add_argument("--windows", type=int, default=20, help="held-out windows (default 20)")
     p.add_argument("--trace", default=None, help="replay this trace (a shipped name or a path)")
@@ -49,6 +56,8 @@ def main(argv=None) -> dict:
     a = p.parse_args(argv)
     if a.windows < 1:
         p.error(f"--windows must be >= 1, got {a.windows}")
+    if a.json and not os.path.isdir(os.path.dirname(os.path.abspath(a.json))):
+        p.error(f"--json {a.json}: no such folder {os.path.dirname(os.path.abspath(a.json))!r}")
     try:
         overrides = parse_assignments(a.override, "-o")
         if a.trace:
@@ -62,8 +71,7 @@ def main(argv=None) -> dict:
         res = evaluate(a.scenario, pols, episodes=a.windows, seed=FINAL_EVAL_SEED,
                        overrides=overrides, progress=False)  # fmt: skip
     except ValueError as e:
-        print(f"benchmarks.headroom: error: {e}", file=sys.stderr)
-        sys.exit(2)
+        p.error(str(e))
     rows = res["policies"]
     out = {"scenario": a.label or a.scenario, "windows": a.windows, "seed": FINAL_EVAL_SEED,
            "overrides": overrides, "policies": {}}  # fmt: skip

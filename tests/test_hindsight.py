@@ -101,9 +101,15 @@ def test_headroom_benchmark_reports_the_criterion(capsys):
         assert row["gain_per_window"]["windows_better"] in (0, 1, 2)
 
 
-def test_headroom_benchmark_refuses_bad_input_in_one_line(capsys):
+@pytest.mark.parametrize("argv, what", [
+    (["--scenario", "paper", "-o", "episode_s=-5"], "episode_s"),
+    (["--windows", "0"], "--windows must be >= 1, got 0"),
+    (["--bogus"], "unrecognized arguments: --bogus"),
+    (["--json", "/nonexistent/dir/h.json"], "no such folder"),
+])  # fmt: skip
+def test_headroom_benchmark_refuses_bad_input_in_one_line(argv, what, capsys):
     with pytest.raises(SystemExit) as e:
-        headroom.main(["--scenario", "paper", "-o", "episode_s=-5"])
+        headroom.main(argv)
     assert e.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "episode_s" in err[0]
+    assert len(err) == 1 and what in err[0] and err[0].startswith("benchmarks.headroom: error:")
