@@ -328,17 +328,28 @@ class InterruptedWhileBuilding(KeyboardInterrupt):
         self.signame = signame
 
 
+_UNSAFE_DIRS = tuple(f"{os.sep}{d}{os.sep}" for d in ("llvmlite", "numba"))
+
+
+def _unsafe_to_interrupt(code) -> bool:
+    """Whether an exception raised in ``code`` could be lost or corrupt state: a finalizer
+    (Python prints an exception from ``__del__`` and drops it), or numba/llvmlite, whose
+    clean-up is not safe against an exception between two statements (llvmlite's
+    ``ObjectRef.detach`` deletes ``_as_parameter_`` and only then marks itself closed, so an
+    exception in between makes its ``__del__`` fail later with an ``AttributeError`` on stderr:
+    seen in CI, where numba compiles while the teacher plays)."""
+    return code.co_name == "__del__" or any(d in code.co_filename for d in _UNSAFE_DIRS)
+
+
 def _on_build_signal(signum, frame) -> None:
-    """Raise :class:`InterruptedWhileBuilding`, unless the signal landed inside a finalizer
-    (a ``__del__`` anywhere up the stack: llvmlite's ``ObjectRef.__del__`` calls ``close()``
-    when numba frees LLVM objects), where Python prints an exception and drops it, so the run
-    went on cloning (seen once in CI: the teacher kept playing): then the signal is sent again
-    a moment later, to be raised outside the finalizer."""
+    """Raise :class:`InterruptedWhileBuilding`, unless the signal landed where an exception is
+    unsafe (:func:`_unsafe_to_interrupt`, anywhere up the stack): then the signal is sent again
+    a moment later, to be raised outside."""
     import threading
 
     f = frame
     while f is not None:
-        if f.f_code.co_name == "__del__":
+        if _unsafe_to_interrupt(f.f_code):
             threading.Timer(0.05, os.kill, (os.getpid(), signum)).start()
             return
         f = f.f_back

@@ -205,21 +205,32 @@ def test_a_signal_while_cloning_exits_with_one_line(tmp_path, sig):
     ]
 
 
-def test_a_signal_inside_a_finalizer_is_sent_again_not_lost(monkeypatch):
-    """An exception raised in ``__del__`` is printed and dropped by Python: the build's signal
+@pytest.mark.parametrize("where", ["finalizer", "llvmlite"])
+def test_a_signal_inside_unsafe_code_is_sent_again_not_lost(monkeypatch, where):
+    """An exception raised in ``__del__`` is printed and dropped by Python, and one raised
+    inside llvmlite's ``detach`` (between deleting ``_as_parameter_`` and marking the object
+    closed) makes its finalizer fail later on stderr: in either place the build's signal
     handler sends the signal again instead, and raises anywhere else."""
     from agents import training
 
     sent = []
     monkeypatch.setattr(training.os, "kill", lambda pid, sig: sent.append((pid, sig)))
+    if where == "finalizer":
 
-    def close():  # what llvmlite's ObjectRef.__del__ calls: the signal lands in there
-        return sys._getframe()
+        def close():  # what llvmlite's ObjectRef.__del__ calls: the signal lands in there
+            return sys._getframe()
 
-    def __del__():
-        training._on_build_signal(signal.SIGTERM, close())
+        def __del__():
+            training._on_build_signal(signal.SIGTERM, close())
 
-    __del__()
+        unsafe = __del__
+    else:  # an explicit close() from numba: no __del__ on the stack, llvmlite's file is
+        ns = {"sys": sys, "training": training, "signal": signal}
+        path = os.path.join(os.sep, "venv", "llvmlite", "binding", "ffi.py")
+        src = "def detach():\n    training._on_build_signal(signal.SIGTERM, sys._getframe())\n"
+        exec(compile(src, path, "exec"), ns)
+        unsafe = ns["detach"]
+    unsafe()
     deadline = time.monotonic() + 5
     while not sent and time.monotonic() < deadline:
         time.sleep(0.01)
