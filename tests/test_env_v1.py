@@ -132,6 +132,18 @@ def test_warmup_zero_starts_from_an_empty_cluster(scenario):
     assert (sim.arrived == sim.offsets[:-1]).all()
 
 
+@pytest.mark.parametrize("scenario", ["paper", "azure"])
+def test_the_trace_presets_open_every_window_with_each_model_in_the_pool(scenario):
+    """A platform that has run all day holds every model of these presets in host memory (they
+    fit); without it a policy had to prefetch at the window's first step or see a first request
+    of a large model load from cloud storage past the timeout (``envs/presets/azure.yaml``)."""
+    env = ServerlessGPUEnv(scenario, episode_s=300)
+    for seed in range(3):
+        env.reset(seed=seed)
+        missing = [m for m in range(env.M) if not env.sim.hosts_with_copy(m)]
+        assert missing == [], (seed, missing)
+
+
 @pytest.mark.parametrize("scenario", PRESETS)
 def test_default_warmup_is_excluded_from_the_window(scenario):
     env = ServerlessGPUEnv(scenario, episode_s=300)
