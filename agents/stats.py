@@ -117,6 +117,22 @@ def _paired(x, y) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
+def paired_gain(x, y) -> dict:
+    """How ``x`` (runs, tasks) fares against ``y`` on the same tasks, task by task: ``x``'s
+    mean over its runs minus ``y``'s, per task. Returns ``{"mean", "min", "max"}`` of that
+    gain, ``"tasks_better"`` (tasks where it is > 0), ``"tasks"``, and ``"run_means"``: each run
+    of ``x`` averaged over the tasks, next to ``"y_mean"`` (``y``'s runs pooled).
+
+    ``paired_gain([[1, 4], [3, 0]], [2, 1]) == {"mean": 0.5, "min": 0.0, "max": 1.0,
+    "tasks_better": 1, "tasks": 2, "run_means": [2.5, 1.5], "y_mean": 1.5}``.
+    """
+    x, y = _paired(x, y)
+    g = x.mean(axis=0) - y.mean(axis=0)
+    return {"mean": float(g.mean()), "min": float(g.min()), "max": float(g.max()),
+            "tasks_better": int((g > 0).sum()), "tasks": int(g.size),
+            "run_means": [float(v) for v in x.mean(axis=1)], "y_mean": float(y.mean())}  # fmt: skip
+
+
 def _check(scheme: str, reps: int, confidence: float) -> None:
     if scheme not in SCHEMES:
         raise ValueError(f"scheme must be one of {SCHEMES}, got {scheme!r}")

@@ -229,11 +229,24 @@ def markdown(study: dict) -> str:
                   f"{'yes' if v['reward_ci_low_above_best_iqm'] else 'no'}; drop rate no higher: "
                   f"{'yes' if v['drop_rate_no_higher'] else 'no'}; p99 no worse: "
                   f"{'yes' if v['p99_no_worse'] else 'no'}.", ""]  # fmt: skip
+        if "scores" in a and "scores" in best:
+            lines += [paired_sentence(a["scores"], best["scores"], v["best_heuristic"]), ""]
     if any(
         r.get("privileged") for sc in study["scenarios"].values() for r in sc["policies"].values()
     ):
         lines.append("\\* privileged: reads the simulator's state, not just the observation.")
     return "\n".join(lines) + "\n"
+
+
+def paired_sentence(agent_scores, best_scores, best: str) -> str:
+    """Window by window against the best heuristic (:func:`agents.stats.paired_gain`): each
+    seed's mean over the windows, and the seed-averaged agent's gain per window."""
+    g = stats.paired_gain(agent_scores, best_scores)
+    seeds = ", ".join(_f(m) for m in g["run_means"])
+    return (f"Paired with {best} on the same windows: the agent's mean over them by seed {seeds} "
+            f"({best} {_f(g['y_mean'])}); averaged over seeds, ahead on {g['tasks_better']} of "
+            f"{g['tasks']} windows, by {_f(g['mean'])} a window ({_f(g['min'])} to "
+            f"{_f(g['max'])}).")
 
 
 def windows_sentence(sc: dict) -> str:
@@ -364,3 +377,27 @@ def write(study: dict, out: Path) -> list[Path]:
     write_json(study, out / "study.json")
     (out / "report.md").write_text(markdown(study))
     return paths
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m agents.study_report STUDY_JSON``: print the report of a ``study.json`` again
+    (e.g. a committed one, after the report gained a line), without the study's run folders."""
+    import argparse
+    import sys
+
+    p = argparse.ArgumentParser(prog="python -m agents.study_report", description=main.__doc__)
+    p.add_argument("study_json", help="a study.json written by python -m agents.study")
+    a = p.parse_args(argv)
+    try:
+        text = markdown(json.loads(Path(a.study_json).read_text()))
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        what = f"missing key {e}" if isinstance(e, KeyError) else str(e).splitlines()[0]
+        print(f"python -m agents.study_report: error: {a.study_json}: not a readable study.json "
+              f"({what})", file=sys.stderr)  # fmt: skip
+        return 2
+    sys.stdout.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -42,7 +42,7 @@ def main(argv=None) -> dict:
     import baselines
     from agents.evaluation import evaluate
     from agents.hyperparams import parse_assignments
-    from agents.stats import iqm_interval
+    from agents.stats import iqm_interval, paired_gain
     from agents.training import FINAL_EVAL_SEED
     from envs.scenarios import trace_overrides
 
@@ -85,12 +85,11 @@ def main(argv=None) -> dict:
     heur = {n: v for n, v in out["policies"].items() if n in baselines.POLICIES}
     best = max(heur, key=lambda n: heur[n]["reward_iqm"])
     out["best_heuristic"] = best
-    hb = _scores(rows[best])[0]
+    hb = _scores(rows[best])
     for name in baselines.ORACLES:
-        o, gain = out["policies"][name], _scores(rows[name])[0] - hb
-        o["gain_per_window"] = {"mean": round(float(gain.mean()), 1),
-                                "min": round(float(gain.min()), 1),
-                                "windows_better": int((gain > 0).sum())}  # fmt: skip
+        o, gain = out["policies"][name], paired_gain(_scores(rows[name]), hb)
+        o["gain_per_window"] = {"mean": round(gain["mean"], 1), "min": round(gain["min"], 1),
+                                "windows_better": gain["tasks_better"]}  # fmt: skip
         o["meets_criterion"] = bool(
             o["reward_ci"][0] > heur[best]["reward_iqm"]
             and o["drop_rate"] <= heur[best]["drop_rate"]

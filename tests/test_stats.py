@@ -158,3 +158,11 @@ def test_bad_input_names_the_problem():
         stats.iqm_interval([1.0, 2.0], scheme="paired")
     with pytest.raises(ValueError, match="reps"):
         stats.iqm_interval([1.0, 2.0], reps=0)
+
+
+def test_paired_gain_known_answer_and_bad_input():
+    g = stats.paired_gain([[1, 4], [3, 0]], [2, 1])  # per window: mean 2 vs 2, 2 vs 1
+    assert g == {"mean": 0.5, "min": 0.0, "max": 1.0, "tasks_better": 1, "tasks": 2,
+                 "run_means": [2.5, 1.5], "y_mean": 1.5}  # fmt: skip
+    with pytest.raises(ValueError, match="same tasks: 2 vs 3"):
+        stats.paired_gain([[1, 2]], [1, 2, 3])

@@ -67,6 +67,18 @@ def test_json_shape_report_and_plots(first):
     assert "train small/seed0" in p.stdout and "train small/seed1" in p.stdout
     assert data["training_segments"] == {"small/seed0": 1, "small/seed1": 1}
     assert "Every agent trained in one uninterrupted process" in report
+    # The paired line, computed here from the JSON's own scores (2 seeds x 2 windows).
+    a = np.array(sc["policies"]["maskable_ppo"]["scores"])
+    best = sc["verdict"]["best_heuristic"]
+    h = np.array(sc["policies"][best]["scores"])[0]
+    gain = a.mean(axis=0) - h
+    assert (f"the agent's mean over them by seed {a[0].mean():.1f}, {a[1].mean():.1f} "
+            f"({best} {h.mean():.1f}); averaged over seeds, ahead on {(gain > 0).sum()} of 2 "
+            f"windows, by {gain.mean():.1f} a window") in report  # fmt: skip
+    # The report is rendered again from the JSON alone, the same text.
+    r = subprocess.run([sys.executable, "-m", "agents.study_report", str(out / "study.json")],
+                       cwd=REPO, capture_output=True, text=True)  # fmt: skip
+    assert r.returncode == 0 and r.stdout == report, r.stderr
 
 
 def test_heuristic_scores_are_evaluate_episode_rewards(first):
@@ -344,3 +356,16 @@ def test_the_report_and_evaluations_do_not_import_the_study_module_again():
             "print('agents.study' in sys.modules)")  # fmt: skip
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("content, needle", [(None, "No such file"), ("{", "Expecting"),
+                                             ('{"wall_s": 1}', "")])  # fmt: skip
+def test_the_report_command_refuses_what_is_not_a_study_json(tmp_path, content, needle):
+    f = tmp_path / "study.json"
+    if content is not None:
+        f.write_text(content)
+    r = subprocess.run([sys.executable, "-m", "agents.study_report", str(f)],
+                       cwd=REPO, capture_output=True, text=True)  # fmt: skip
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and r.stdout == "" and len(lines) == 1, r.stderr
+    assert lines[0].startswith("python -m agents.study_report: error: ") and needle in lines[0]
