@@ -43,6 +43,7 @@ def main(argv=None) -> dict:
     from agents.evaluation import evaluate
     from agents.hyperparams import parse_assignments
     from agents.stats import iqm_interval, paired_gain
+    from agents.study_report import judge
     from agents.training import FINAL_EVAL_SEED
     from envs.scenarios import trace_overrides
 
@@ -90,11 +91,7 @@ def main(argv=None) -> dict:
         o, gain = out["policies"][name], paired_gain(_scores(rows[name]), hb)
         o["gain_per_window"] = {"mean": round(gain["mean"], 1), "min": round(gain["min"], 1),
                                 "windows_better": gain["tasks_better"]}  # fmt: skip
-        o["meets_criterion"] = bool(
-            o["reward_ci"][0] > heur[best]["reward_iqm"]
-            and o["drop_rate"] <= heur[best]["drop_rate"]
-            and o["p99_latency_s"] <= heur[best]["p99_latency_s"]
-        )
+        o["meets_criterion"] = judge({**heur, name: o}, name)["agent_beats_best"]  # the study's
     print(f"{out['scenario']}: {a.windows} held-out windows (seeds {FINAL_EVAL_SEED}..); "
           f"best heuristic {best}")  # fmt: skip
     print("| policy | reward IQM [95% CI] | drop rate | p99 s | cost $ |")
