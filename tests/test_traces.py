@@ -17,7 +17,7 @@ from envs.workloads import (
     shipped_trace_path,
     split_windows,
 )
-from envs.workloads.trace_io import _load_cached
+from envs.workloads.trace_io import TraceOrderWarning, _load_cached
 
 DATA = Path(__file__).parent / "data"
 
@@ -68,8 +68,21 @@ def test_shipped_llm_trace() -> None:
     np.testing.assert_array_equal(np.sort(np.concatenate(w2.arrivals_s)), tr.times_s)
 
 
+def test_shipped_azure2021_sample() -> None:
+    """The Azure Functions 2021 sample (199 invocations, 31 functions, 20 minutes: vHive's
+    example file, envs/data/README.md): start times are end - duration, re-based to 0."""
+    _load_cached.cache_clear()
+    with pytest.warns(TraceOrderWarning, match="83 of 199"):  # sorted by end, not by start
+        tr = load_trace(shipped_trace_path("azure2021_sample"))
+    assert tr.layout == "azure2021" and tr.total_requests == 199 and tr.n_functions == 31
+    assert tr.times_s[0] == 0.0 and np.all(np.diff(tr.times_s) >= 0)
+    assert tr.duration_s == 1201.0
+    assert sorted(tr.function_totals().tolist())[-2:] == [32, 32]
+
+
 def test_shipped_trace_path_unknown_name() -> None:
-    with pytest.raises(ValueError, match=r"shipped traces: \['azure2019', 'azure_llm_2023'\]"):
+    names = r"\['azure2019', 'azure2021_sample', 'azure_llm_2023'\]"
+    with pytest.raises(ValueError, match=r"shipped traces: " + names):
         shipped_trace_path("azure2020")
 
 

@@ -63,6 +63,7 @@ LAYOUTS: dict[str, str] = {
 SHIPPED: dict[str, str] = {
     "azure2019": "azure2019_day_1350fn_inv.csv.gz",
     "azure_llm_2023": "azure_llm_conv_2023.csv.gz",
+    "azure2021_sample": "azure2021_sample_200.csv.gz",
 }
 _DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 _MINUTE_VHIVE = re.compile(r"minute_(\d+)")
@@ -70,7 +71,8 @@ _MINUTE_BARE = re.compile(r"\d+")
 
 
 def shipped_trace_path(name: str) -> Path:
-    """Path of a trace shipped in ``envs/data``: ``"azure2019"`` or ``"azure_llm_2023"``."""
+    """Path of a trace shipped in ``envs/data``: ``"azure2019"``, ``"azure_llm_2023"`` or
+    ``"azure2021_sample"`` (``envs/data/README.md`` has their sources and licenses)."""
     if name not in SHIPPED:
         raise ValueError(f"unknown shipped trace {name!r}; shipped traces: {sorted(SHIPPED)}")
     return _DATA_DIR / SHIPPED[name]
