@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import time
 
 import numpy as np
 import pytest
@@ -203,7 +202,10 @@ def test_call_argument_validation() -> None:
         gen(np.random.default_rng(0), 2, -5)
 
 
-def test_one_hour_at_300_rps_is_fast() -> None:
+def test_one_hour_at_300_rps_is_generated_in_full() -> None:
+    """An hour at ~300 requests/s from every generator (how fast: ``python -m
+    benchmarks.sim_throughput``; no wall-clock threshold in the tests: they run on loaded
+    machines)."""
     for gen in (
         PoissonWorkload(300.0, zipf_s=1.0),
         BurstyWorkload(300.0, cv=2.0, zipf_s=1.0),
@@ -211,12 +213,10 @@ def test_one_hour_at_300_rps_is_fast() -> None:
         DiurnalWorkload(300.0, amplitude=0.5),
         FlashSpikeWorkload(250.0, 500.0, 600.0, 60.0),
     ):
-        gen(np.random.default_rng(0), 10, 60.0)  # warm-up
-        t = time.perf_counter()
         w = gen(np.random.default_rng(0), 10, 3600.0)
-        elapsed = time.perf_counter() - t
-        assert w.n_requests > 300_000
-        assert elapsed < 0.5, f"{gen!r} took {elapsed:.3f} s"
+        assert 300_000 < w.n_requests < 3_000_000, (gen, w.n_requests)
+        assert all(np.all(np.diff(a) >= 0) and (len(a) == 0 or a[-1] < 3600.0)
+                   for a in w.arrivals_s)
 
 
 # -------------------------------------------------------------------------------- factory ----
