@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import sys
 
+import numpy as np
 import pytest
 
-from benchmarks import env_step, sim_throughput
+from benchmarks import env_step, sim_throughput, tail_margin
 
 
 def test_sim_throughput_replays_a_window_reproducibly():
@@ -61,3 +62,21 @@ def test_workload_memory_reports_a_peak():
 
     r = workload_memory.run(5_000)
     assert r["requests"] > 0 and r["peak_rss_after_mb"] >= r["peak_rss_before_mb"] > 0
+
+
+def test_tail_margin_counts_the_requests_above_the_threshold():
+    lat = np.array([0.1] * 196 + [9.29, 21.99, 21.99, 30.0])  # 200 requests: the 1% line is 2
+    eps = [{f"cold_starts_{k}": v for k, v in zip(tail_margin._SOURCES, (4, 1, 0, 0), strict=True)},
+           {f"cold_starts_{k}": v for k, v in zip(tail_margin._SOURCES, (2, 0, 0, 1), strict=True)}]
+    t = tail_margin.tail({"p99_latency_s": 21.99, "per_episode": eps}, lat, 9.3)
+    assert t["requests"] == 200 and t["one_percent"] == 2.0 and t["above"] == 3
+    assert t["mode_above_s"] == [21.99, 2]
+    assert t["cold_starts_per_episode"] == {"local_mem": 3.0, "remote_mem": 0.5, "disk": 0.0,
+                                            "cloud": 0.5}  # fmt: skip
+    assert tail_margin.tail({"p99_latency_s": 0.1, "per_episode": eps}, lat, 60.0)["mode_above_s"] is None
+
+
+def test_tail_margin_refuses_a_folder_without_the_entry(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        tail_margin.main([str(tmp_path), "--entry", "paper"])
+    assert e.value.code == 2 and "no study entry 'paper'" in capsys.readouterr().err
