@@ -63,8 +63,10 @@ ZOO_KEYS = ("n_timesteps", "policy", "n_envs", "normalize", "action_prior", "act
 # model-selection windows and the best of them is kept (DAgger is not monotone: a later round
 # can be worse), instead of the last round's.
 # ``bc_blind`` names observation features (envs.layout) the clone's frozen statistics hide
-# (agents.imitation.data_stats).
-BC_KEYS = ("per_model", "bc_teacher", "bc_episodes", "bc_epochs", "bc_weight_exponent",
+# (agents.imitation.data_stats). ``bc_teacher_params`` (a dict, or its ``dict(...)`` text) are
+# keyword arguments of the teacher's constructor (``baselines.make_policy``), e.g.
+# ``dict(lead_steps=6)`` for ``hindsight-minute``; not with ``bc_teacher: best``.
+BC_KEYS = ("per_model", "bc_teacher", "bc_teacher_params", "bc_episodes", "bc_epochs", "bc_weight_exponent",
            "bc_sharpen", "bc_dagger_rounds", "bc_dagger_episodes", "bc_dagger_epochs",
            "bc_dagger_select", "bc_blind", "critic_warmup")  # fmt: skip
 # Model selection: every ``valid_freq`` steps (0: never) the agent plays ``valid_episodes``
@@ -302,6 +304,7 @@ def _bc(raw: dict, spec: AlgoSpec, where: str) -> tuple[bool, dict | None, int]:
             baselines.check_policy_name(teacher)
     except ValueError as e:
         raise ValueError(f"{where}: bc_teacher: {e}") from None
+    params = _teacher_params(raw.get("bc_teacher_params"), teacher, where)
     if not spec.masked:
         raise ValueError(f"{where}: bc_teacher needs maskable_ppo (the clone's loss reads the "
                          f"action masks), not {spec.name}")  # fmt: skip
@@ -330,7 +333,8 @@ def _bc(raw: dict, spec: AlgoSpec, where: str) -> tuple[bool, dict | None, int]:
         bad = next((b for b in blind if b not in names), blind) if isinstance(blind, list) else blind
         raise ValueError(f"{where}: bc_blind must list observation features, got {bad!r}; "
                          f"valid: {', '.join(names)}.{closest(str(bad), names)}")  # fmt: skip
-    bc = {"teacher": teacher, "episodes": integer("bc_episodes", 10, 1),
+    bc = {"teacher": teacher, "teacher_params": params,
+          "episodes": integer("bc_episodes", 10, 1),
           "blind": [str(b) for b in blind],
           "epochs": integer("bc_epochs", 15, 1), "weight_exponent": float(w),
           "sharpen": None if sharp is None else float(sharp),
@@ -339,6 +343,31 @@ def _bc(raw: dict, spec: AlgoSpec, where: str) -> tuple[bool, dict | None, int]:
           "dagger_epochs": integer("bc_dagger_epochs", 10, 1),
           "dagger_select": select}  # fmt: skip
     return per_model, bc, warmup
+
+
+def _teacher_params(value: Any, teacher: str, where: str) -> dict:
+    """``bc_teacher_params`` checked: a dict of keyword arguments the teacher accepts (built
+    once here, so that a bad name or value fails before any training)."""
+    if value is None:
+        return {}
+    if isinstance(value, str):
+        try:
+            value = safe_eval(value)
+        except ValueError as e:
+            raise ValueError(f"{where}: bc_teacher_params: {e}") from None
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        raise ValueError(f"{where}: bc_teacher_params must be a dict of keyword arguments, "
+                         f"e.g. dict(lead_steps=6), got {value!r}")  # fmt: skip
+    if value and teacher == "best":
+        raise ValueError(f"{where}: bc_teacher_params needs a named bc_teacher, not 'best' "
+                         f"(the heuristics take different parameters)")  # fmt: skip
+    import baselines
+
+    try:
+        baselines.make_policy(teacher, **value)
+    except ValueError as e:
+        raise ValueError(f"{where}: bc_teacher_params: {e}") from None
+    return dict(value)
 
 
 def _normalize(value: Any, where: str) -> dict | None:

@@ -36,14 +36,15 @@ from .training import FINAL_EVAL_SEED as EVAL_SEED  # train.py's held-out seeds
 
 
 def collect(scenario: str, teacher: str, episodes: int, overrides: dict | None = None,
-            seed: int = 0):  # fmt: skip
-    """``(observations, actions, masks)`` of ``teacher`` over ``episodes`` training windows
-    (episode seeds ``seed``, ``seed + 1``, ...)."""
-    return _labelled(scenario, teacher, episodes, overrides, seed)
+            seed: int = 0, teacher_params: dict | None = None):  # fmt: skip
+    """``(observations, actions, masks)`` of ``teacher`` (built with ``teacher_params``) over
+    ``episodes`` training windows (episode seeds ``seed``, ``seed + 1``, ...)."""
+    return _labelled(scenario, teacher, episodes, overrides, seed, teacher_params=teacher_params)
 
 
 def relabel(model, normalize, scenario: str, teacher: str, episodes: int,
-            overrides: dict | None = None, seed: int = 0):  # fmt: skip
+            overrides: dict | None = None, seed: int = 0,
+            teacher_params: dict | None = None):  # fmt: skip
     """DAgger's data (Ross et al. 2011): the *student* (``model``, greedy, on observations
     normalised by ``normalize``) plays ``episodes`` training windows (seeds ``seed`` ...) while
     the teacher, bound to the same env, says at every step what it would do there; returns
@@ -56,10 +57,11 @@ def relabel(model, normalize, scenario: str, teacher: str, episodes: int,
         a, _ = model.predict(x, deterministic=True, action_masks=mask[None])
         return int(np.asarray(a).reshape(-1)[0])
 
-    return _labelled(scenario, teacher, episodes, overrides, seed, actor=student)
+    return _labelled(scenario, teacher, episodes, overrides, seed, actor=student,
+                     teacher_params=teacher_params)  # fmt: skip
 
 
-def _labelled(scenario, teacher, episodes, overrides, seed, actor=None):
+def _labelled(scenario, teacher, episodes, overrides, seed, actor=None, teacher_params=None):
     """``(observations, teacher's actions, masks)`` at every step of ``episodes`` training
     windows played by ``actor(obs, mask) -> action`` (None: by the teacher itself)."""
     import baselines
@@ -68,7 +70,7 @@ def _labelled(scenario, teacher, episodes, overrides, seed, actor=None):
     obs_l, act_l, mask_l = [], [], []
     env = gym.make(ENV_ID, scenario=scenario, split="train", disable_env_checker=True,
                    **(overrides or {})).unwrapped  # fmt: skip
-    pol = baselines.make_policy(teacher)
+    pol = baselines.make_policy(teacher, **(teacher_params or {}))
     for ep in range(episodes):
         pol.bind(env)
         obs, _ = env.reset(seed=seed + ep)

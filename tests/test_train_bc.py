@@ -103,8 +103,8 @@ def test_a_clairvoyant_teacher_labels_states_the_student_acts_on_without_the_sim
 
     bc = [a.replace("bc_teacher=histogram", "bc_teacher=hindsight-minute") for a in BC]
     p = run("--timesteps", 144, "--logdir", tmp_path, "--eval-freq", 0, "--no-final-eval",
-            "--hp", "valid_freq=144", *bc)  # fmt: skip
-    assert "Behaviour cloning: hindsight-minute plays 1 training windows" in p.stdout
+            "--hp", "valid_freq=144", "--hp", "bc_teacher_params=dict(lead_steps=4)", *bc)  # fmt: skip
+    assert "Behaviour cloning: hindsight-minute(lead_steps=4) plays 1 training windows" in p.stdout
     assert "DAgger round 1/1" in p.stdout
     d = run_dir(tmp_path)
     agent = load_agent(d / "best_model.zip")
@@ -113,6 +113,21 @@ def test_a_clairvoyant_teacher_labels_states_the_student_acts_on_without_the_sim
     res = evaluate("paper", {"agent": agent}, episodes=1, seed=10000,
                    overrides={"episode_s": 200}, progress=False)  # fmt: skip
     assert res["policies"]["agent"]["privileged"] is False
+
+
+def test_teacher_params_reach_the_teacher_that_labels():
+    """``bc_teacher_params`` build the teacher: a longer lead keeps instances longer, so the
+    labels of the same windows differ, and both equal the policy built directly."""
+    import baselines
+    from agents.imitation import collect
+
+    ov = {"episode_s": 600}
+    base = collect("paper", "hindsight-minute", 1, ov, seed=3)
+    lead = collect("paper", "hindsight-minute", 1, ov, seed=3, teacher_params={"lead_steps": 12})
+    assert len(base[1]) == len(lead[1]) and (base[1] != lead[1]).any()
+    again = collect("paper", "hindsight-minute", 1, ov, seed=3, teacher_params={"lead_steps": 2.0})
+    assert (again[1] == base[1]).all()  # 2.0 is the default: the same teacher
+    assert baselines.make_policy("hindsight-minute", lead_steps=12).lead_steps == 12.0
 
 
 def test_resume_continues_without_cloning_again(tmp_path):
@@ -258,6 +273,14 @@ def test_a_signal_inside_unsafe_code_is_sent_again_not_lost(monkeypatch, where):
         (["--vec-env", "subproc"], "--vec-env subproc: this run trains on per-model sub-envs"),
         (["--algo", "ppo", "--hp", "bc_teacher=histogram"], "bc_teacher needs maskable_ppo"),
         (["--scenario", "small", "--hp", "bc_epochs=3"], "bc_epochs needs bc_teacher"),
+        (["--hp", "bc_teacher_params=dict(lead_steps=6)"], "bc_teacher_params needs a named "
+                                                           "bc_teacher, not 'best'"),
+        (["--hp", "bc_teacher=hindsight-minute", "--hp", "bc_teacher_params=dict(lead_step=6)"],
+         "bc_teacher_params: policy 'hindsight-minute': "),
+        (["--hp", "bc_teacher=hindsight-minute", "--hp", "bc_teacher_params=dict(lead_steps=-1)"],
+         "bc_teacher_params: lead_steps must be a finite number >= 0, got -1"),
+        (["--hp", "bc_teacher=histogram", "--hp", "bc_teacher_params=[6]"],
+         "bc_teacher_params must be a dict of keyword arguments"),
     ],
 )  # fmt: skip
 def test_bad_values_exit_2_with_one_line(tmp_path, args, needle):
