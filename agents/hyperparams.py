@@ -66,8 +66,8 @@ ZOO_KEYS = ("n_timesteps", "policy", "n_envs", "normalize", "action_prior", "act
 # (agents.imitation.data_stats). ``bc_teacher_params`` (a dict, or its ``dict(...)`` text) are
 # keyword arguments of the teacher's constructor (``baselines.make_policy``), e.g.
 # ``dict(lead_steps=6)`` for ``hindsight-minute``; not with ``bc_teacher: best``.
-BC_KEYS = ("per_model", "bc_teacher", "bc_teacher_params", "bc_episodes", "bc_epochs", "bc_weight_exponent",
-           "bc_sharpen", "bc_dagger_rounds", "bc_dagger_episodes", "bc_dagger_epochs",
+BC_KEYS = ("per_model", "bc_teacher", "bc_teacher_params", "bc_episodes", "bc_epochs",
+           "bc_weight_exponent", "bc_sharpen", "bc_dagger_rounds", "bc_dagger_episodes", "bc_dagger_epochs",
            "bc_dagger_select", "bc_blind", "critic_warmup")  # fmt: skip
 # Model selection: every ``valid_freq`` steps (0: never) the agent plays ``valid_episodes``
 # fixed training-split windows; the best is kept as best_model.zip and is what the final

@@ -460,8 +460,8 @@ def _learn(cfg: RunConfig, model, venv, meta: dict, stop):
             if hp.bc:
                 import baselines
 
-                refs = {hp.bc["teacher"]: baselines.make_policy(
-                    hp.bc["teacher"], **(hp.bc.get("teacher_params") or {}))}
+                refs = {hp.bc["teacher"]: baselines.make_policy(hp.bc["teacher"],
+                                                                **hp.bc["teacher_params"])}
             callbacks.append(
                 BestOnValidation(
                     agent_fn, args["scenario"], cfg.overrides, hp.valid_freq, hp.valid_episodes,

@@ -61,11 +61,12 @@ def behaviour_data(cfg):
 
     bc, seed = cfg.hp.bc, cfg.args["seed"]
     t0 = time.perf_counter()
-    params = ", ".join(f"{k}={v!r}" for k, v in (bc.get("teacher_params") or {}).items())
-    print(f"Behaviour cloning: {bc['teacher']}{f'({params})' if params else ''} plays {bc['episodes']} training windows "
-          f"(seeds {seed * bc['episodes']}+) ...", flush=True)  # fmt: skip
+    params = ", ".join(f"{k}={v!r}" for k, v in bc["teacher_params"].items())
+    print(f"Behaviour cloning: {bc['teacher']}{f'({params})' if params else ''} plays "
+          f"{bc['episodes']} training windows (seeds {seed * bc['episodes']}+) ...",
+          flush=True)  # fmt: skip
     data = collect(cfg.args["scenario"], bc["teacher"], bc["episodes"], cfg.overrides,
-                   seed=seed * bc["episodes"], teacher_params=bc.get("teacher_params"))  # fmt: skip
+                   seed=seed * bc["episodes"], teacher_params=bc["teacher_params"])  # fmt: skip
     print(f"  {len(data[1])} steps in {time.perf_counter() - t0:.0f} s", flush=True)
     return data
 
@@ -95,7 +96,7 @@ def behaviour_clone(cfg, model, venv, data) -> None:
         o2, a2, m2 = relabel(model, norm.normalize_obs if norm is not None else (lambda o: o),
                              cfg.args["scenario"], bc["teacher"], bc["dagger_episodes"],
                              cfg.overrides, seed=first,
-                             teacher_params=bc.get("teacher_params"))  # fmt: skip
+                             teacher_params=bc["teacher_params"])  # fmt: skip
         on_own = agreement(model, norm, o2, a2, m2)
         obs, actions, masks = (np.concatenate([obs, o2]), np.concatenate([actions, a2]),
                                np.concatenate([masks, m2]))  # fmt: skip

@@ -117,8 +117,7 @@ def test_a_clairvoyant_teacher_labels_states_the_student_acts_on_without_the_sim
 
 def test_teacher_params_reach_the_teacher_that_labels():
     """``bc_teacher_params`` build the teacher: a longer lead keeps instances longer, so the
-    labels of the same windows differ, and both equal the policy built directly."""
-    import baselines
+    labels of the same windows differ; the default's value, given explicitly, changes nothing."""
     from agents.imitation import collect
 
     ov = {"episode_s": 600}
@@ -127,7 +126,6 @@ def test_teacher_params_reach_the_teacher_that_labels():
     assert len(base[1]) == len(lead[1]) and (base[1] != lead[1]).any()
     again = collect("paper", "hindsight-minute", 1, ov, seed=3, teacher_params={"lead_steps": 2.0})
     assert (again[1] == base[1]).all()  # 2.0 is the default: the same teacher
-    assert baselines.make_policy("hindsight-minute", lead_steps=12).lead_steps == 12.0
 
 
 def test_resume_continues_without_cloning_again(tmp_path):
