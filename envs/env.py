@@ -222,6 +222,7 @@ class ServerlessGPUEnv(gym.Env):
         self._struct: dict = {}  # prefetch hosts, by model, while sim.version is unchanged
         self._struct_version = -1
         self._info_key = None  # (sim.version, t) of the cached cost and cold starts of info
+        self._info_base = None  # info's entries that change only when time moves
         self.sim: Simulator | None = None
 
     # ------------------------------------------------------------------------------ reset ----
@@ -268,6 +269,7 @@ class ServerlessGPUEnv(gym.Env):
         self._counts = np.zeros(4, dtype=np.int64)
         self._count_upto = sim.window_first.copy()  # window_counts' incremental state
         self._count_final = np.zeros(2, dtype=np.int64)
+        self._sums = np.zeros(3)  # window_counts' totals: late, late seconds, dropped
         self._last_comps = StepInfo(cost=0.0, late=0.0, drop=0.0)
         return self._observe(), self._info()
 
@@ -280,7 +282,7 @@ class ServerlessGPUEnv(gym.Env):
         sim = self.sim
         tod_s = self.start_s + sim.now - self.warmup_s
         self._obs.new_interval(sim, self.stats, self.t, tod_s)
-        self._info_key = None
+        self._info_key = self._info_base = None
 
     # ------------------------------------------------------------------------------- step ----
     def step(self, action):
@@ -426,9 +428,13 @@ class ServerlessGPUEnv(gym.Env):
     # ----------------------------------------------------------------------------- reward ----
     def _reward(self) -> float:
         sim, p = self.sim, self._prices
-        # (Integer totals as Python sums: exact in any order, and cheaper on a few models.)
-        late, late_s = sum(sim.late.tolist()), float(sim.late_s.sum())
-        dropped, cost = sum(sim.dropped.tolist()), sim.cost_usd()
+        window_counts(sim.status, sim.finish_s, sim.window_first, sim.arrived, sim.now,
+                      self._counts, self._count_upto, self._count_final, sim.late, sim.late_s,
+                      sim.dropped, self._sums)  # fmt: skip
+        n_late, late_s, n_dropped = self._sums.tolist()
+        if late_s != late_s:  # (nan: more models than the compiled sum takes)
+            late_s = float(sim.late_s.sum())
+        late, dropped, cost = int(n_late), int(n_dropped), sim.cost_usd()
         comps = StepInfo(
             cost=cost - self._prev_cost,
             late=p.late_dollars(late - self._prev_late, late_s - self._prev_late_s),
@@ -439,31 +445,38 @@ class ServerlessGPUEnv(gym.Env):
         for k, v in comps.items():
             self._totals[k] += v
         self._last_comps = comps
-        window_counts(sim.status, sim.finish_s, sim.window_first, sim.arrived, sim.now,
-                      self._counts, self._count_upto, self._count_final)  # fmt: skip
         return -p.scale * (comps["cost"] + comps["late"] + comps["drop"])
 
     # ------------------------------------------------------------------------------- info ----
     def _info(self) -> dict:
         sim = self.sim
-        arrived, completed, dropped, pending = self._counts.tolist()
         key = (sim.version, self.t)  # cost and cold starts change with neither: not recomputed
         if key != self._info_key:
             self._info_key = key
             self._info_cost = float(sim.cost_usd() - sim.window_base["cost_usd"])
             self._info_cold = sum(sim.cold_starts.values()) - self._base_cold()
-        return StepInfo(
-            requests_arrived=arrived,
-            requests_completed=completed,
-            requests_dropped=dropped,
-            requests_pending=pending,
-            cold_starts=self._info_cold,
-            cost_usd=self._info_cost,
-            invalid_actions=self.invalid_actions,
-            sim_time_s=float(sim.now - self.warmup_s),
-            focus=self.focus,
-            reward_components=StepInfo(self._last_comps if self.focus == 0 else _ZERO_COMPS),
-        )
+        base = self._info_base
+        if base is None:  # (time moved: the window's counts and the clock, once an interval)
+            arrived, completed, dropped, pending = self._counts.tolist()
+            base = self._info_base = StepInfo(
+                requests_arrived=arrived,
+                requests_completed=completed,
+                requests_dropped=dropped,
+                requests_pending=pending,
+                cold_starts=0,
+                cost_usd=0.0,
+                invalid_actions=0,
+                sim_time_s=float(sim.now - self.warmup_s),
+                focus=0,
+                reward_components=None,
+            )
+        info = StepInfo(base)
+        info["cold_starts"] = self._info_cold
+        info["cost_usd"] = self._info_cost
+        info["invalid_actions"] = self.invalid_actions
+        info["focus"] = self.focus
+        info["reward_components"] = StepInfo(self._last_comps if self.focus == 0 else _ZERO_COMPS)
+        return info
 
     def _base_cold(self) -> int:
         return sum(self.sim.window_base["cold_starts"].values())

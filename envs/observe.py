@@ -38,9 +38,8 @@ _FREE_GPUS, _FREE_CACHE = L.C["free_gpus"], L.C["free_cache"]
 _ROW_COLS = np.array([_S0, _LOAD_TIME, _R0, len(PLACEMENT_RULES), _FREE_GPUS, _FREE_CACHE],
                      dtype=np.int64)  # fmt: skip
 _RULE_INDEX = {r: i for i, r in enumerate(PLACEMENT_RULES)}
-_TOD_SIN, _TOD_COS, _PROGRESS, _FOCUS = (
-    L.C["tod_sin"], L.C["tod_cos"], L.C["episode_progress"], L.C["focus"]
-)  # fmt: skip
+_CLOCK = np.array([L.C["tod_sin"], L.C["tod_cos"], L.C["episode_progress"]], dtype=np.int64)
+_FOCUS = L.C["focus"]
 N_MODEL = len(L.MODEL_FEATURES)
 
 
@@ -62,18 +61,20 @@ class Observer:
         self.mat[:, L.F["size"]] = [m.size_gb / max_mem for m in cfg.models]
         self._row_version = [-1] * self.M
         self._cluster_version = -1
+        self._clock = np.zeros(len(_CLOCK))  # new_interval's time of day and progress
         self._sim = None  # the simulator whose arrays _args holds (model_row's inputs)
 
     def new_interval(self, sim, stats, t: int, tod_s: float) -> None:
         """Simulated time is now ``sim.now``, interval ``t`` of the episode, ``tod_s`` seconds
         into the (trace's) day: recompute the demand features, mark the rest stale."""
-        mat = self.mat
-        demand_features(mat, _DEMAND, stats.rates, sim.arrived, sim.head, sim.offsets,
-                        sim.arrivals, sim.now, self.slo, stats.idle_features, L.OBS_HIGH)  # fmt: skip
         tod = 2 * math.pi * (tod_s % 86400.0) / 86400.0
-        mat[:, _TOD_SIN] = 0.5 + 0.5 * math.sin(tod)
-        mat[:, _TOD_COS] = 0.5 + 0.5 * math.cos(tod)
-        mat[:, _PROGRESS] = t / self.n_steps
+        clock = self._clock
+        clock[0] = 0.5 + 0.5 * math.sin(tod)
+        clock[1] = 0.5 + 0.5 * math.cos(tod)
+        clock[2] = t / self.n_steps
+        demand_features(self.mat, _DEMAND, stats.rates, sim.arrived, sim.head, sim.offsets,
+                        sim.arrivals, sim.now, self.slo, stats.idle_features, L.OBS_HIGH,
+                        _CLOCK, clock)  # fmt: skip
         self._row_version = [-1] * self.M
         self._cluster_version = -1
 

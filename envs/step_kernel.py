@@ -13,17 +13,52 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 from numba import njit
 
 from .sim.cache import PINNED, PRESENT
 from .sim.kernel import DROPPED, PENDING
 from .sim.sourcing import best_load
 
+PAIRWISE_BLOCK = 128  # numpy's pairwise summation adds blocks up to this long with 8 sums
+
 
 @njit(cache=True, nogil=True)
-def window_counts(status, finish, window_first, arrived, now, out, upto, final):
+def pairwise_sum(a):
+    """``a.sum()`` of a 1-D float array of at most ``PAIRWISE_BLOCK`` entries, as numpy adds it
+    (8 interleaved accumulators from 8 entries on), so a compiled total is the same float
+    numpy's is. (numpy splits longer arrays in halves: not done here.)"""
+    n = a.shape[0]
+    if n < 8:
+        res = 0.0
+        for i in range(n):
+            res += a[i]
+        return res
+    r0, r1, r2, r3, r4, r5, r6, r7 = a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7]
+    i = 8
+    while i + 8 <= n:
+        r0 += a[i]
+        r1 += a[i + 1]
+        r2 += a[i + 2]
+        r3 += a[i + 3]
+        r4 += a[i + 4]
+        r5 += a[i + 5]
+        r6 += a[i + 6]
+        r7 += a[i + 7]
+        i += 8
+    res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+    for j in range(i, n):
+        res += a[j]
+    return res
+
+
+@njit(cache=True, nogil=True)
+def window_counts(status, finish, window_first, arrived, now, out, upto, final, late, late_s,
+                  dropped, totals):  # fmt: skip
     """``out[:] = arrived, completed, dropped, pending`` (queued + in service) over the window's
-    requests: model ``m``'s are ``[window_first[m], arrived[m])``.
+    requests: model ``m``'s are ``[window_first[m], arrived[m])``; and the reward's running
+    totals over every model: ``totals[:] = late.sum(), late_s.sum(), dropped.sum()`` (the same
+    floats numpy's sums give: :func:`pairwise_sum`; ``nan`` for ``late_s`` past its length).
 
     Incremental (``now`` must not decrease between calls): a request dropped, or served and
     finished by ``now``, stays so. ``upto[m]`` (in/out, ``window_first`` at the window's start)
@@ -56,16 +91,27 @@ def window_counts(status, finish, window_first, arrived, now, out, upto, final):
     out[1] = f_done + n_done
     out[2] = f_drop + n_drop
     out[3] = n_arr - out[1] - out[2]
+    n_late = n_dropped = 0
+    for m in range(late.shape[0]):
+        n_late += late[m]
+        n_dropped += dropped[m]
+    totals[0] = n_late
+    totals[1] = pairwise_sum(late_s) if late_s.shape[0] <= PAIRWISE_BLOCK else np.nan
+    totals[2] = n_dropped
 
 
 @njit(cache=True, nogil=True)
-def demand_features(mat, cols, rates, arrived, head, offsets, arrivals, now, slo, idle, hi):
+def demand_features(mat, cols, rates, arrived, head, offsets, arrivals, now, slo, idle, hi,
+                    clock_cols, clock):  # fmt: skip
     """Fill every model's demand columns of ``mat`` (``(M, N_OBS)``) for the interval that
     starts at ``now``: ``cols`` = the indices of rate_step, rate_1min, rate_10min, queue,
     oldest_wait, since_last, then the columns of ``idle`` (``ModelStats.idle_features``, in
-    ``envs.stats.IDLE_FEATURES``' order). Simulated time stands still within an interval, so
+    ``envs.stats.IDLE_FEATURES``' order); and the cluster columns ``clock_cols`` (time of day,
+    progress) of every row from ``clock``. Simulated time stands still within an interval, so
     these hold for all of its steps."""
     for m in range(mat.shape[0]):
+        for j in range(clock_cols.shape[0]):
+            mat[m, clock_cols[j]] = clock[j]
         for j in range(3):
             mat[m, cols[j]] = min(math.log1p(rates[j, m]), hi)
         q = arrived[m] - head[m]

@@ -47,17 +47,30 @@ def reactive_target(rate_rps, queue, step_s, capacity, n_gpus, headroom=1.0):
 
 
 @njit(cache=True, nogil=True)
-def _warm_targets(arrivals, queue, step_s, capacity, n_gpus, window, k):
-    """Push this interval's reactive target into the ring buffer ``window`` (row ``k % n``) and
-    return the largest target of the buffer per model."""
-    rate = arrivals / step_s
+def _warm_targets(arrivals, arrived, head, step_s, capacity, n_gpus, window, k, n_serving,
+                  n_loading, target, changed):  # fmt: skip
+    """Push this interval's reactive target (``arrivals`` of the last step, the queues
+    ``arrived - head``) into the ring buffer ``window`` (row ``k % n``); ``target`` = the
+    buffer's largest target per model, ``changed[:n]`` = the models (in order) whose target
+    differs from their instances (warm or loading). Returns ``n``."""
+    M = arrivals.shape[0]
+    rate = np.empty(M)
+    queue = np.empty(M)
+    for m in range(M):
+        rate[m] = arrivals[m] / step_s
+        queue[m] = arrived[m] - head[m]
     window[k % window.shape[0]] = reactive_target(rate, queue, step_s, capacity, n_gpus, 1.0)
-    out = window[0].copy()
-    for i in range(1, window.shape[0]):
-        for m in range(out.shape[0]):
-            if window[i, m] > out[m]:
-                out[m] = window[i, m]
-    return out
+    n = 0
+    for m in range(M):
+        best = window[0, m]
+        for i in range(1, window.shape[0]):
+            if window[i, m] > best:
+                best = window[i, m]
+        target[m] = best
+        if best != n_serving[m] + n_loading[m]:
+            changed[n] = m
+            n += 1
+    return n
 
 
 class WarmupPolicy:
@@ -70,13 +83,17 @@ class WarmupPolicy:
         n = max(1, math.ceil(keep_alive_s / step_s - 1e-9) + 1)
         self.window = np.zeros((n, sim.M), dtype=np.int64)  # ring buffer of the last n targets
         self.k = 0
+        self._target = np.zeros(sim.M, dtype=np.int64)  # _warm_targets' outputs
+        self._changed = np.zeros(sim.M, dtype=np.int64)
 
     def act(self, arrivals_last_step: np.ndarray) -> None:
         sim = self.sim
-        target = _warm_targets(
-            arrivals_last_step.astype(np.float64), sim.arrived - sim.head, self.step_s,
-            self.capacity, sim.G, self.window, self.k,
-        ).tolist()  # fmt: skip
+        n = _warm_targets(
+            arrivals_last_step, sim.arrived, sim.head, self.step_s, self.capacity, sim.G,
+            self.window, self.k, sim.n_serving, sim.n_loading, self._target, self._changed,
+        )  # fmt: skip
         self.k += 1
-        for m in np.flatnonzero(np.array(target) != sim.n_serving + sim.n_loading).tolist():
-            sim.set_target(m, target[m], placement=sim.rule_placement[m])
+        if n:
+            target = self._target.tolist()
+            for m in self._changed[:n].tolist():
+                sim.set_target(m, target[m], placement=sim.rule_placement[m])

@@ -351,3 +351,14 @@ def test_load_time_follows_the_nearest_copy_under_hierarchical_sourcing():
         want = sim.estimate_load_s(m, h, "local_mem")
         assert env.model_features(m)[L.F["load_time"]] == pytest.approx(want / 60.0, rel=1e-6)
         assert want < _cloud_estimate(env, m)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(0.0, 1e4, allow_nan=False), min_size=0, max_size=128))
+def test_compiled_total_is_numpys_sum(values):
+    """The reward's compiled total of late seconds is the float numpy's sum gives (pairwise
+    order), so the kernel changed no reward by a rounding."""
+    from envs.step_kernel import pairwise_sum
+
+    a = np.array(values, dtype=np.float64)
+    assert pairwise_sum(a) == float(a.sum())

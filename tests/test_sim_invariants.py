@@ -406,3 +406,20 @@ def test_extra_run_until_steps_change_nothing(scenario, stops):
         split.gpu_seconds(), base.gpu_seconds(), rtol=1e-9
     )
     assert np.isclose(split.mem_gb_seconds(), base.mem_gb_seconds(), rtol=1e-9)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.floats(0.0, 120.0, allow_nan=False), min_size=1, max_size=400),
+    st.lists(st.floats(0.0, 100.0), min_size=1, max_size=6),
+)
+def test_percentiles_are_numpys_inverted_cdf(values, qs):
+    """``metrics.percentiles`` (one partition) gives exactly numpy's ``inverted_cdf``
+    percentiles, ties and repeated values included; NaN for no values or a NaN among them."""
+    from envs.sim.metrics import percentiles
+
+    lat = np.round(np.array(values), 1)  # (rounded: many ties)
+    want = [float(x) for x in np.percentile(lat, qs, method="inverted_cdf")]
+    assert percentiles(lat, qs) == want
+    assert all(math.isnan(x) for x in percentiles(np.zeros(0), qs))
+    assert all(math.isnan(x) for x in percentiles(np.append(lat, np.nan), qs))

@@ -85,7 +85,7 @@ class AccountingMixin:
         dt = self.now - self._mem_t
         if dt:  # (at the instant of the last change nothing has accrued: adding 0 is a no-op)
             self._mem_gb_s += self._mem_used_total * dt
-            self._mem_gb_s_by_model += self._mem_by_model * dt
+            accrue(self._mem_gb_s_by_model, self._mem_by_model, dt)
             self._mem_t = self.now
         out = fn()
         if out is not False:  # (a refused removal changed nothing: same totals, same version)
@@ -176,3 +176,11 @@ def mem_by_model(mem_state, sizes, out):
         for h in range(mem_state.shape[0]):
             n += mem_state[h, PRESENT, m]
         out[m] = n * sizes[m]
+
+
+@njit(cache=True, nogil=True)
+def accrue(total, rate, dt):
+    """``total += rate * dt`` elementwise (numpy's result, without its temporary)."""
+    for i in range(total.shape[0]):
+        total[i] += rate[i] * dt
+

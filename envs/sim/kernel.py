@@ -210,3 +210,19 @@ def has_work(arrivals, offsets, head, arrived, t1):
         if arrived[m] < offsets[m + 1] and arrivals[arrived[m]] <= t1:
             return True
     return False
+
+
+@njit(cache=True, nogil=True)
+def plan_segment(t_ev, t_end, arrivals, offsets, head, arrived, n_serving, n_loading,
+                 free_per_host):  # fmt: skip
+    """The event loop's questions about requests in one call, given its next event ``t_ev``:
+    ``(t_cold, work)``, when the activator next may act (:func:`activator_next`; ``-inf``: now),
+    and whether :func:`serve_segment` up to the segment's end ``min(t_ev, t_cold, t_end)`` would
+    change anything (:func:`has_work`; False with ``-inf``: the loop asks again after acting)."""
+    t_cold = activator_next(arrivals, offsets, head, arrived, n_serving, n_loading,
+                            free_per_host)  # fmt: skip
+    if t_cold == -np.inf:
+        return t_cold, False
+    t_seg = min(t_ev, t_cold, t_end)
+    return t_cold, has_work(arrivals, offsets, head, arrived, t_seg)
+

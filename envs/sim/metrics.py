@@ -25,6 +25,8 @@ second of the window, ``drop_rate`` the fraction dropped.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .config import TIERS
@@ -69,10 +71,26 @@ _QS = tuple(PERCENTILES.values())
 
 def percentiles(lat: np.ndarray, qs=_QS) -> list[float]:
     """The ``qs`` percentiles of ``lat`` as empirical quantiles (see the module docstring);
-    NaN for no latencies."""
-    if not np.size(lat):
+    NaN for no latencies (or a NaN among them).
+
+    ``np.percentile(lat, qs, method="inverted_cdf")``'s values, from one partition at its
+    indices (numpy's call costs ~30 us more, and every episode's end asks 1 + M times)."""
+    n = np.size(lat)
+    if not n or np.isnan(lat).any():
         return [float("nan")] * len(qs)
-    return [float(x) for x in np.percentile(lat, list(qs), method="inverted_cdf")]
+    ks = [_inverted_cdf_index(n, q) for q in qs]
+    part = np.partition(lat, sorted(set(ks)))
+    return [float(part[k]) for k in ks]
+
+
+def _inverted_cdf_index(n: int, q: float) -> int:
+    """Index into the sorted ``n`` values of the ``q``-th percentile, ``inverted_cdf``: numpy's
+    ``n * q / 100 - 1``, rounded up unless whole, clipped to the values."""
+    x = n * (q / 100.0) - 1
+    k = math.floor(x)
+    if x != k:
+        k += 1
+    return min(max(k, 0), n - 1)
 
 
 def _request_metrics(sim, idx: np.ndarray, model: np.ndarray, duration: float) -> dict:

@@ -208,32 +208,29 @@ class Simulator(LifecycleMixin, FetchMixin, SourcingMixin, AccountingMixin):
         arrivals, offsets, head, arrived = self.arrivals, self.offsets, self.head, self.arrived
         n_serving, n_loading, free = self.n_serving, self.n_loading, self.free_per_host
         serve_args = self._serve_args
-        activator_next, has_work = kernel.activator_next, kernel.has_work
+        plan_segment, has_work = kernel.plan_segment, kernel.has_work
         inf = np.inf
+        t_end_f = float(t_end)
         while True:
+            t_ev, t_net = self._next_event(ka)
+            work = None  # (serve_segment's cheap pre-check: asked below when not known)
             if auto:  # the platform acts on the next request of a model with no instance
-                t_cold = activator_next(
-                    arrivals, offsets, head, arrived, n_serving, n_loading, free
-                )
+                t_cold, work = plan_segment(t_ev, t_end_f, arrivals, offsets, head, arrived,
+                                            n_serving, n_loading, free)  # fmt: skip
                 if t_cold == -inf:
                     self._autostart()
                     t_cold = kernel.next_cold_arrival(arrivals, offsets, arrived, n_serving,
                                                       n_loading)  # fmt: skip
-            t_net = net.next_completion()
-            t_ev = heap[0][0] if heap else inf
-            if t_net < t_ev:
-                t_ev = t_net
-            if ka is not None:
-                t_ev = min(t_ev, self._next_expiry(ka))
-            if auto and t_cold < t_ev:
-                t_ev = t_cold
+                    (t_ev, t_net), work = self._next_event(ka), None  # (its loads' events)
+                if t_cold < t_ev:
+                    t_ev = t_cold
             t_seg = t_ev if t_ev < t_end else t_end
             now = self.now
             if t_seg > now or (auto and t_seg == now):
                 # (A request arriving at the current instant for a model with no instance: mark
                 # it arrived now, so the activator sees it at the next pass.) Serve the segment
                 # (the compiled kernel, when some model has a queue or an arrival by t_seg).
-                if has_work(arrivals, offsets, head, arrived, t_seg):
+                if work if work is not None else has_work(arrivals, offsets, head, arrived, t_seg):
                     kernel.serve_segment(t_seg, *serve_args)
                 self.now = t_seg
                 if self.n_draining or ka is not None:
@@ -249,6 +246,17 @@ class Simulator(LifecycleMixin, FetchMixin, SourcingMixin, AccountingMixin):
                 _, _, payload = self.events.pop()
                 self._advance_stage(payload, t_seg)
         self.now = t_end
+
+    def _next_event(self, ka) -> tuple[float, float]:
+        """``(t_ev, t_net)``: the earliest of the next transfer completion (``t_net``), the next
+        queued event and (with a keep-alive ``ka``) the next expiry."""
+        t_ev = t_net = self.net.next_completion()
+        heap = self.events._heap
+        if heap and heap[0][0] < t_ev:
+            t_ev = heap[0][0]
+        if ka is not None:
+            t_ev = min(t_ev, self._next_expiry(ka))
+        return t_ev, t_net
 
     def _autostart(self) -> None:
         """The platform's activator (when :func:`kernel.cold_with_queue` says it has something
