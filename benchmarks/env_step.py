@@ -10,7 +10,10 @@ sb3-contrib's ``MaskablePPO`` with the env's ``action_masks()``) with identical 
 on ``CartPole-v1`` and on v1 (2 ``DummyVecEnv`` envs, n_steps 256, batch 64, 4 epochs, CPU, one
 torch thread: the settings the env issue measured), and on a null env with v1's spaces and
 ``info`` that simulates nothing (what the shapes alone cost, under PPO and under MaskablePPO:
-the ceiling of each learner on v1). The learners take turns, one rollout and update each, so a
+the ceiling of each learner on v1), and on a replay of ``small``'s own recorded observations,
+rewards and ``info`` (what the values cost without the simulation; PPO's time outside the env
+on it against on ``small`` shows what the simulator's work costs the learner's own steps,
+beyond the time inside ``env.step`` and ``reset``, both reported). The learners take turns, one rollout and update each, so a
 slow spell of this machine (they last seconds and move single runs by tens of percent) hits
 every variant alike; a ratio is total CartPole time over total time
 of the variant, also given per round. The last line is JSON.
@@ -53,16 +56,23 @@ def raw_steps_per_s(scenario: str, steps: int, seed: int = 0) -> float:
 
 
 class StepTimer(gym.Wrapper):
-    """Accumulates the wall time spent inside the wrapped env's ``step``."""
+    """Accumulates the wall time spent inside the wrapped env's ``step`` (and its ``reset``)."""
 
     def __init__(self, env):
         super().__init__(env)
         self.seconds = 0.0
+        self.reset_seconds = 0.0
 
     def step(self, action):
         t = time.perf_counter()
         out = self.env.step(action)
         self.seconds += time.perf_counter() - t
+        return out
+
+    def reset(self, **kwargs):
+        t = time.perf_counter()
+        out = self.env.reset(**kwargs)
+        self.reset_seconds += time.perf_counter() - t
         return out
 
     def action_masks(self):
@@ -96,6 +106,37 @@ class NullEnv(gym.Env):
         return self._mask
 
 
+class ReplayEnv(NullEnv):
+    """Replays ``small``'s own observations, rewards and ``info`` (recorded over ``episodes``
+    whole episodes under uniform random actions, as an untrained PPO acts) without simulating:
+    PPO's time on it, against the null env's, is what the values cost; against ``small``'s,
+    what simulating them costs."""
+
+    def __init__(self, episodes: int = 4) -> None:
+        super().__init__()
+        env = gym.make(ENV_ID, scenario="small", disable_env_checker=True)
+        rng = np.random.default_rng(0)
+        self._starts = {0: env.reset(seed=0)[0]}  # step index -> first observation there
+        self._rec = []  # (observation after the step, reward, truncated, info)
+        while len(self._starts) <= episodes:
+            obs, r, _, trunc, info = env.step(int(rng.integers(self.action_space.n)))
+            self._rec.append((obs, r, trunc, info))
+            if trunc:
+                self._starts[len(self._rec)] = env.reset()[0]
+        self._k = 0
+
+    def reset(self, *, seed=None, options=None):
+        gym.Env.reset(self, seed=seed)
+        if self._k == len(self._rec):
+            self._k = 0
+        return self._starts[self._k].copy(), {}
+
+    def step(self, action):
+        obs, r, trunc, info = self._rec[self._k]
+        self._k += 1
+        return obs.copy(), r, False, trunc, StepInfo(info)
+
+
 VARIANTS = {
     # name: (env, scenario, algorithm)
     "cartpole": ("CartPole-v1", None, "ppo"),
@@ -103,6 +144,7 @@ VARIANTS = {
     "small_maskable_ppo": (ENV_ID, "small", "maskable_ppo"),
     "paper_ppo": (ENV_ID, "paper", "ppo"),
     "null_env_ppo": ("null", None, "ppo"),
+    "replay_small_ppo": ("replay", None, "ppo"),
     "null_env_maskable_ppo": ("null", None, "maskable_ppo"),
 }
 
@@ -119,6 +161,8 @@ def make_learner(env_id: str, scenario: str | None, algo: str):
     def make():
         if env_id == "null":
             env = NullEnv()
+        elif env_id == "replay":
+            env = ReplayEnv()
         else:
             kw = {"scenario": scenario} if scenario else {}
             env = gym.make(env_id, disable_env_checker=True, **kw)
@@ -131,7 +175,7 @@ def make_learner(env_id: str, scenario: str | None, algo: str):
                 device="cpu", verbose=0)  # fmt: skip
     model.learn(ROLLOUT)
     for t in timers:
-        t.seconds = 0.0
+        t.seconds = t.reset_seconds = 0.0
     return model, timers
 
 
@@ -168,6 +212,12 @@ def main() -> None:
         res[f"ppo_steps_per_s_{name}"] = round(res["ppo_steps"] / total, 1)
         env_s = sum(t.seconds for t in learners[name][1])
         res[f"env_share_of_ppo_time_{name}"] = round(env_s / total, 3)
+        reset_s = sum(t.reset_seconds for t in learners[name][1])
+        res[f"reset_share_of_ppo_time_{name}"] = round(reset_s / total, 3)
+        # PPO's own time per step (rollout outside the env, and the update)
+        res[f"ppo_us_per_step_outside_env_{name}"] = round(
+            (total - env_s - reset_s) / res["ppo_steps"] * 1e6, 1
+        )
         if name != "cartpole":
             res[f"ppo_ratio_{name}_over_cartpole"] = round(sum(wall["cartpole"]) / total, 3)
             res[f"ppo_ratio_{name}_per_round"] = [
