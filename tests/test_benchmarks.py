@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from benchmarks import env_step, sim_throughput, tail_margin
+from benchmarks import env_step, sim_throughput, step_parts, tail_margin
 
 
 def test_sim_throughput_replays_a_window_reproducibly():
@@ -72,6 +72,22 @@ def test_replay_env_replays_small_in_order():
             assert np.array_equal(r_obs, obs)
             assert (r_r, r_term, r_trunc) == (r, False, trunc)
             assert r_info == info
+
+
+def test_step_parts_times_every_part_and_restores_the_env():
+    out = step_parts.parts("small", 400)  # (past one 360-step episode: a reset inside)
+    assert all(out[f"us_{k.lstrip('_')}"] > 0 for k in step_parts.PARTS)
+    assert out["us_advance"] < out["us_per_step_wrapped"]
+    from envs.env import ServerlessGPUEnv
+
+    assert all(getattr(ServerlessGPUEnv, k).__name__ == k for k in step_parts.PARTS)
+
+
+def test_step_parts_rejects_zero_steps(capsys):
+    with pytest.raises(SystemExit) as e:
+        step_parts.main(["--steps", "0"])
+    assert e.value.code == 2
+    assert "--steps must be >= 1" in capsys.readouterr().err
 
 
 def test_env_step_rejects_zero_rounds(monkeypatch, capsys):
