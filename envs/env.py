@@ -258,6 +258,7 @@ class ServerlessGPUEnv(gym.Env):
                 ref.act(self.stats.last_arrivals)
                 self._advance(min(k * sc.step_s, self.warmup_s))
         sim.open_window()
+        self._cold_base = sum(sim.window_base["cold_starts"].values())  # (fixed for the window)
         self.t = 0
         self._new_interval()
         self.focus = 0
@@ -454,7 +455,7 @@ class ServerlessGPUEnv(gym.Env):
         if key != self._info_key:
             self._info_key = key
             self._info_cost = float(sim.cost_usd() - sim.window_base["cost_usd"])
-            self._info_cold = sum(sim.cold_starts.values()) - self._base_cold()
+            self._info_cold = sum(sim.cold_starts.values()) - self._cold_base
         base = self._info_base
         if base is None:  # (time moved: the window's counts and the clock, once an interval)
             arrived, completed, dropped, pending = self._counts.tolist()
@@ -477,9 +478,6 @@ class ServerlessGPUEnv(gym.Env):
         info["focus"] = self.focus
         info["reward_components"] = StepInfo(self._last_comps if self.focus == 0 else _ZERO_COMPS)
         return info
-
-    def _base_cold(self) -> int:
-        return sum(self.sim.window_base["cold_starts"].values())
 
     def _final_info(self, info: dict) -> None:
         s = summary(self.sim, per_model=True)

@@ -213,16 +213,24 @@ def has_work(arrivals, offsets, head, arrived, t1):
 
 
 @njit(cache=True, nogil=True)
-def plan_segment(t_ev, t_end, arrivals, offsets, head, arrived, n_serving, n_loading,
-                 free_per_host):  # fmt: skip
-    """The event loop's questions about requests in one call, given its next event ``t_ev``:
-    ``(t_cold, work)``, when the activator next may act (:func:`activator_next`; ``-inf``: now),
-    and whether :func:`serve_segment` up to the segment's end ``min(t_ev, t_cold, t_end)`` would
-    change anything (:func:`has_work`; False with ``-inf``: the loop asks again after acting)."""
+def plan_and_serve(t_ev, t_end, now, n_serving, n_loading, free_per_host, arrivals, offsets,
+                   head, arrived, start, finish, cold_wait, status, slot_free, slot_on,
+                   slot_batch, slot_busy, n_gpu_slots, exec1, exec_item, cpu_exec, max_batch,
+                   timeout, warm_since, served, dropped, slo, late, late_s):  # fmt: skip
+    """One pass of the event loop under the platform's activator, in one call, given its next
+    event ``t_ev``: ``t_cold`` = when the activator next may act (:func:`activator_next`);
+    ``-inf`` (act now) returns ``(-inf, nan)`` with nothing served. Else the segment ends at
+    ``t_seg = min(t_ev, t_cold, t_end)``, served (:func:`serve_segment`, from ``arrivals`` on
+    its arguments) when it does not lie before ``now`` and :func:`has_work` says it changes
+    something. Returns ``(t_cold, t_seg)``."""
     t_cold = activator_next(arrivals, offsets, head, arrived, n_serving, n_loading,
                             free_per_host)  # fmt: skip
     if t_cold == -np.inf:
-        return t_cold, False
+        return t_cold, np.nan
     t_seg = min(t_ev, t_cold, t_end)
-    return t_cold, has_work(arrivals, offsets, head, arrived, t_seg)
-
+    if t_seg >= now and has_work(arrivals, offsets, head, arrived, t_seg):
+        serve_segment(t_seg, arrivals, offsets, head, arrived, start, finish, cold_wait, status,
+                      slot_free, slot_on, slot_batch, slot_busy, n_gpu_slots, exec1, exec_item,
+                      cpu_exec, max_batch, timeout, warm_since, served, dropped, slo, late,
+                      late_s)  # fmt: skip
+    return t_cold, t_seg

@@ -208,30 +208,38 @@ class Simulator(LifecycleMixin, FetchMixin, SourcingMixin, AccountingMixin):
         arrivals, offsets, head, arrived = self.arrivals, self.offsets, self.head, self.arrived
         n_serving, n_loading, free = self.n_serving, self.n_loading, self.free_per_host
         serve_args = self._serve_args
-        plan_segment, has_work = kernel.plan_segment, kernel.has_work
+        plan_and_serve, has_work = kernel.plan_and_serve, kernel.has_work
         inf = np.inf
         t_end_f = float(t_end)
         while True:
             t_ev, t_net = self._next_event(ka)
-            work = None  # (serve_segment's cheap pre-check: asked below when not known)
-            if auto:  # the platform acts on the next request of a model with no instance
-                t_cold, work = plan_segment(t_ev, t_end_f, arrivals, offsets, head, arrived,
-                                            n_serving, n_loading, free)  # fmt: skip
+            now = self.now
+            if auto:
+                # The platform acts on the next request of a model with no instance; the
+                # segment up to the next event is served in the same call. (A request arriving
+                # at the current instant for a model with no instance: the segment of length 0
+                # marks it arrived, so the activator sees it at the next pass.)
+                t_cold, t_seg = plan_and_serve(t_ev, t_end_f, now, n_serving, n_loading, free,
+                                               *serve_args)  # fmt: skip
                 if t_cold == -inf:
                     self._autostart()
                     t_cold = kernel.next_cold_arrival(arrivals, offsets, arrived, n_serving,
                                                       n_loading)  # fmt: skip
-                    (t_ev, t_net), work = self._next_event(ka), None  # (its loads' events)
+                    t_ev, t_net = self._next_event(ka)  # (its loads' first events)
+                    t_seg = min(t_ev, t_cold, t_end_f)
+                    if t_seg >= now and has_work(arrivals, offsets, head, arrived, t_seg):
+                        kernel.serve_segment(t_seg, *serve_args)
                 if t_cold < t_ev:
                     t_ev = t_cold
-            t_seg = t_ev if t_ev < t_end else t_end
-            now = self.now
-            if t_seg > now or (auto and t_seg == now):
-                # (A request arriving at the current instant for a model with no instance: mark
-                # it arrived now, so the activator sees it at the next pass.) Serve the segment
-                # (the compiled kernel, when some model has a queue or an arrival by t_seg).
-                if work if work is not None else has_work(arrivals, offsets, head, arrived, t_seg):
+                due = t_seg >= now
+            else:
+                # Serve the segment (the compiled kernel, when some model has a queue or an
+                # arrival by t_seg).
+                t_seg = t_ev if t_ev < t_end else t_end
+                due = t_seg > now
+                if due and has_work(arrivals, offsets, head, arrived, t_seg):
                     kernel.serve_segment(t_seg, *serve_args)
+            if due:
                 self.now = t_seg
                 if self.n_draining or ka is not None:
                     self._reap(t_seg)  # (else nothing can be due)
