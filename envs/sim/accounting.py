@@ -183,4 +183,3 @@ def accrue(total, rate, dt):
     """``total += rate * dt`` elementwise (numpy's result, without its temporary)."""
     for i in range(total.shape[0]):
         total[i] += rate[i] * dt
-
