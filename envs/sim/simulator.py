@@ -253,7 +253,7 @@ class Simulator(LifecycleMixin, FetchMixin, SourcingMixin, AccountingMixin):
             while heap and heap[0][0] <= t_seg:
                 _, _, payload = self.events.pop()
                 self._advance_stage(payload, t_seg)
-        self.now = t_end
+        self.now = t_end_f  # (always a float: the kernels that read it compile once)
 
     def _next_event(self, ka) -> tuple[float, float]:
         """``(t_ev, t_net)``: the earliest of the next transfer completion (``t_net``), the next
