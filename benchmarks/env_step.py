@@ -13,10 +13,10 @@ torch thread: the settings the env issue measured), and on a null env with v1's 
 the ceiling of each learner on v1), and on a replay of ``small``'s own recorded observations,
 rewards and ``info`` (what the values cost without the simulation; PPO's time outside the env
 on it against on ``small`` shows what the simulator's work costs the learner's own steps,
-beyond the time inside ``env.step`` and ``reset``, both reported). The learners take turns, one rollout and update each, so a
-slow spell of this machine (they last seconds and move single runs by tens of percent) hits
-every variant alike; a ratio is total CartPole time over total time
-of the variant, also given per round. The last line is JSON.
+beyond the time inside ``env.step`` and ``reset``, both reported). The learners take turns,
+one rollout and update each, so a slow spell of this machine (they last seconds and move single
+runs by tens of percent) hits every variant alike; a ratio is total CartPole time over total
+time of the variant, also given per round. The last line is JSON.
 """
 
 from __future__ import annotations

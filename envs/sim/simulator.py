@@ -221,24 +221,23 @@ class Simulator(LifecycleMixin, FetchMixin, SourcingMixin, AccountingMixin):
                 # marks it arrived, so the activator sees it at the next pass.)
                 t_cold, t_seg = plan_and_serve(t_ev, t_end_f, now, n_serving, n_loading, free,
                                                *serve_args)  # fmt: skip
-                if t_cold == -inf:
+                served = t_cold != -inf  # (else the kernel returned before serving)
+                if not served:
                     self._autostart()
                     t_cold = kernel.next_cold_arrival(arrivals, offsets, arrived, n_serving,
                                                       n_loading)  # fmt: skip
                     t_ev, t_net = self._next_event(ka)  # (its loads' first events)
                     t_seg = min(t_ev, t_cold, t_end_f)
-                    if t_seg >= now and has_work(arrivals, offsets, head, arrived, t_seg):
-                        kernel.serve_segment(t_seg, *serve_args)
                 if t_cold < t_ev:
                     t_ev = t_cold
                 due = t_seg >= now
             else:
-                # Serve the segment (the compiled kernel, when some model has a queue or an
-                # arrival by t_seg).
                 t_seg = t_ev if t_ev < t_end else t_end
-                due = t_seg > now
-                if due and has_work(arrivals, offsets, head, arrived, t_seg):
-                    kernel.serve_segment(t_seg, *serve_args)
+                served, due = False, t_seg > now
+            # Serve the segment (the compiled kernel, when some model has a queue or an
+            # arrival by t_seg), unless plan_and_serve has.
+            if due and not served and has_work(arrivals, offsets, head, arrived, t_seg):
+                kernel.serve_segment(t_seg, *serve_args)
             if due:
                 self.now = t_seg
                 if self.n_draining or ka is not None:
