@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from benchmarks import env_step, sim_throughput, step_parts, tail_margin
+from benchmarks import env_step, sim_throughput, step_parts, tail_margin, trajectory_digest
 
 
 def test_sim_throughput_replays_a_window_reproducibly():
@@ -88,6 +88,13 @@ def test_step_parts_rejects_zero_steps(capsys):
         step_parts.main(["--steps", "0"])
     assert e.value.code == 2
     assert "--steps must be >= 1" in capsys.readouterr().err
+
+
+def test_trajectory_digest_is_reproducible_and_sees_one_more_step():
+    a = trajectory_digest.digest("small", 40)
+    assert trajectory_digest.digest("small", 40) == a  # a fresh env, the same trajectory
+    assert trajectory_digest.digest("small", 41) != a
+    assert trajectory_digest.digest("small", 40, seed=2) != a
 
 
 def test_env_step_rejects_zero_rounds(monkeypatch, capsys):
