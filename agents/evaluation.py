@@ -267,7 +267,8 @@ def evaluate(
     Returns:
         ``{"policies": {name: metrics}, "scenario", "split", "episodes", "seed", "overrides",
         "episode_s", "step_s", "n_steps", "windows", "_raw": {name: {"latencies",
-        "timeline"}}}``; see the module docstring for the aggregation and ``windows``.
+        "model_latencies", "timeline"}}}`` (``model_latencies``: model name -> that model's
+        pooled latencies); see the module docstring for the aggregation and ``windows``.
 
     Raises:
         ValueError: Bad arguments, scenario or overrides (``ConfigError`` is a ``ValueError``).
@@ -333,6 +334,8 @@ def evaluate(
             results["policies"][name] = _aggregate(eps, getattr(pol, "privileged", False))
             results["_raw"][name] = {
                 "latencies": np.concatenate([np.concatenate(e["_model_latencies"]) for e in eps]),
+                "model_latencies": {mn: np.concatenate([e["_model_latencies"][m] for e in eps])
+                                    for m, mn in enumerate(eps[0]["models"])},  # fmt: skip
                 "timeline": eps[0].get("_timeline"),
             }
             results.setdefault("windows", coverage(sc, eps, tiled))

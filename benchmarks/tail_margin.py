@@ -10,7 +10,9 @@ entry and every seed's agent, and counts the requests whose drop-aware latency e
 requests that a p99 leaves above it. A p99 set by cold starts is a step function: it stays at
 one cold-start class while fewer requests than that 1% wait longer, and jumps to the next class
 past it. Also: the most frequent latency above the threshold, and cold starts per episode by
-source. Needs the study's folder (its ``runs/`` and ``evals/``), not only its ``study.json``.
+source. ``--by-model`` adds, per model, the requests above the threshold and the cold starts
+an episode of each policy (which deployments set the tail; every model is in the JSON either
+way). Needs the study's folder (its ``runs/`` and ``evals/``), not only its ``study.json``.
 The last line is JSON.
 """
 
@@ -42,6 +44,34 @@ def tail(row: dict, latencies: np.ndarray, threshold: float) -> dict:
     }
 
 
+def by_model(row: dict, model_latencies: dict, threshold: float) -> dict:
+    """Per model: its requests, how many lie above ``threshold`` and its cold starts an episode
+    (``evaluate``'s per-model row and ``_raw`` per-model latencies)."""
+    return {
+        name: {
+            "requests": int(lat.size),
+            "above": int((lat > threshold).sum()),
+            "cold_starts_per_episode": float(row["models"][name]["cold_starts"]),
+        }
+        for name, lat in model_latencies.items()
+    }
+
+
+def _print_by_model(policies: dict) -> None:
+    names = list(policies)
+    models = [m for m in next(iter(policies.values()))["models"]
+              if any(p["models"][m]["above"] for p in policies.values())]  # fmt: skip
+    print("\nPer model, the models with a request above the threshold: requests above (cold "
+          "starts an episode)")  # fmt: skip
+    print("| model | requests | " + " | ".join(names) + " |")
+    print("|---|---:|" + "---:|" * len(names))
+    for m in models:
+        cells = [f"{p['models'][m]['above']} ({p['models'][m]['cold_starts_per_episode']:.1f})"
+                 for p in policies.values()]  # fmt: skip
+        n = next(iter(policies.values()))["models"][m]["requests"]
+        print(f"| {m} | {n} | " + " | ".join(cells) + " |")
+
+
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(prog="python -m benchmarks.tail_margin", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
@@ -49,6 +79,8 @@ def main(argv=None) -> dict:
     p.add_argument("--entry", required=True, help="a scenario entry of its study.json")
     p.add_argument("--threshold", type=float, default=None,
                    help="seconds (default: the entry's best heuristic's p99)")  # fmt: skip
+    p.add_argument("--by-model", action="store_true",
+                   help="also print the per-model table (which deployments set the tail)")
     a = p.parse_args(argv)
     from agents.evaluation import evaluate
     from agents.loading import load_agent
@@ -82,12 +114,15 @@ def main(argv=None) -> dict:
         res = evaluate(st["scenario"], {name: make()}, episodes=st["windows"], seed=FINAL_EVAL_SEED,
                        split="eval", overrides=st["overrides"], progress=False,
                        record_timeline=False)  # fmt: skip
-        t = out["policies"][name] = tail(res["policies"][name], res["_raw"][name]["latencies"],
-                                         threshold)  # fmt: skip
+        raw = res["_raw"][name]
+        t = out["policies"][name] = tail(res["policies"][name], raw["latencies"], threshold)
+        t["models"] = by_model(res["policies"][name], raw["model_latencies"], threshold)
         mode = f"{t['mode_above_s'][0]:.2f} x {t['mode_above_s'][1]}" if t["mode_above_s"] else "-"
         cs = " / ".join(f"{v:.1f}" for v in t["cold_starts_per_episode"].values())
         print(f"| {name} | {t['requests']} | {t['one_percent']:.1f} | {t['above']} | "
               f"{t['p99_latency_s']:.2f} | {mode} | {cs} |", flush=True)  # fmt: skip
+    if a.by_model and out["policies"]:
+        _print_by_model(out["policies"])
     print(json.dumps(out))
     return out
 

@@ -128,3 +128,11 @@ def test_tail_margin_refuses_a_folder_without_the_entry(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         tail_margin.main([str(tmp_path), "--entry", "paper"])
     assert e.value.code == 2 and "no study entry 'paper'" in capsys.readouterr().err
+
+
+def test_tail_margin_by_model_counts_each_models_tail():
+    row = {"models": {"a": {"cold_starts": 2.5}, "b": {"cold_starts": 0.0}}}
+    lat = {"a": np.array([0.1, 14.76, 21.99]), "b": np.array([0.05] * 4)}
+    out = tail_margin.by_model(row, lat, 9.3)
+    assert out == {"a": {"requests": 3, "above": 2, "cold_starts_per_episode": 2.5},
+                   "b": {"requests": 4, "above": 0, "cold_starts_per_episode": 0.0}}  # fmt: skip

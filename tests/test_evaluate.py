@@ -42,6 +42,11 @@ def test_every_policy_runs_on_every_preset(scenario):
         assert r["invalid_actions"] == 0, name
         assert r["privileged"] is False  # v1: no reference policy reads the simulator
     assert set(res["_raw"]) == set(POLICIES)
+    for name, raw in res["_raw"].items():  # the per-model latencies partition the pooled ones
+        per_model = raw["model_latencies"]
+        assert list(per_model) == list(res["policies"][name]["models"])
+        pooled = np.sort(np.concatenate(list(per_model.values())))
+        assert np.array_equal(pooled, np.sort(raw["latencies"]), equal_nan=True), name
 
 
 def test_identical_workloads_across_policies():
