@@ -18,6 +18,7 @@ import numpy as np
 
 from . import layout as L
 from .sim.config import PLACEMENT_RULES
+from .sim.fastcall import BoundKernels, bind
 from .stats import IDLE_FEATURES
 from .step_kernel import demand_features, model_row
 
@@ -43,7 +44,7 @@ _FOCUS = L.C["focus"]
 N_MODEL = len(L.MODEL_FEATURES)
 
 
-class Observer:
+class Observer(BoundKernels):
     """Every model's observation row of one env, kept current as the simulator changes.
 
     Call :meth:`new_interval` whenever simulated time has moved (reset, each interval's end);
@@ -63,6 +64,23 @@ class Observer:
         self._cluster_version = -1
         self._clock = np.zeros(len(_CLOCK))  # new_interval's time of day and progress
         self._sim = None  # the simulator whose arrays _args holds (model_row's inputs)
+        self._stats = None  # and its statistics (demand_features' inputs)
+        self._args = ()
+
+    def _bind_kernels(self) -> None:
+        """model_row and demand_features for the simulator and statistics last seen, called
+        without numba's dispatch (:mod:`envs.sim.fastcall`)."""
+        sim, stats = self._sim, self._stats
+        if sim is None:
+            return
+        self._args = (sim.slot_on, sim.slot_free, sim.n_loading, sim.mem_used,
+                      *sim.best_load_args())  # fmt: skip
+        self._k_row = bind(model_row, self.mat, 0, _ROW_COLS, False, 0.0, self.G, self.cache_cap,
+                           0, False, *self._args)  # fmt: skip
+        if stats is not None:
+            self._k_demand = bind(demand_features, self.mat, _DEMAND, stats.rates, sim.arrived,
+                                  sim.head, sim.offsets, sim.arrivals, 0.0, self.slo,
+                                  stats.idle_features, L.OBS_HIGH, _CLOCK, self._clock)  # fmt: skip
 
     def new_interval(self, sim, stats, t: int, tod_s: float) -> None:
         """Simulated time is now ``sim.now``, interval ``t`` of the episode, ``tod_s`` seconds
@@ -72,9 +90,12 @@ class Observer:
         clock[0] = 0.5 + 0.5 * math.sin(tod)
         clock[1] = 0.5 + 0.5 * math.cos(tod)
         clock[2] = t / self.n_steps
-        demand_features(self.mat, _DEMAND, stats.rates, sim.arrived, sim.head, sim.offsets,
-                        sim.arrivals, sim.now, self.slo, stats.idle_features, L.OBS_HIGH,
-                        _CLOCK, clock)  # fmt: skip
+        if sim is not self._sim or stats is not self._stats:
+            self._sim, self._stats = sim, stats
+            self._bind_kernels()
+        self._k_demand(self.mat, _DEMAND, stats.rates, sim.arrived, sim.head, sim.offsets,
+                       sim.arrivals, sim.now, self.slo, stats.idle_features, L.OBS_HIGH, _CLOCK,
+                       clock)  # fmt: skip
         self._row_version = [-1] * self.M
         self._cluster_version = -1
 
@@ -85,11 +106,10 @@ class Observer:
         if stale_cluster or self._row_version[m] != v:
             if sim is not self._sim:  # (its arrays change in place, never rebound)
                 self._sim = sim
-                self._args = (sim.slot_on, sim.slot_free, sim.n_loading, sim.mem_used,
-                              *sim.best_load_args())  # fmt: skip
-            model_row(self.mat, m, _ROW_COLS, stale_cluster, sim.now, self.G, self.cache_cap,
-                      _RULE_INDEX[sim.rule_placement[m]], sim.rule_source[m] == "cloud",
-                      *self._args)  # fmt: skip
+                self._bind_kernels()
+            self._k_row(self.mat, m, _ROW_COLS, stale_cluster, sim.now, self.G, self.cache_cap,
+                        _RULE_INDEX[sim.rule_placement[m]], sim.rule_source[m] == "cloud",
+                        *self._args)  # fmt: skip
             self._row_version[m] = self._cluster_version = v
         return self.mat[m]
 

@@ -22,6 +22,8 @@ import math
 import numpy as np
 from numba import njit
 
+from .sim.fastcall import BoundKernels, bind
+
 BIN_S = 60.0  # Shahrad et al.: 1-minute bins
 RANGE_S = 4 * 3600.0  # Shahrad et al.: 4-hour range
 # The hybrid histogram policy's parameters (Shahrad et al. ATC 2020; calibration.md).
@@ -73,7 +75,7 @@ def percentile_bins(bins, n_in):
     return head, tail
 
 
-class ModelStats:
+class ModelStats(BoundKernels):
     """Rates and idle-time histograms of every model of one simulator.
 
     Attributes:
@@ -108,6 +110,16 @@ class ModelStats:
         for m in range(M):  # never active, never scaled
             _position(self.idle_features, m, 0, self.step_s, sim.now, self.last_active,
                       self.windows, self.last_scale, RANGE_S)  # fmt: skip
+        self._sim_arrays = (sim.arrived, sim.head, sim.slot_free, sim.slot_on)  # (their types)
+        self._bind_kernels()
+
+    def _bind_kernels(self) -> None:
+        """:func:`_update`, called without numba's dispatch (:mod:`envs.sim.fastcall`)."""
+        self._k_update = bind(
+            _update, 0.0, self.step_s, 0, 0.0, *self._sim_arrays, 0, self._prev_arrived,
+            self.last_arrivals, self.rates, self.bins, self.oob, self.last_active,
+            self.idle_features, BIN_S, self.last_idle_s, self.windows, self.last_scale,
+        )  # fmt: skip
 
     def scaled(self, m: int, delta: int, now: float) -> None:
         """The policy's action scaled model ``m`` by ``delta`` at simulated time ``now``."""
@@ -120,7 +132,7 @@ class ModelStats:
         if dt <= 0:
             return
         self._t_prev = sim.now
-        _update(
+        self._k_update(
             dt, self.step_s, self.k, sim.now, sim.arrived, sim.head, sim.slot_free, sim.slot_on,
             sim.G, self._prev_arrived, self.last_arrivals, self.rates, self.bins, self.oob,
             self.last_active, self.idle_features, BIN_S, self.last_idle_s, self.windows,

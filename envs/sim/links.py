@@ -28,6 +28,8 @@ import math
 import numpy as np
 from numba import njit
 
+from .fastcall import BoundKernels, bind
+
 _EPS_GB = 1e-12
 
 
@@ -77,7 +79,7 @@ class Transfer:
         )
 
 
-class LinkNetwork:
+class LinkNetwork(BoundKernels):
     """Links with capacities and the active transfers over them."""
 
     def __init__(self, capacities_gb_per_s: list[float], names: list[str]) -> None:
@@ -102,6 +104,16 @@ class LinkNetwork:
         self._obj: list[Transfer | None] = [None] * n
         self._hi = 0
         self._done = np.zeros(n, dtype=np.int64)  # pop_finished's output buffer
+        self._bind_kernels()
+
+    def _bind_kernels(self) -> None:
+        """The kernels below, called without numba's dispatch (:mod:`.fastcall`; the slot
+        arrays keep their types when they grow)."""
+        a = (0, self._on, self._links, self._n_links)
+        self._k_move = bind(_move, 0.0, *a, self._rate, self._rem, self.gb_moved)
+        self._k_finish = bind(_finish, 0.0, *a, self._eta, self._rem, self.gb_moved, self._done)
+        self._k_allocate = bind(_allocate, 0.0, *a, self._cap, self._rem, self._capacity,
+                                self._rate, self._eta)  # fmt: skip
 
     def add_link(self, capacity: float, name: str) -> int:
         self.capacity.append(capacity)
@@ -119,8 +131,8 @@ class LinkNetwork:
         if dt > 0 and self.transfers:
             if self._stale:
                 self._reallocate()
-            _move(dt, self._hi, self._on, self._links, self._n_links, self._rate, self._rem,
-                  self.gb_moved)  # fmt: skip
+            self._k_move(dt, self._hi, self._on, self._links, self._n_links, self._rate,
+                         self._rem, self.gb_moved)  # fmt: skip
         self.now = t
 
     def next_completion(self) -> float:
@@ -136,8 +148,8 @@ class LinkNetwork:
             self._reallocate()
         if not self.transfers:
             return []
-        n = _finish(t, self._hi, self._on, self._links, self._n_links, self._eta, self._rem,
-                    self.gb_moved, self._done)  # fmt: skip
+        n = self._k_finish(t, self._hi, self._on, self._links, self._n_links, self._eta,
+                           self._rem, self.gb_moved, self._done)  # fmt: skip
         if not n:
             return []
         done = []
@@ -220,7 +232,7 @@ class LinkNetwork:
             return
         if len(self._capacity) != len(self.capacity):
             self._capacity = np.array(self.capacity, dtype=np.float64)
-        self._next_eta = _allocate(
+        self._next_eta = self._k_allocate(
             self.now, self._hi, self._on, self._links, self._n_links, self._cap, self._rem,
             self._capacity, self._rate, self._eta,
         )  # fmt: skip

@@ -28,6 +28,7 @@ from .accounting import AccountingMixin
 from .cache import ModelCache
 from .config import PLACEMENT_RULES, SimConfig, SimError
 from .engine import EventQueue
+from .fastcall import BoundKernels, bind
 from .fetch import FetchMixin
 from .lifecycle import DEAD, DRAINING, LOADING, WARM, Instance, LifecycleMixin, Prefetch
 from .links import LinkNetwork
@@ -37,7 +38,7 @@ from .workload import Workload
 __all__ = ["DEAD", "DRAINING", "LOADING", "WARM", "Instance", "Prefetch", "SimError", "Simulator"]
 
 
-class Simulator(LifecycleMixin, FetchMixin, SourcingMixin, AccountingMixin):
+class Simulator(LifecycleMixin, FetchMixin, SourcingMixin, AccountingMixin, BoundKernels):
     """A GPU cluster serving one workload.
 
     Args:
@@ -117,6 +118,13 @@ class Simulator(LifecycleMixin, FetchMixin, SourcingMixin, AccountingMixin):
         # is a function of that state alone (free GPUs, copies, the best source, the env's
         # action masks) may be cached against it.
         self.version = 0
+        self._bind_kernels()
+
+    def _bind_kernels(self) -> None:
+        """The event loop's per-pass kernel, called without numba's dispatch (:mod:`.fastcall`:
+        its arguments keep these types: the times floats, the arrays never rebound)."""
+        self._k_plan_and_serve = bind(kernel.plan_and_serve, 0.0, 0.0, 0.0, self.n_serving,
+                                      self.n_loading, self.free_per_host, *self._serve_args)  # fmt: skip
 
     def _init_links(self) -> None:
         config = self.cfg
@@ -187,7 +195,7 @@ class Simulator(LifecycleMixin, FetchMixin, SourcingMixin, AccountingMixin):
 
     def __setstate__(self, state: dict) -> None:
         """Unpickling (or deep-copying) copies numpy views as separate arrays: make each cache's
-        state a view into the simulator's cluster-wide arrays again."""
+        state a view into the simulator's cluster-wide arrays again; bind the kernels again."""
         self.__dict__.update(state)
         for caches, arr in ((self.mem, self.mem_state), (self.disk, self.disk_state)):
             for h, c in enumerate(caches):
@@ -196,6 +204,7 @@ class Simulator(LifecycleMixin, FetchMixin, SourcingMixin, AccountingMixin):
         for h, c in enumerate(self.mem):
             self.mem_used[h] = c.used[0]
             c.used = self.mem_used[h : h + 1]
+        self._bind_kernels()
 
     # ====================================================================== time =============
     def run_until(self, t_end: float) -> None:
@@ -208,7 +217,7 @@ class Simulator(LifecycleMixin, FetchMixin, SourcingMixin, AccountingMixin):
         arrivals, offsets, head, arrived = self.arrivals, self.offsets, self.head, self.arrived
         n_serving, n_loading, free = self.n_serving, self.n_loading, self.free_per_host
         serve_args = self._serve_args
-        plan_and_serve, has_work = kernel.plan_and_serve, kernel.has_work
+        plan_and_serve, has_work = self._k_plan_and_serve, kernel.has_work
         inf = np.inf
         t_end_f = float(t_end)
         while True:

@@ -1,0 +1,47 @@
+"""Calling a compiled kernel without numba's per-call type dispatch.
+
+A numba dispatcher types every argument on every call before it runs the machine code compiled
+for those types: about 40 ns an argument here, 1.8 us of the 30 arguments of
+:func:`envs.sim.kernel.plan_and_serve` (``python -m benchmarks.step_parts`` measures an empty
+kernel's call). The hot kernels of the env's step take arguments of the same types on every
+call (arrays allocated by the simulator with fixed dtypes, scalars of fixed kinds), so their
+owners bind the compiled entry point once (:func:`bind`) and call it directly: the same machine
+code, the same results, without the typing.
+
+A bound entry point trusts its caller: every call must pass arguments of the types it was bound
+with (arrays of the same dtype, dimensions and layout; a float or an int where a float was
+bound; an int where an int was bound: a float there is truncated, not refused). Entry points do
+not pickle: :class:`BoundKernels` drops them (attributes named ``_k_*``) and binds them again
+when unpickled or deep-copied. With ``NUMBA_DISABLE_JIT=1`` :func:`bind` returns the plain
+Python function.
+"""
+
+from __future__ import annotations
+
+import numba
+from numba.core.dispatcher import Dispatcher
+
+PREFIX = "_k_"  # attributes holding bound entry points
+
+
+def bind(kernel, *args):
+    """``kernel``'s compiled entry point for the types of ``args`` (compiled, or loaded from
+    numba's cache, if not yet), or ``kernel`` itself when it is not a numba dispatcher."""
+    if not isinstance(kernel, Dispatcher):
+        return kernel
+    return kernel.compile(tuple(numba.typeof(a) for a in args))
+
+
+class BoundKernels:
+    """Mixin for an owner of bound entry points (attributes ``_k_*``, set by its
+    ``_bind_kernels()``): pickles and deep-copies without them, binds them again after."""
+
+    def _bind_kernels(self) -> None:
+        raise NotImplementedError
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if not k.startswith(PREFIX)}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._bind_kernels()

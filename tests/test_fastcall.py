@@ -1,0 +1,94 @@
+"""Bound entry points (envs.sim.fastcall): the same results as the dispatcher, every call with
+the types it was bound with, and owners that pickle and deep-copy without them."""
+
+from __future__ import annotations
+
+import copy
+import pickle
+
+import gymnasium as gym
+import numba
+import numpy as np
+import pytest
+from numba.core import types
+from numba.core.dispatcher import Dispatcher
+
+from envs import ENV_ID, list_presets
+from envs.sim.fastcall import PREFIX, BoundKernels, bind
+
+
+@numba.njit(cache=False)
+def _axpy(a, x, y, n):
+    for i in range(n):
+        y[i] += a * x[i]
+    return y[0]
+
+
+def test_bind_gives_the_dispatchers_results():
+    x, y1, y2 = np.arange(4.0), np.ones(4), np.ones(4)
+    ep = bind(_axpy, 0.0, x, y1, 0)
+    assert ep(2.0, x, y1, 3) == _axpy(2.0, x, y2, 3)
+    assert np.array_equal(y1, y2)
+    assert ep(1, x, y1, 4) == _axpy(1.0, x, y2, 4)  # an int where a float was bound
+    plain = _axpy.py_func
+    assert bind(plain, 0.0, x, y1, 0) is plain  # not compiled (NUMBA_DISABLE_JIT): itself
+
+
+class _Owner(BoundKernels):
+    def __init__(self):
+        self.x = np.arange(3.0)
+        self._bind_kernels()
+
+    def _bind_kernels(self):
+        self._k_axpy = bind(_axpy, 0.0, self.x, self.x, 0)
+
+
+@pytest.mark.parametrize("clone", [lambda o: pickle.loads(pickle.dumps(o)), copy.deepcopy])
+def test_an_owner_clones_without_its_entry_points_and_binds_them_again(clone):
+    o = _Owner()
+    assert not any(k.startswith(PREFIX) for k in o.__getstate__())
+    twin = clone(o)
+    assert twin._k_axpy(1.0, twin.x, twin.x, 3) == 0.0 and twin.x.tolist() == [0.0, 2.0, 4.0]
+    assert o.x.tolist() == [0.0, 1.0, 2.0]  # the original untouched
+
+
+def _compatible(bound, given) -> bool:
+    """A call's argument type is what the entry point was bound with (an integer where a float
+    was bound converts exactly)."""
+    if bound == given:
+        return True
+    return isinstance(bound, types.Float) and isinstance(given, (types.Integer, types.Boolean))
+
+
+@pytest.mark.parametrize("scenario", sorted(list_presets()))
+def test_every_bound_call_of_an_episode_passes_the_bound_types(scenario, monkeypatch):
+    """The entry points trust their callers: check every call of the env's hot kernels (random
+    masked actions, resets, a pickled copy) against the signature each was bound with."""
+    compile_ = Dispatcher.compile
+    calls = []
+
+    def checked(self, sig):
+        ep = compile_(self, sig)
+
+        def call(*args):
+            given = tuple(numba.typeof(a) for a in args)
+            bad = [(i, b, g) for i, (b, g) in enumerate(zip(sig, given, strict=True))
+                   if not _compatible(b, g)]  # fmt: skip
+            assert not bad, f"{self.py_func.__name__}: argument (index, bound, given) {bad}"
+            calls.append(self.py_func.__name__)
+            return ep(*args)
+
+        return call
+
+    monkeypatch.setattr(Dispatcher, "compile", checked)
+    env = gym.make(ENV_ID, scenario=scenario, disable_env_checker=True).unwrapped
+    rng = np.random.default_rng(0)
+    env.reset(seed=0)
+    for i in range(400):
+        if i == 200:
+            env = pickle.loads(pickle.dumps(env))  # binds again
+        a = int(rng.choice(np.flatnonzero(env.action_masks())))
+        _, _, term, trunc, _ = env.step(a)
+        if term or trunc:
+            env.reset()
+    assert {"plan_and_serve", "model_row", "demand_features", "_update"} <= set(calls)
