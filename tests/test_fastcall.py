@@ -14,6 +14,7 @@ from numba.core import types
 from numba.core.dispatcher import Dispatcher
 
 from envs import ENV_ID, list_presets
+from envs.sim import fastcall
 from envs.sim.fastcall import PREFIX, BoundKernels, bind
 
 
@@ -30,6 +31,15 @@ def test_bind_gives_the_dispatchers_results():
     assert ep(2.0, x, y1, 3) == _axpy(2.0, x, y2, 3)
     assert np.array_equal(y1, y2)
     assert ep(1, x, y1, 4) == _axpy(1.0, x, y2, 4)  # an int where a float was bound
+    # Bound once per kernel and argument types: a view of another layout, a read-only array
+    # or another dtype is another entry point.
+    assert bind(_axpy, 0.0, x, np.ones(4), 0) is ep
+    others = [(0.0, x[::2], y1, 0), (0.0, x, y1.astype(np.float32), 0), (0, x, y1, 0)]
+    ro = np.ones(4)
+    ro.flags.writeable = False
+    others.append((0.0, ro, y1, 0))
+    eps = {id(bind(_axpy, *a)) for a in others}
+    assert len(eps) == len(others) and id(ep) not in eps
     plain = _axpy.py_func
     assert bind(plain, 0.0, x, y1, 0) is plain  # not compiled (NUMBA_DISABLE_JIT): itself
 
@@ -81,6 +91,7 @@ def test_every_bound_call_of_an_episode_passes_the_bound_types(scenario, monkeyp
         return call
 
     monkeypatch.setattr(Dispatcher, "compile", checked)
+    monkeypatch.setattr(fastcall, "_BOUND", {})  # (else entry points bound before are reused)
     env = gym.make(ENV_ID, scenario=scenario, disable_env_checker=True).unwrapped
     rng = np.random.default_rng(0)
     env.reset(seed=0)

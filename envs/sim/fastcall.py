@@ -19,9 +19,22 @@ Python function.
 from __future__ import annotations
 
 import numba
+import numpy as np
 from numba.core.dispatcher import Dispatcher
 
 PREFIX = "_k_"  # attributes holding bound entry points
+_BOUND: dict = {}  # (kernel, argument keys) -> entry point: numba.typeof is slow (~5 us)
+
+
+def _key(a):
+    """What numba's type of ``a`` depends on, cheaply: an array's dtype, dimensions, layout,
+    writeability and alignment; a scalar's Python type; else the value's numba type."""
+    if type(a) is np.ndarray:
+        f = a.flags
+        return (a.dtype.str, a.ndim, f.c_contiguous, f.f_contiguous, f.writeable, f.aligned)
+    if type(a) in (int, float, bool):
+        return type(a)
+    return numba.typeof(a)
 
 
 def bind(kernel, *args):
@@ -29,7 +42,11 @@ def bind(kernel, *args):
     numba's cache, if not yet), or ``kernel`` itself when it is not a numba dispatcher."""
     if not isinstance(kernel, Dispatcher):
         return kernel
-    return kernel.compile(tuple(numba.typeof(a) for a in args))
+    key = (kernel, tuple(_key(a) for a in args))
+    ep = _BOUND.get(key)
+    if ep is None:
+        ep = _BOUND[key] = kernel.compile(tuple(numba.typeof(a) for a in args))
+    return ep
 
 
 class BoundKernels:
