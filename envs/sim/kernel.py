@@ -192,11 +192,23 @@ def cold_queued(n_serving, n_loading, head, arrived, out):
 
 
 @njit(cache=True, nogil=True)
-def activator_next(arrivals, offsets, head, arrived, n_serving, n_loading, free_per_host):
+def activator_next(arrivals, offsets, head, arrived, n_serving, n_loading, free_per_host,
+                   frees_at_events):  # fmt: skip
     """``-inf`` if the activator has something to do now (:func:`cold_with_queue`), else when
-    it next may (:func:`next_cold_arrival`): the event loop's two questions in one call."""
+    it next may (:func:`next_cold_arrival`): the event loop's two questions in one call. With
+    no free GPU, when a GPU can free only at an event (``frees_at_events``: no keep-alive, no
+    draining instance, whose teardowns the loop's passes make), ``inf``: the activator cannot
+    act before the next event, so the loop need not stop at the arrivals in between."""
     if cold_with_queue(n_serving, n_loading, head, arrived, free_per_host):
         return -np.inf
+    if frees_at_events:
+        free = False
+        for h in range(free_per_host.shape[0]):
+            if free_per_host[h] > 0:
+                free = True
+                break
+        if not free:
+            return np.inf
     return next_cold_arrival(arrivals, offsets, arrived, n_serving, n_loading)
 
 
@@ -213,10 +225,10 @@ def has_work(arrivals, offsets, head, arrived, t1):
 
 
 @njit(cache=True, nogil=True)
-def plan_and_serve(t_ev, t_end, now, n_serving, n_loading, free_per_host, arrivals, offsets,
-                   head, arrived, start, finish, cold_wait, status, slot_free, slot_on,
-                   slot_batch, slot_busy, n_gpu_slots, exec1, exec_item, cpu_exec, max_batch,
-                   timeout, warm_since, served, dropped, slo, late, late_s):  # fmt: skip
+def plan_and_serve(t_ev, t_end, now, frees_at_events, n_serving, n_loading, free_per_host,
+                   arrivals, offsets, head, arrived, start, finish, cold_wait, status, slot_free,
+                   slot_on, slot_batch, slot_busy, n_gpu_slots, exec1, exec_item, cpu_exec,
+                   max_batch, timeout, warm_since, served, dropped, slo, late, late_s):  # fmt: skip
     """One pass of the event loop under the platform's activator, in one call, given its next
     event ``t_ev``: ``t_cold`` = when the activator next may act (:func:`activator_next`);
     ``-inf`` (act now) returns ``(-inf, nan)`` with nothing served. Else the segment ends at
@@ -224,7 +236,7 @@ def plan_and_serve(t_ev, t_end, now, n_serving, n_loading, free_per_host, arriva
     its arguments) when it does not lie before ``now`` and :func:`has_work` says it changes
     something. Returns ``(t_cold, t_seg)``."""
     t_cold = activator_next(arrivals, offsets, head, arrived, n_serving, n_loading,
-                            free_per_host)  # fmt: skip
+                            free_per_host, frees_at_events)  # fmt: skip
     if t_cold == -np.inf:
         return t_cold, np.nan
     t_seg = min(t_ev, t_cold, t_end)

@@ -123,8 +123,9 @@ class Simulator(LifecycleMixin, FetchMixin, SourcingMixin, AccountingMixin, Boun
     def _bind_kernels(self) -> None:
         """The event loop's per-pass kernel, called without numba's dispatch (:mod:`.fastcall`:
         its arguments keep these types: the times floats, the arrays never rebound)."""
-        self._k_plan_and_serve = bind(kernel.plan_and_serve, 0.0, 0.0, 0.0, self.n_serving,
-                                      self.n_loading, self.free_per_host, *self._serve_args)  # fmt: skip
+        self._k_plan_and_serve = bind(kernel.plan_and_serve, 0.0, 0.0, 0.0, False,
+                                      self.n_serving, self.n_loading, self.free_per_host,
+                                      *self._serve_args)  # fmt: skip
 
     def _init_links(self) -> None:
         config = self.cfg
@@ -220,6 +221,7 @@ class Simulator(LifecycleMixin, FetchMixin, SourcingMixin, AccountingMixin, Boun
         plan_and_serve, has_work = self._k_plan_and_serve, kernel.has_work
         inf = np.inf
         t_end_f = float(t_end)
+        no_ka = ka is None
         while True:
             t_ev, t_net = self._next_event(ka)
             now = self.now
@@ -228,8 +230,10 @@ class Simulator(LifecycleMixin, FetchMixin, SourcingMixin, AccountingMixin, Boun
                 # segment up to the next event is served in the same call. (A request arriving
                 # at the current instant for a model with no instance: the segment of length 0
                 # marks it arrived, so the activator sees it at the next pass.)
-                t_cold, t_seg = plan_and_serve(t_ev, t_end_f, now, n_serving, n_loading, free,
-                                               *serve_args)  # fmt: skip
+                # (A GPU frees only at an event unless a keep-alive or a drain is reaped at
+                # a pass: then the loop stops at every cold arrival, the activator's chance.)
+                t_cold, t_seg = plan_and_serve(t_ev, t_end_f, now, no_ka and not self.n_draining,
+                                               n_serving, n_loading, free, *serve_args)  # fmt: skip
                 served = t_cold != -inf  # (else the kernel returned before serving)
                 if not served:
                     self._autostart()
