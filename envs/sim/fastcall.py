@@ -26,12 +26,15 @@ PREFIX = "_k_"  # attributes holding bound entry points
 _BOUND: dict = {}  # (kernel, argument keys) -> entry point: numba.typeof is slow (~5 us)
 
 
+_FLAGS = 0x1 | 0x2 | 0x100 | 0x400  # C- and F-contiguous, aligned, writeable (numpy's bits)
+
+
 def _key(a):
-    """What numba's type of ``a`` depends on, cheaply: an array's dtype, dimensions, layout,
-    writeability and alignment; a scalar's Python type; else the value's numba type."""
+    """What numba's type of ``a`` depends on, cheaply: an array's dtype (byte order included),
+    dimensions, layout, alignment and writeability; a scalar's Python type; else the value's
+    numba type."""
     if type(a) is np.ndarray:
-        f = a.flags
-        return (a.dtype.str, a.ndim, f.c_contiguous, f.f_contiguous, f.writeable, f.aligned)
+        return (a.dtype, a.ndim, a.flags.num & _FLAGS)
     if type(a) in (int, float, bool):
         return type(a)
     return numba.typeof(a)
