@@ -103,3 +103,30 @@ def test_every_bound_call_of_an_episode_passes_the_bound_types(scenario, monkeyp
         if term or trunc:
             env.reset()
     assert {"plan_and_serve", "model_row", "demand_features", "_update"} <= set(calls)
+
+
+@pytest.mark.parametrize("scenario", ["small", "paper"])
+def test_skipping_the_activators_idle_stops_changes_no_result(scenario, monkeypatch):
+    """The event loop does not stop at a cold model's arrival while no GPU is free and none can
+    free before the next event (kernel.activator_next): the trajectory of uniform-random steps
+    (which keep the cluster full) is the one of a loop that stops at every such arrival."""
+    from benchmarks.trajectory_digest import digest
+    from envs.sim import kernel
+    from envs.sim.simulator import Simulator
+
+    real = kernel.plan_and_serve
+
+    def run(skip: bool) -> tuple[str, int]:
+        passes = []
+
+        def counted(*args):
+            passes.append(1)
+            return real(*args)
+
+        monkeypatch.setattr(Simulator, "_skip_cold_stops", skip)
+        monkeypatch.setattr(kernel, "plan_and_serve", counted)  # (bind() passes it through)
+        return digest(scenario, 600), len(passes)
+
+    (with_skip, n_skip), (without, n_all) = run(True), run(False)
+    assert with_skip == without
+    assert n_skip < n_all  # (the skip happened)

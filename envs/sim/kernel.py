@@ -160,15 +160,19 @@ def next_cold_arrival(arrivals, offsets, arrived, n_serving, n_loading):
 def cold_with_queue(n_serving, n_loading, head, arrived, free_per_host):
     """Whether any model has queued requests and no warm or loading instance, while some host
     has a free GPU (the activator has something to do)."""
-    free = False
-    for h in range(free_per_host.shape[0]):
-        if free_per_host[h] > 0:
-            free = True
-            break
-    if not free:
+    if not _any_free(free_per_host):
         return False
     for m in range(head.shape[0]):
         if _cold_queued(m, n_serving, n_loading, head, arrived):
+            return True
+    return False
+
+
+@njit(cache=True, nogil=True)
+def _any_free(free_per_host):
+    """Whether some host has a free GPU."""
+    for h in range(free_per_host.shape[0]):
+        if free_per_host[h] > 0:
             return True
     return False
 
@@ -201,14 +205,8 @@ def activator_next(arrivals, offsets, head, arrived, n_serving, n_loading, free_
     act before the next event, so the loop need not stop at the arrivals in between."""
     if cold_with_queue(n_serving, n_loading, head, arrived, free_per_host):
         return -np.inf
-    if frees_at_events:
-        free = False
-        for h in range(free_per_host.shape[0]):
-            if free_per_host[h] > 0:
-                free = True
-                break
-        if not free:
-            return np.inf
+    if frees_at_events and not _any_free(free_per_host):
+        return np.inf
     return next_cold_arrival(arrivals, offsets, arrived, n_serving, n_loading)
 
 
