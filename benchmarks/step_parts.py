@@ -12,8 +12,10 @@ the observation, the reward, ``info`` and the interval's demand features. The pa
 ``step``; the rest of ``step`` is its own bookkeeping.
 
 It also times one call of the observation's compiled row kernel (``model_row``, 26 arguments)
+through numba's dispatcher and through the entry point the env binds (``envs.sim.fastcall``),
 against a compiled function that takes the same arguments and does nothing: what a numba call
-costs before any work. The last line is JSON.
+costs before any work. And it counts the event loop's passes a step (calls of
+``kernel.plan_and_serve``) over the same actions. The last line is JSON.
 """
 
 from __future__ import annotations
@@ -94,14 +96,37 @@ def kernel_call_overhead(scenario: str) -> dict:
 
     nothing(*args)
     model_row(*args)
+    bound = obs._k_row
     n = 50_000
     return {
         "model_row_args": len(args),
         "model_row_us": round(timeit.timeit(lambda: model_row(*args), number=n) / n * 1e6, 2),
+        "model_row_bound_us": round(timeit.timeit(lambda: bound(*args), number=n) / n * 1e6, 2),
         "empty_call_same_args_us": round(
             timeit.timeit(lambda: nothing(*args), number=n) / n * 1e6, 2
         ),
     }
+
+
+def passes_per_step(scenario: str, steps: int, seed: int = 0) -> float:
+    """Event-loop passes (``kernel.plan_and_serve`` calls) a step, resets' warm-ups included."""
+    from envs.sim import kernel
+
+    real, calls = kernel.plan_and_serve, [0]
+
+    def counted(*args):
+        calls[0] += 1
+        return real(*args)
+
+    kernel.plan_and_serve = counted  # (simulators made from here on bind it as it is)
+    try:
+        env = gym.make(ENV_ID, scenario=scenario, disable_env_checker=True).unwrapped
+        env.reset(seed=seed)
+        calls[0] = 0
+        _run(env, np.random.default_rng(seed).integers(0, env.action_space.n, steps).tolist())
+    finally:
+        kernel.plan_and_serve = real
+    return round(calls[0] / steps, 3)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -112,7 +137,8 @@ def main(argv: list[str] | None = None) -> None:
     if a.steps < 1:
         p.error(f"--steps must be >= 1, got {a.steps}")
     res = {"scenario": a.scenario, "steps": a.steps, **parts(a.scenario, a.steps),
-           **kernel_call_overhead(a.scenario)}  # fmt: skip
+           **kernel_call_overhead(a.scenario),
+           "passes_per_step": passes_per_step(a.scenario, min(a.steps, 20_000))}  # fmt: skip
     for k, v in res.items():
         print(f"{k:28s} {v}")
     print(json.dumps(res))

@@ -83,6 +83,14 @@ def test_step_parts_times_every_part_and_restores_the_env():
     assert all(getattr(ServerlessGPUEnv, k).__name__ == k for k in step_parts.PARTS)
 
 
+def test_step_parts_counts_passes_and_restores_the_kernel():
+    from envs.sim import kernel
+
+    real = kernel.plan_and_serve
+    n = step_parts.passes_per_step("small", 60)  # (20 intervals: at least one pass each)
+    assert n >= 1 / 3 and kernel.plan_and_serve is real
+
+
 def test_step_parts_rejects_zero_steps(capsys):
     with pytest.raises(SystemExit) as e:
         step_parts.main(["--steps", "0"])

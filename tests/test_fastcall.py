@@ -110,22 +110,13 @@ def test_skipping_the_activators_idle_stops_changes_no_result(scenario, monkeypa
     """The event loop does not stop at a cold model's arrival while no GPU is free and none can
     free before the next event (kernel.activator_next): the trajectory of uniform-random steps
     (which keep the cluster full) is the one of a loop that stops at every such arrival."""
+    from benchmarks.step_parts import passes_per_step
     from benchmarks.trajectory_digest import digest
-    from envs.sim import kernel
     from envs.sim.simulator import Simulator
 
-    real = kernel.plan_and_serve
-
-    def run(skip: bool) -> tuple[str, int]:
-        passes = []
-
-        def counted(*args):
-            passes.append(1)
-            return real(*args)
-
+    def run(skip: bool) -> tuple[str, float]:
         monkeypatch.setattr(Simulator, "_skip_cold_stops", skip)
-        monkeypatch.setattr(kernel, "plan_and_serve", counted)  # (bind() passes it through)
-        return digest(scenario, 600), len(passes)
+        return digest(scenario, 600), passes_per_step(scenario, 600)
 
     (with_skip, n_skip), (without, n_all) = run(True), run(False)
     assert with_skip == without
