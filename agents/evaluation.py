@@ -17,9 +17,9 @@ Aggregation over episodes (:func:`evaluate`):
 * ``models``: the same request metrics per model, pooled over episodes;
 * ``episode_reward``: mean episode return (``episode_reward_std`` its standard deviation).
 
-Per-episode values are kept under ``per_episode``; the pooled latencies and the first episode's
-timeline (for the plots) under the private key ``results["_raw"]``, which :func:`write_json`
-drops.
+Per-episode values are kept under ``per_episode``; the latencies (pooled, per episode, per
+model) and the first episode's timeline (for the plots) under the private key
+``results["_raw"]``, which :func:`write_json` drops.
 
 Windows: ``episodes=N`` draws N windows at random from the split's part of the scenario's span
 (the env's reset); ``episodes="all"`` (a trace workload, held-out split) plays every window of
@@ -267,7 +267,8 @@ def evaluate(
     Returns:
         ``{"policies": {name: metrics}, "scenario", "split", "episodes", "seed", "overrides",
         "episode_s", "step_s", "n_steps", "windows", "_raw": {name: {"latencies",
-        "model_latencies", "timeline"}}}`` (``model_latencies``: model name -> that model's
+        "episode_latencies", "model_latencies", "timeline"}}}`` (``episode_latencies``: each
+        episode's latencies, in episode order; ``model_latencies``: model name -> that model's
         pooled latencies); see the module docstring for the aggregation and ``windows``.
 
     Raises:
@@ -332,8 +333,10 @@ def evaluate(
                 for env in made.values():
                     env.close()
             results["policies"][name] = _aggregate(eps, getattr(pol, "privileged", False))
+            per_ep = [np.concatenate(e["_model_latencies"]) for e in eps]
             results["_raw"][name] = {
-                "latencies": np.concatenate([np.concatenate(e["_model_latencies"]) for e in eps]),
+                "latencies": np.concatenate(per_ep),
+                "episode_latencies": per_ep,
                 "model_latencies": {mn: np.concatenate([e["_model_latencies"][m] for e in eps])
                                     for m, mn in enumerate(eps[0]["models"])},  # fmt: skip
                 "timeline": eps[0].get("_timeline"),

@@ -225,3 +225,58 @@ def performance_profile_interval(
         frac[:, i] = (boot > tau).mean(axis=1)
     lo, hi = _bounds(frac, confidence)
     return performance_profile(a, t), lo, hi
+
+
+def percentile_excess_interval(
+    agent, reference, q: float = 99.0, *, reps=DEFAULT_REPS, confidence=DEFAULT_CONFIDENCE, seed=0
+) -> tuple[float, tuple[float, float]]:
+    """How much higher the agent's pooled ``q``-th latency percentile is than a reference's, with
+    a percentile bootstrap interval: the statistic the study's "p99 no worse" compares.
+
+    Args:
+        agent: Per training seed, per window, the window's latencies (1-D arrays): ``S x W``.
+        reference: Per window, the reference policy's latencies (the same ``W`` windows).
+        q: The percentile, in ``(0, 100]``; empirical quantiles as the evaluation's
+            (``envs.sim.metrics.percentiles``).
+
+    The statistic: the mean over seeds of each seed's percentile over its windows pooled,
+    minus the reference's over the same windows pooled (``evaluate`` pools a policy's windows;
+    the study averages seeds). Each replication draws ``W`` windows with replacement, the same
+    draw for both policies (paired), and ``S`` seeds with replacement. An agent that plays as
+    the reference does gets ``(0, (0, 0))``.
+
+    Raises:
+        ValueError: No seeds or windows, seeds of unequal length, another number of windows for
+            the reference, an empty window list, or ``q`` outside ``(0, 100]``.
+    """
+    from envs.sim.metrics import percentiles
+
+    _check("hierarchical", reps, confidence)
+    if not 0 < q <= 100:
+        raise ValueError(f"q must be in (0, 100], got {q!r}")
+    ag = [[np.asarray(w, dtype=float).ravel() for w in s] for s in agent]
+    ref = [np.asarray(w, dtype=float).ravel() for w in reference]
+    if not ag or not ag[0]:
+        raise ValueError("agent must hold at least one seed of at least one window")
+    n_w = len(ref)
+    if any(len(s) != n_w for s in ag):
+        raise ValueError(f"every agent seed must have the reference's {n_w} windows, got "
+                         f"{[len(s) for s in ag]}")  # fmt: skip
+
+    def pct(arrays, cols) -> float:
+        pooled = np.concatenate([arrays[c] for c in cols])
+        if not pooled.size:
+            raise ValueError("the drawn windows hold no latencies")
+        return percentiles(pooled, (q,))[0]
+
+    every = range(n_w)
+    point = float(np.mean([pct(s, every) for s in ag]) - pct(ref, every))
+    rng = np.random.default_rng(seed)
+    boot = np.empty(reps)
+    for r in range(reps):
+        cols = rng.integers(0, n_w, n_w)
+        rows = rng.integers(0, len(ag), len(ag))
+        per = {s: pct(ag[s], cols) for s in set(rows.tolist())}
+        boot[r] = np.mean([per[s] for s in rows.tolist()]) - pct(ref, cols)
+    lo, hi = _bounds(boot, confidence)
+    return point, (float(lo), float(hi))

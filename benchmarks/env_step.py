@@ -10,7 +10,8 @@ sb3-contrib's ``MaskablePPO`` with the env's ``action_masks()``) with identical 
 on ``CartPole-v1`` and on v1 (2 ``DummyVecEnv`` envs, n_steps 256, batch 64, 4 epochs, CPU, one
 torch thread: the settings the env issue measured), and on a null env with v1's spaces and
 ``info`` that simulates nothing (what the shapes alone cost, under PPO and under MaskablePPO:
-the ceiling of each learner on v1), and on a replay of ``small``'s own recorded observations,
+the ceiling of each learner on v1; and with a 2-way action in place of v1's 360: what the
+action head alone costs PPO), and on a replay of ``small``'s own recorded observations,
 rewards and ``info`` (what the values cost without the simulation; PPO's time outside the env
 on it against on ``small`` shows what the simulator's work costs the learner's own steps,
 beyond the time inside ``env.step`` and ``reset``, both reported). The learners take turns,
@@ -106,6 +107,16 @@ class NullEnv(gym.Env):
         return self._mask
 
 
+class NullEnv2(NullEnv):
+    """The null env with a 2-way action (CartPole's ``Discrete(2)``) in place of v1's: PPO on it
+    against the null env is what v1's action head alone costs the learner."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.action_space = gym.spaces.Discrete(2)
+        self._mask = np.ones(2, dtype=bool)
+
+
 class ReplayEnv(NullEnv):
     """Replays ``small``'s own observations, rewards and ``info`` (recorded over ``episodes``
     whole episodes under uniform random actions, as an untrained PPO acts) without simulating:
@@ -144,6 +155,7 @@ VARIANTS = {
     "small_maskable_ppo": (ENV_ID, "small", "maskable_ppo"),
     "paper_ppo": (ENV_ID, "paper", "ppo"),
     "null_env_ppo": ("null", None, "ppo"),
+    "null_env_2way_ppo": ("null2", None, "ppo"),
     "replay_small_ppo": ("replay", None, "ppo"),
     "null_env_maskable_ppo": ("null", None, "maskable_ppo"),
 }
@@ -161,6 +173,8 @@ def make_learner(env_id: str, scenario: str | None, algo: str):
     def make():
         if env_id == "null":
             env = NullEnv()
+        elif env_id == "null2":
+            env = NullEnv2()
         elif env_id == "replay":
             env = ReplayEnv()
         else:

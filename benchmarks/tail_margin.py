@@ -13,7 +13,12 @@ past it. Also: the most frequent latency above the threshold, and cold starts pe
 source. ``--by-model`` adds, per model, the requests above the threshold and the cold starts
 an episode of each policy (which deployments set the tail; every model is in the JSON either
 way). Needs the study's folder (its ``runs/`` and ``evals/``), not only its ``study.json``.
-The last line is JSON.
+
+Then the statistic the study's "p99 no worse" compares, with its resolution: the agents'
+drop-aware p99 (each seed's over its windows pooled, averaged over seeds, as the study reports
+it) minus the best heuristic's, and a 95% bootstrap interval over windows (drawn alike for
+both) and seeds (:func:`agents.stats.percentile_excess_interval`): an interval that straddles 0
+says these windows cannot tell the two tails apart. The last line is JSON.
 """
 
 from __future__ import annotations
@@ -81,7 +86,12 @@ def main(argv=None) -> dict:
                    help="seconds (default: the entry's best heuristic's p99)")  # fmt: skip
     p.add_argument("--by-model", action="store_true",
                    help="also print the per-model table (which deployments set the tail)")
+    p.add_argument("--reps", type=int, default=None,
+                   help="bootstrap replications of the p99 excess (default: agents.stats')")
     a = p.parse_args(argv)
+    if a.reps is not None and a.reps < 1:
+        p.error(f"--reps must be an integer >= 1, got {a.reps}")
+    from agents import stats
     from agents.evaluation import evaluate
     from agents.loading import load_agent
     from agents.training import FINAL_EVAL_SEED
@@ -104,6 +114,7 @@ def main(argv=None) -> dict:
         elif f.stem.startswith(best + "_w"):
             policies[best] = (ev, lambda: make_policy(best))
     out = {"study": str(folder), "entry": a.entry, "threshold_s": threshold, "policies": {}}
+    windows = {}  # policy -> each window's latencies
     print(f"{a.entry}: requests above {threshold:.2f} s (the 1% line: a p99 stays below it "
           f"while 'above' < '1%')")  # fmt: skip
     print("| policy | requests | 1% | above | p99 s | most frequent above (s x n) | cold starts "
@@ -115,6 +126,7 @@ def main(argv=None) -> dict:
                        split="eval", overrides=st["overrides"], progress=False,
                        record_timeline=False)  # fmt: skip
         raw = res["_raw"][name]
+        windows[name] = raw["episode_latencies"]
         t = out["policies"][name] = tail(res["policies"][name], raw["latencies"], threshold)
         t["models"] = by_model(res["policies"][name], raw["model_latencies"], threshold)
         mode = f"{t['mode_above_s'][0]:.2f} x {t['mode_above_s'][1]}" if t["mode_above_s"] else "-"
@@ -123,6 +135,15 @@ def main(argv=None) -> dict:
               f"{t['p99_latency_s']:.2f} | {mode} | {cs} |", flush=True)  # fmt: skip
     if a.by_model and out["policies"]:
         _print_by_model(out["policies"])
+    seeds = [n for n in windows if n != best]
+    if best in windows and seeds:
+        reps = a.reps or stats.DEFAULT_REPS
+        point, ci = stats.percentile_excess_interval([windows[s] for s in seeds], windows[best],
+                                                     99.0, reps=reps, seed=0)  # fmt: skip
+        out["p99_excess"] = {"reference": best, "seeds": seeds, "point_s": point,
+                             "ci_s": list(ci), "reps": reps}  # fmt: skip
+        print(f"\nAgents' p99 minus {best}'s: {point:+.4f} s, 95% CI [{ci[0]:+.4f}, {ci[1]:+.4f}] "
+              f"(windows and seeds resampled, {reps} reps)")  # fmt: skip
     print(json.dumps(out))
     return out
 

@@ -47,6 +47,9 @@ def test_null_env_has_v1_spaces_and_info():
     null.reset(seed=0)
     _, _, _, _, ninfo = null.step(0)
     assert set(ninfo) == set(info)
+    two = env_step.NullEnv2()  # v1's observation and info, CartPole's 2-way action
+    assert two.action_space.n == 2 and two.observation_space == real.observation_space
+    assert set(two.step(1)[4]) == set(info) and two.action_masks().shape == (2,)
 
 
 def test_replay_env_replays_small_in_order():

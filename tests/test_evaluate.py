@@ -58,6 +58,10 @@ def test_identical_workloads_across_policies():
            for n, r in res["policies"].items()}  # fmt: skip
     assert per["baseline"] == per["hierarchical"] == per["random"]
     assert per["baseline"][0] != per["baseline"][1]  # two different windows
+    for name, raw in res["_raw"].items():  # each window's latencies: one per arrived request
+        eps = raw["episode_latencies"]
+        assert [e.size for e in eps] == [a for a, _ in per[name]], name
+        assert np.array_equal(np.concatenate(eps), raw["latencies"], equal_nan=True), name
 
 
 def test_hierarchical_beats_baseline_on_p99_and_overprovision_costs_more():

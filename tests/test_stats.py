@@ -166,3 +166,62 @@ def test_paired_gain_known_answer_and_bad_input():
                  "run_means": [2.5, 1.5], "y_mean": 1.5}  # fmt: skip
     with pytest.raises(ValueError, match="same tasks: 2 vs 3"):
         stats.paired_gain([[1, 2]], [1, 2, 3])
+
+
+# ---------------------------------------------------------------- p99 excess (tail_margin) ----
+def _windows(rng, n_windows=12, n=300, scale=1.0):
+    return [rng.exponential(scale, n) for _ in range(n_windows)]
+
+
+def test_percentile_excess_of_the_same_play_is_exactly_zero():
+    ref = _windows(np.random.default_rng(0))
+    assert stats.percentile_excess_interval([ref, ref, ref], ref, reps=200) == (0.0, (0.0, 0.0))
+
+
+def test_percentile_excess_of_a_shifted_tail_is_the_shift_whatever_the_draw():
+    # Every latency c later: every pooled percentile moves by c, in every bootstrap draw.
+    ref = _windows(np.random.default_rng(1))
+    point, (lo, hi) = stats.percentile_excess_interval(
+        [[w + 2.0 for w in ref], [w + 4.0 for w in ref]], ref, 99.0, reps=300
+    )
+    assert point == pytest.approx(3.0) and lo >= 2.0 - 1e-9 and hi <= 4.0 + 1e-9
+    assert lo < hi  # the seeds differ: resampling them moves the mean
+
+
+def test_percentile_excess_point_is_what_the_study_reports():
+    # The study's agent p99: each seed's over its windows pooled, averaged over seeds (the
+    # evaluation's empirical quantile); minus the reference's over the same windows pooled.
+    from envs.sim.metrics import percentiles
+
+    rng = np.random.default_rng(2)
+    ref = _windows(rng, n_windows=7, n=101)
+    agent = [_windows(rng, n_windows=7, n=97, scale=1.5) for _ in range(3)]
+    want = np.mean([percentiles(np.concatenate(s), (99,))[0] for s in agent])
+    want -= percentiles(np.concatenate(ref), (99,))[0]
+    point, (lo, hi) = stats.percentile_excess_interval(agent, ref, reps=400, seed=5)
+    assert point == pytest.approx(want, rel=1e-12)
+    assert lo <= point <= hi
+    assert stats.percentile_excess_interval(agent, ref, reps=400, seed=5) == (point, (lo, hi))
+
+
+def test_percentile_excess_interval_straddles_zero_for_draws_of_one_distribution():
+    rng = np.random.default_rng(3)
+    ref = _windows(rng, n_windows=20, n=200)
+    agent = [_windows(rng, n_windows=20, n=200) for _ in range(5)]
+    _, (lo, hi) = stats.percentile_excess_interval(agent, ref, reps=1000)
+    assert lo < 0 < hi
+    # ... and lies above zero for a tail that is clearly heavier.
+    heavy = [[w * 2.0 for w in s] for s in agent]
+    assert stats.percentile_excess_interval(heavy, ref, reps=1000)[1][0] > 0
+
+
+def test_percentile_excess_bad_input_names_the_problem():
+    ref = _windows(np.random.default_rng(4), n_windows=3, n=10)
+    with pytest.raises(ValueError, match="reference's 3 windows"):
+        stats.percentile_excess_interval([ref, ref[:2]], ref)
+    with pytest.raises(ValueError, match="at least one seed"):
+        stats.percentile_excess_interval([], ref)
+    with pytest.raises(ValueError, match=r"q must be in \(0, 100\]"):
+        stats.percentile_excess_interval([ref], ref, q=0)
+    with pytest.raises(ValueError, match="reps"):
+        stats.percentile_excess_interval([ref], ref, reps=0)
