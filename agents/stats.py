@@ -227,56 +227,76 @@ def performance_profile_interval(
     return performance_profile(a, t), lo, hi
 
 
-def percentile_excess_interval(
-    agent, reference, q: float = 99.0, *, reps=DEFAULT_REPS, confidence=DEFAULT_CONFIDENCE, seed=0
-) -> tuple[float, tuple[float, float]]:
-    """How much higher the agent's pooled ``q``-th latency percentile is than a reference's, with
-    a percentile bootstrap interval: the statistic the study's "p99 no worse" compares.
+def _drawn_percentiles(windows: list[np.ndarray], cols: np.ndarray, q: float) -> np.ndarray:
+    """The ``q``-th percentile of ``windows`` pooled (row 0: as they are; row ``r``: the windows
+    ``cols[r - 1]`` drawn, repeats counted), by ``envs.sim.metrics.percentiles``: ``(1 + R,)``,
+    NaN where the drawn windows hold no latency."""
+    from envs.sim.metrics import percentiles
+
+    out = np.empty(1 + cols.shape[0])
+    out[0] = percentiles(np.concatenate(windows), (q,))[0]
+    for r, c in enumerate(cols.tolist(), start=1):
+        out[r] = percentiles(np.concatenate([windows[w] for w in c]), (q,))[0]
+    return out
+
+
+def percentile_excess_intervals(
+    agent, references: dict, q: float = 99.0, *, reps=DEFAULT_REPS,
+    confidence=DEFAULT_CONFIDENCE, seed=0,
+) -> dict:  # fmt: skip
+    """How much higher the agent's pooled ``q``-th latency percentile is than each reference's,
+    with percentile bootstrap intervals: the statistic the study's "p99 no worse" compares.
 
     Args:
         agent: Per training seed, per window, the window's latencies (1-D arrays): ``S x W``.
-        reference: Per window, the reference policy's latencies (the same ``W`` windows).
+        references: Name -> per window, that policy's latencies (the same ``W`` windows).
         q: The percentile, in ``(0, 100]``; empirical quantiles as the evaluation's
-            (``envs.sim.metrics.percentiles``).
+            (``envs.sim.metrics.percentiles``: the inverted CDF).
 
-    The statistic: the mean over seeds of each seed's percentile over its windows pooled,
-    minus the reference's over the same windows pooled (``evaluate`` pools a policy's windows;
-    the study averages seeds). Each replication draws ``W`` windows with replacement, the same
-    draw for both policies (paired), and ``S`` seeds with replacement. An agent that plays as
-    the reference does gets ``(0, (0, 0))``.
+    Returns ``{name: (point, (lo, hi))}``. The statistic: the mean over seeds of each seed's
+    percentile over its windows pooled, minus the reference's over the same windows pooled
+    (``evaluate`` pools a policy's windows; the study averages seeds). Each replication draws
+    ``W`` windows with replacement, the same draw for the agent and every reference (paired),
+    and ``S`` seeds with replacement. An agent that plays as a reference does gets
+    ``(0, (0, 0))`` against it. Replications whose drawn windows hold no request are left out.
 
     Raises:
-        ValueError: No seeds or windows, seeds of unequal length, another number of windows for
-            the reference, an empty window list, or ``q`` outside ``(0, 100]``.
+        ValueError: No seeds or windows, seeds of unequal length, a reference with another
+            number of windows, windows with no latency at all, or ``q`` outside ``(0, 100]``.
     """
-    from envs.sim.metrics import percentiles
-
     _check("hierarchical", reps, confidence)
     if not 0 < q <= 100:
         raise ValueError(f"q must be in (0, 100], got {q!r}")
     ag = [[np.asarray(w, dtype=float).ravel() for w in s] for s in agent]
-    ref = [np.asarray(w, dtype=float).ravel() for w in reference]
+    refs = {k: [np.asarray(w, dtype=float).ravel() for w in v] for k, v in references.items()}
     if not ag or not ag[0]:
         raise ValueError("agent must hold at least one seed of at least one window")
-    n_w = len(ref)
-    if any(len(s) != n_w for s in ag):
-        raise ValueError(f"every agent seed must have the reference's {n_w} windows, got "
-                         f"{[len(s) for s in ag]}")  # fmt: skip
-
-    def pct(arrays, cols) -> float:
-        pooled = np.concatenate([arrays[c] for c in cols])
-        if not pooled.size:
-            raise ValueError("the drawn windows hold no latencies")
-        return percentiles(pooled, (q,))[0]
-
-    every = range(n_w)
-    point = float(np.mean([pct(s, every) for s in ag]) - pct(ref, every))
+    n_w, n_s = len(ag[0]), len(ag)
+    for name, windows in (*((f"agent seed {i}", s) for i, s in enumerate(ag)), *refs.items()):
+        if len(windows) != n_w:
+            raise ValueError(f"{name} must have the agent's {n_w} windows, got {len(windows)}")
+        if not sum(w.size for w in windows):
+            raise ValueError(f"{name}'s windows hold no latency")
     rng = np.random.default_rng(seed)
-    boot = np.empty(reps)
-    for r in range(reps):
-        cols = rng.integers(0, n_w, n_w)
-        rows = rng.integers(0, len(ag), len(ag))
-        per = {s: pct(ag[s], cols) for s in set(rows.tolist())}
-        boot[r] = np.mean([per[s] for s in rows.tolist()]) - pct(ref, cols)
-    lo, hi = _bounds(boot, confidence)
-    return point, (float(lo), float(hi))
+    cols = rng.integers(0, n_w, size=(reps, n_w))
+    picks = np.zeros((1 + reps, n_s))  # how often each seed is drawn (row 0: each once)
+    picks[0] = 1
+    np.add.at(picks, (np.repeat(np.arange(1, reps + 1), n_s),
+                      rng.integers(0, n_s, size=reps * n_s)), 1)  # fmt: skip
+    per_seed = np.stack([_drawn_percentiles(s, cols, q) for s in ag], axis=1)
+    mine = (per_seed * picks).sum(axis=1) / n_s
+    if n_s == 1 or np.all(per_seed == per_seed[:, :1]):
+        mine = per_seed[:, 0]  # (equal seeds: exactly that value, not a sum's rounding)
+    out = {}
+    for name, windows in refs.items():
+        stat = mine - _drawn_percentiles(windows, cols, q)
+        boot = stat[1:][~np.isnan(stat[1:])]
+        lo, hi = _bounds(boot, confidence)
+        out[name] = (float(stat[0]), (float(lo), float(hi)))
+    return out
+
+
+def percentile_excess_interval(agent, reference, q: float = 99.0, **kw):
+    """:func:`percentile_excess_intervals` against one reference (its windows): ``(point, (lo,
+    hi))``."""
+    return percentile_excess_intervals(agent, {"reference": reference}, q, **kw)["reference"]

@@ -6,12 +6,14 @@ task runs :func:`agents.evaluation.evaluate` on the same held-out windows (split
 episode seeds from train.py's ``FINAL_EVAL_SEED``; ``windows="all"``: every window of a trace's
 held-out part, back to back) and caches its entry in ``DIR/evals/<scenario>/<policy>_w<N>.json``
 (``_wall.json`` for every window; a cross-trace entry's files under
-``DIR/evals/<source>/on-<trace>/``). An agent's file is keyed by its model's step count, so a
-model trained further is evaluated again, and by its run folder's name, so a model trained
-afresh (its folder deleted) is too, as is an agent's file from before that field; each file records the ``settings`` it was made with
-(scenario, overrides, windows), and a study with other settings refuses the folder. Tasks run in this process, or up to ``--jobs``
-at once in a ``multiprocessing`` pool (spawned workers that ignore SIGINT; the study terminates
-the pool on Ctrl-C and keeps the finished files).
+``DIR/evals/<source>/on-<trace>/``), each window's drop-aware latencies beside it in
+``<policy>_w<N>.latencies.npz`` (the report's p99 intervals). An agent's file is keyed by its
+model's step count, so a model trained further is evaluated again, and by its run folder's
+name, so a model trained afresh (its folder deleted) is too, as is an agent's file from before
+that field; each file records the ``settings`` it was made with (scenario, overrides,
+windows), and a study with other settings refuses the folder. Tasks run in this process, or up
+to ``--jobs`` at once in a ``multiprocessing`` pool (spawned workers that ignore SIGINT; the
+study terminates the pool on Ctrl-C and keeps the finished files).
 """
 
 from __future__ import annotations
@@ -26,6 +28,25 @@ from .training import FINAL_EVAL_SEED
 
 def eval_file(out: Path, folder: str, what: str, windows: int | str) -> Path:
     return out / "evals" / folder / f"{what}_w{windows}.json"
+
+
+def latency_file(path: Path) -> Path:
+    """Where the evaluation cached in ``path`` keeps each window's drop-aware latencies (one
+    array a window, in window order: ``arr_0``, ``arr_1``, ...)."""
+    return path.with_name(path.stem + ".latencies.npz")
+
+
+def window_latencies(path: Path, windows: int) -> list | None:
+    """Each window's latencies of the evaluation cached in ``path``; None where the cache has
+    none (made before they were kept) or not the ``windows`` expected."""
+    f = latency_file(Path(path))
+    if not f.is_file():
+        return None
+    import numpy as np
+
+    with np.load(f) as z:
+        out = [z[f"arr_{i}"] for i in range(len(z.files))]
+    return out if len(out) == windows else None
 
 
 def settings(spec: dict) -> dict:
@@ -114,6 +135,12 @@ def run_task(task: dict, progress: bool = False) -> dict:
         "model": task.get("model"),  # the run's selected model (best_model.zip) or model.zip
     }
     path.parent.mkdir(parents=True, exist_ok=True)
+    import numpy as np
+
+    lat, lat_tmp = latency_file(path), latency_file(path).with_suffix(".tmp")
+    with open(lat_tmp, "wb") as fh:  # (before the entry: an entry implies its latencies)
+        np.savez_compressed(fh, *res["_raw"][name]["episode_latencies"])
+    lat_tmp.replace(lat)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(entry, indent=1, allow_nan=False) + "\n")
     tmp.replace(path)
@@ -154,6 +181,7 @@ def evaluate_all(args, plan: dict, jobs: list, out: Path, say=print) -> dict:
     evals: dict = {label: {"heuristics": {}, "agent": {}} for label in plan}
     for t in every:
         entry = run_task(t)  # from its file now
+        entry["_latency_path"] = t["path"]  # (read by the report: window_latencies)
         if t["run"] is None:
             evals[t["label"]]["heuristics"][t["policy"]] = entry
         else:

@@ -15,7 +15,11 @@ policy (:mod:`agents.stats`, 95% percentile bootstrap):
   for both), ``prob_ci_seeds`` with rliable's (windows fixed);
 * ``drop_rate``, ``p99_latency_s``, ``goodput_rps``, ``slo_attainment``, ``cost_usd`` -- through
   ``agents.study_metrics.METRICS`` from each evaluation (pooled over its windows), for the agent the mean
-  over seeds (each seed's values under ``per_seed``).
+  over seeds (each seed's values under ``per_seed``);
+* ``p99_excess_s``, ``p99_excess_ci`` (heuristics only) -- the agent's ``p99_latency_s`` minus the
+  heuristic's, and its bootstrap interval over windows (drawn alike for both) and seeds
+  (:func:`agents.stats.percentile_excess_intervals`): how well these windows resolve the
+  verdict's "p99 no worse" (absent where the evaluations were cached without their latencies).
 
 A cross-trace entry (``"<source>-><trace>"``, with ``trained_on`` and ``trace``) has the same
 statistics; ``report.md`` gives it the heading "trained on X, evaluated on Y" and gathers every
@@ -108,12 +112,32 @@ def scenario_stats(ev: dict, agent: str, reps: int) -> dict:
         pols[name] = {**_row(H, reps), "prob_agent_better": p, "prob_ci": list(ci),
                       "prob_ci_seeds": list(ci_s), **_metrics([e]),
                       "privileged": e["privileged"], "scores": H.tolist()}  # fmt: skip
+    for name, (point, ci) in _p99_excess(ev, seeds, windows, reps).items():
+        pols[name].update(p99_excess_s=point, p99_excess_ci=list(ci))
     verdict = judge(pols, agent)
     cov = a_entries[0].get("coverage") or {}  # arrivals do not depend on the policy
     return {"agent": agent, "windows": windows, "seeds": len(seeds), "policies": pols,
             "window_starts_s": a_entries[0]["window_starts_s"], "verdict": verdict,
             "coverage": {k: cov[k] for k in ("mode", "requests", "empty", "empty_ranges_s",
                                              "part_s", "played_s") if k in cov}}  # fmt: skip
+
+
+def _p99_excess(ev: dict, seeds: list, windows: int, reps: int) -> dict:
+    """``{heuristic: (point, (lo, hi))}``: the agent's drop-aware p99 minus each heuristic's,
+    with its bootstrap interval (:func:`agents.stats.percentile_excess_intervals`), from each
+    evaluation's window latencies; ``{}`` when an evaluation has none (cached before they were
+    kept)."""
+    from .study_eval import window_latencies
+
+    def lat(entry):
+        path = entry.get("_latency_path")
+        return window_latencies(path, windows) if path else None
+
+    agent = [lat(ev["agent"][k]) for k in seeds]
+    refs = {name: lat(e) for name, e in ev["heuristics"].items()}
+    if any(x is None for x in (*agent, *refs.values())):
+        return {}
+    return stats.percentile_excess_intervals(agent, refs, 99.0, reps=reps, seed=BOOT_SEED)
 
 
 def build(args, plan: dict, jobs: list, evals: dict, command: str, wall_s: dict) -> dict:
@@ -228,7 +252,7 @@ def markdown(study: dict) -> str:
                   f"(IQM {_f(best['reward_iqm'])}). Agent's CI lower bound above it: "
                   f"{'yes' if v['reward_ci_low_above_best_iqm'] else 'no'}; drop rate no higher: "
                   f"{'yes' if v['drop_rate_no_higher'] else 'no'}; p99 no worse: "
-                  f"{'yes' if v['p99_no_worse'] else 'no'}.", ""]  # fmt: skip
+                  f"{'yes' if v['p99_no_worse'] else 'no'}{_excess_note(best)}.", ""]  # fmt: skip
         if "scores" in a and "scores" in best:
             lines += [paired_sentence(a["scores"], best["scores"], v["best_heuristic"]), ""]
     if any(
@@ -236,6 +260,15 @@ def markdown(study: dict) -> str:
     ):
         lines.append("\\* privileged: reads the simulator's state, not just the observation.")
     return "\n".join(lines) + "\n"
+
+
+def _excess_note(best: dict) -> str:
+    """`` (the agent's p99 minus the best heuristic's: +x s, 95% CI [lo, hi] ...)`` or ``""``."""
+    if "p99_excess_s" not in best:
+        return ""
+    lo, hi = best["p99_excess_ci"]
+    return (f" (agent's p99 minus the best heuristic's: {best['p99_excess_s']:+.3f} s, 95% CI "
+            f"[{lo:+.3f}, {hi:+.3f}] over windows and seeds)")  # fmt: skip
 
 
 def paired_sentence(agent_scores, best_scores, best: str) -> str:

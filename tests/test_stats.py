@@ -217,11 +217,25 @@ def test_percentile_excess_interval_straddles_zero_for_draws_of_one_distribution
 
 def test_percentile_excess_bad_input_names_the_problem():
     ref = _windows(np.random.default_rng(4), n_windows=3, n=10)
-    with pytest.raises(ValueError, match="reference's 3 windows"):
+    with pytest.raises(ValueError, match="agent seed 1 must have the agent's 3 windows, got 2"):
         stats.percentile_excess_interval([ref, ref[:2]], ref)
+    with pytest.raises(ValueError, match="reference must have the agent's 3 windows, got 2"):
+        stats.percentile_excess_interval([ref], ref[:2])
+    with pytest.raises(ValueError, match="reference's windows hold no latency"):
+        stats.percentile_excess_interval([ref], [np.array([])] * 3)
     with pytest.raises(ValueError, match="at least one seed"):
         stats.percentile_excess_interval([], ref)
     with pytest.raises(ValueError, match=r"q must be in \(0, 100\]"):
         stats.percentile_excess_interval([ref], ref, q=0)
     with pytest.raises(ValueError, match="reps"):
         stats.percentile_excess_interval([ref], ref, reps=0)
+
+
+def test_percentile_excess_against_several_references_shares_the_draws():
+    rng = np.random.default_rng(6)
+    ref_a, ref_b = _windows(rng, n_windows=8, n=150), _windows(rng, n_windows=8, n=150, scale=2)
+    agent = [_windows(rng, n_windows=8, n=150, scale=1.3) for _ in range(2)]
+    both = stats.percentile_excess_intervals(agent, {"a": ref_a, "b": ref_b}, reps=300, seed=1)
+    assert both["a"] == stats.percentile_excess_interval(agent, ref_a, reps=300, seed=1)
+    assert both["b"] == stats.percentile_excess_interval(agent, ref_b, reps=300, seed=1)
+    assert both["b"][0] < both["a"][0]  # b's tail is heavier: the agent's excess over it smaller

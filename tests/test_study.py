@@ -57,10 +57,18 @@ def test_json_shape_report_and_plots(first):
             assert 0 <= r["prob_agent_better"] <= 1 and np.shape(r["scores"]) == (1, 2)
             a = np.array(sc["policies"]["maskable_ppo"]["scores"])
             assert r["prob_agent_better"] == stats.probability_of_improvement(a, r["scores"])
+            # The p99 excess is the difference of the two rows' p99s, with an interval.
+            want = sc["policies"]["maskable_ppo"]["p99_latency_s"] - r["p99_latency_s"]
+            assert r["p99_excess_s"] == pytest.approx(want, abs=1e-9)
+            assert r["p99_excess_ci"][0] <= r["p99_excess_ci"][1]
     assert sc["verdict"]["best_heuristic"] in baselines.POLICIES
     assert data["metric_sources"]["drop_rate"][0].startswith(("derived", "evaluate()"))
     report = (out / "report.md").read_text()
     assert "| policy | reward IQM [95% CI] | P(agent better)" in report
+    assert "agent's p99 minus the best heuristic's: " in report
+    for f in (out / "evals" / "small").glob("*_w2.json"):  # each window's latencies, kept
+        with np.load(f.with_name(f.stem + ".latencies.npz")) as z:
+            assert sorted(z.files) == ["arr_0", "arr_1"], f
     assert "python -m agents.study --scenarios small" in report and "Wall time" in report
     for kind in ("intervals", "profile", "cost_p99"):
         assert (out / f"{kind}_small.png").stat().st_size > 1000
@@ -95,7 +103,8 @@ def test_heuristic_scores_are_evaluate_episode_rewards(first):
     drops = sum(e["requests_dropped"] for e in row["per_episode"])
     arrived = sum(e["requests_arrived"] for e in row["per_episode"])
     assert sc["policies"]["kpa"]["drop_rate"] == pytest.approx(drops / arrived)
-    lat = np.concatenate([raw["latencies"], np.full(int(drops), 60.0)])  # small: 60-s timeout
+    lat = raw["latencies"]  # drop-aware already: a drop counts at the timeout (metrics.py)
+    assert lat.size == arrived
     assert sc["policies"]["kpa"]["p99_latency_s"] == pytest.approx(
         np.percentile(lat, 99, method="inverted_cdf")  # the empirical quantile (metrics.py)
     )
