@@ -330,3 +330,12 @@ def test_the_periodic_evaluation_says_once_which_windows_held_no_request(capsys)
     assert len(err) == 1, err
     assert f"{len(empty)} of {len(seeds)} eval/ windows" in err[0]
     assert ", ".join(map(str, empty)) in err[0]
+
+
+def test_the_trace_presets_tile_their_held_out_part_and_a_synthetic_one_is_refused():
+    # paper and azure replay the Azure 2019 day: its last quarter is 6 one-hour windows.
+    for name in ("paper", "azure"):
+        assert tiled_windows(load_scenario(name)) == [(64800.0 + 3600.0 * k, 3600.0)
+                                                      for k in range(6)], name  # fmt: skip
+    with pytest.raises(ValueError, match="needs a trace workload, and scenario 'small' has a 'mmpp'"):
+        tiled_windows(load_scenario("small"))
