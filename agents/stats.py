@@ -257,8 +257,9 @@ def percentile_excess_intervals(
     percentile over its windows pooled, minus the reference's over the same windows pooled
     (``evaluate`` pools a policy's windows; the study averages seeds). Each replication draws
     ``W`` windows with replacement, the same draw for the agent and every reference (paired),
-    and ``S`` seeds with replacement. An agent that plays as a reference does gets
-    ``(0, (0, 0))`` against it. Replications whose drawn windows hold no request are left out.
+    and ``S`` seeds with replacement. An agent that plays as a reference does gets 0 and
+    ``(0, 0)`` against it, up to the rounding of the mean over seeds. Replications whose drawn
+    windows hold no request are left out.
 
     Raises:
         ValueError: No seeds or windows, seeds of unequal length, a reference with another
@@ -285,8 +286,6 @@ def percentile_excess_intervals(
                       rng.integers(0, n_s, size=reps * n_s)), 1)  # fmt: skip
     per_seed = np.stack([_drawn_percentiles(s, cols, q) for s in ag], axis=1)
     mine = (per_seed * picks).sum(axis=1) / n_s
-    if n_s == 1 or np.all(per_seed == per_seed[:, :1]):
-        mine = per_seed[:, 0]  # (equal seeds: exactly that value, not a sum's rounding)
     out = {}
     for name, windows in refs.items():
         stat = mine - _drawn_percentiles(windows, cols, q)

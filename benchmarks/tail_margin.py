@@ -17,8 +17,9 @@ way). Needs the study's folder (its ``runs/`` and ``evals/``), not only its ``st
 Then the statistic the study's "p99 no worse" compares, with its resolution: the agents'
 drop-aware p99 (each seed's over its windows pooled, averaged over seeds, as the study reports
 it) minus the best heuristic's, and a 95% bootstrap interval over windows (drawn alike for
-both) and seeds (:func:`agents.stats.percentile_excess_interval`): an interval that straddles 0
-says these windows cannot tell the two tails apart. The last line is JSON.
+both) and seeds (:func:`agents.stats.percentile_excess_interval`, the study's bootstrap seed, so
+the figure is its report's): an interval that straddles 0 says these windows cannot tell the
+two tails apart. The last line is JSON.
 """
 
 from __future__ import annotations
@@ -94,6 +95,7 @@ def main(argv=None) -> dict:
     from agents import stats
     from agents.evaluation import evaluate
     from agents.loading import load_agent
+    from agents.study_report import BOOT_SEED
     from agents.training import FINAL_EVAL_SEED
     from baselines import make_policy
 
@@ -139,7 +141,7 @@ def main(argv=None) -> dict:
     if best in windows and seeds:
         reps = a.reps or stats.DEFAULT_REPS
         point, ci = stats.percentile_excess_interval([windows[s] for s in seeds], windows[best],
-                                                     99.0, reps=reps, seed=0)  # fmt: skip
+                                                     99.0, reps=reps, seed=BOOT_SEED)  # fmt: skip
         out["p99_excess"] = {"reference": best, "seeds": seeds, "point_s": point,
                              "ci_s": list(ci), "reps": reps}  # fmt: skip
         print(f"\nAgents' p99 minus {best}'s: {point:+.4f} s, 95% CI [{ci[0]:+.4f}, {ci[1]:+.4f}] "
