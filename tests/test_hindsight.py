@@ -113,3 +113,51 @@ def test_headroom_benchmark_refuses_bad_input_in_one_line(argv, what, capsys):
     assert e.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and what in err[0] and err[0].startswith("benchmarks.headroom: error:")
+
+
+def test_teacher_grid_plays_training_windows_and_keeps_the_best(capsys):
+    from agents.evaluation import evaluate
+    from baselines import make_policy
+    from benchmarks import teacher_grid
+
+    argv = ["--scenario", "small", "--policy", "keepalive", "--param", "keep_alive_s",
+            "--values", "14400,28800,10", "--windows", "1", "-o", "episode_s=300"]  # fmt: skip
+    out = teacher_grid.main(argv)
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == out
+    assert list(out["values"]) == ["14400", "28800", "10"]
+    # Both long keep-alives outlast the 300-s window: the same play, a tie, the first one kept.
+    rows = out["values"]
+    assert rows["14400"] == rows["28800"]
+    means = {k: r["mean_reward"] for k, r in rows.items()}
+    assert out["best"] == max(means, key=means.get) and out["best"] != "28800"
+    assert out["hp"] == [
+        "bc_teacher=keepalive",
+        f"bc_teacher_params=dict(keep_alive_s={out['best']})",
+    ]
+    # The figures are those of the policy on the training split's windows from GRID_SEED.
+    ref = evaluate("small", {"k": make_policy("keepalive", keep_alive_s=10.0)}, episodes=1,
+                   seed=teacher_grid.GRID_SEED, split="train", overrides={"episode_s": 300},
+                   progress=False)["policies"]["k"]  # fmt: skip
+    assert rows["10"]["mean_reward"] == round(ref["per_episode"][0]["episode_reward"], 1)
+    assert rows["10"]["p99_latency_s"] == round(ref["p99_latency_s"], 4)
+
+
+@pytest.mark.parametrize("argv, what", [
+    (["--values", "600,x"], "--values must be comma-separated numbers, got 'x'"),
+    (["--values", "600,600"], "--values lists 600 twice"),
+    (["--values", "inf"], "finite"),
+    (["--param", "bogus"], "bogus"),
+    (["--policy", "bogus"], "bogus"),
+    (["--windows", "0"], "--windows must be >= 1, got 0"),
+])  # fmt: skip
+def test_teacher_grid_refuses_bad_input_in_one_line(argv, what, capsys):
+    from benchmarks import teacher_grid
+
+    base = {"--policy": "histogram", "--param": "range_s", "--values": "600", "--scenario": "small"}
+    for k, v in zip(argv[::2], argv[1::2], strict=True):
+        base[k] = v
+    with pytest.raises(SystemExit) as e:
+        teacher_grid.main([x for kv in base.items() for x in kv])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and what in err[0] and err[0].startswith("benchmarks.teacher_grid: error:")
