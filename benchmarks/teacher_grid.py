@@ -14,7 +14,11 @@ other hyperparameter: on training time only. Each value of ``--param`` builds th
 reward over the windows (the criterion, as model selection and ``bc_teacher: best`` use), the
 IQM with the study's interval over windows, drop rate, drop-aware p99 and cost. The best value
 by mean reward is kept (ties: the first listed), and the ``--hp`` flags that make it the teacher
-are printed. The last line is JSON (``--json PATH`` also writes it to a file).
+are printed. ``--heldout N`` then plays the kept value, and only it, on the first ``N`` held-out
+windows the study plays (seeds 10000 on; 20 in the study): the teacher's own row beside the
+study's, after the choice, so that an agent's margin over the best heuristic can be split into
+what the tuned teacher brings and what training adds. The last line is JSON (``--json PATH``
+also writes it to a file).
 
 A benchmark, not a test: about 15 s a value on ``paper`` here.
 """
@@ -59,11 +63,25 @@ def _label(v: float) -> str:
     return f"{v:g}"
 
 
+def _row(r: dict, iqm_interval) -> dict:
+    """One policy's figures from ``evaluate``'s row: mean reward, IQM with the study's interval
+    for one run (bootstrap over windows), drop rate, drop-aware p99, cost."""
+    rewards = np.array([e["episode_reward"] for e in r["per_episode"]])
+    point, (lo, hi) = iqm_interval(rewards[None, :], scheme="hierarchical")
+    return {
+        "mean_reward": round(float(rewards.mean()), 1),
+        "reward_iqm": round(point, 1), "reward_ci": [round(lo, 1), round(hi, 1)],
+        "drop_rate": round(r["drop_rate"], 6), "p99_latency_s": round(r["p99_latency_s"], 4),
+        "cost_usd": round(r["cost_usd"], 3),
+    }  # fmt: skip
+
+
 def main(argv=None) -> dict:
     import baselines
     from agents.evaluation import evaluate
     from agents.hyperparams import parse_assignments
     from agents.stats import iqm_interval
+    from agents.training import FINAL_EVAL_SEED
     from envs.scenarios import trace_overrides
 
     p = _Parser(prog="python -m benchmarks.teacher_grid", description=__doc__.split("\n")[0])
@@ -72,12 +90,16 @@ def main(argv=None) -> dict:
     p.add_argument("--param", required=True, help="the keyword argument to sweep")
     p.add_argument("--values", required=True, help="comma-separated values of --param")
     p.add_argument("--windows", type=int, default=20, help="training-split windows (default 20)")
+    p.add_argument("--heldout", type=int, default=0, metavar="N",
+                   help="then play the kept value on N held-out windows (default 0: none)")  # fmt: skip
     p.add_argument("--trace", default=None, help="replay this trace (a shipped name or a path)")
     p.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--json", default=None, metavar="PATH", help="also write the JSON here")
     a = p.parse_args(argv)
     if a.windows < 1:
         p.error(f"--windows must be >= 1, got {a.windows}")
+    if a.heldout < 0:
+        p.error(f"--heldout must be >= 0, got {a.heldout}")
     if a.json and not os.path.isdir(os.path.dirname(os.path.abspath(a.json))):
         p.error(f"--json {a.json}: no such folder {os.path.dirname(os.path.abspath(a.json))!r}")
     try:
@@ -93,16 +115,15 @@ def main(argv=None) -> dict:
     out = {"scenario": a.scenario, "policy": a.policy, "param": a.param, "split": "train",
            "windows": a.windows, "seed": GRID_SEED, "overrides": overrides, "values": {}}  # fmt: skip
     for label, r in res["policies"].items():
-        rewards = np.array([e["episode_reward"] for e in r["per_episode"]])
-        point, (lo, hi) = iqm_interval(rewards[None, :], scheme="hierarchical")
-        out["values"][label] = {
-            "mean_reward": round(float(rewards.mean()), 1),
-            "reward_iqm": round(point, 1), "reward_ci": [round(lo, 1), round(hi, 1)],
-            "drop_rate": round(r["drop_rate"], 6), "p99_latency_s": round(r["p99_latency_s"], 4),
-            "cost_usd": round(r["cost_usd"], 3),
-        }  # fmt: skip
+        out["values"][label] = _row(r, iqm_interval)
     best = max(out["values"], key=lambda k: out["values"][k]["mean_reward"])  # (first on ties)
     out["best"] = best
+    if a.heldout:
+        kept = {best: baselines.make_policy(a.policy, **{a.param: float(best)})}
+        held = evaluate(a.scenario, kept, episodes=a.heldout, seed=FINAL_EVAL_SEED, split="eval",
+                        overrides=overrides, progress=False)["policies"][best]  # fmt: skip
+        out["heldout"] = {"windows": a.heldout, "seed": FINAL_EVAL_SEED, "value": best,
+                          **_row(held, iqm_interval)}  # fmt: skip
     out["hp"] = [f"bc_teacher={a.policy}", f"bc_teacher_params=dict({a.param}={best})"]
     print(f"{a.scenario}: {a.policy}'s {a.param} on {a.windows} training-split windows "
           f"(seeds {GRID_SEED}..)")  # fmt: skip
@@ -114,6 +135,12 @@ def main(argv=None) -> dict:
               f"[{r['reward_ci'][0]:.1f}, {r['reward_ci'][1]:.1f}] | {100 * r['drop_rate']:.2f}% "
               f"| {r['p99_latency_s']:.2f} | {r['cost_usd']:.2f} |")  # fmt: skip
     print("teacher: " + " ".join(f"--hp '{h}'" for h in out["hp"]))
+    if a.heldout:
+        h = out["heldout"]
+        print(f"kept value {best} on {a.heldout} held-out windows (seeds {FINAL_EVAL_SEED}..): "
+              f"mean {h['mean_reward']:.1f}, IQM {h['reward_iqm']:.1f} [{h['reward_ci'][0]:.1f}, "
+              f"{h['reward_ci'][1]:.1f}], drops {100 * h['drop_rate']:.2f}%, p99 "
+              f"{h['p99_latency_s']:.2f} s, ${h['cost_usd']:.2f}")  # fmt: skip
     print(json.dumps(out))
     if a.json:
         with open(a.json, "w") as fh:

@@ -121,7 +121,8 @@ def test_teacher_grid_plays_training_windows_and_keeps_the_best(capsys):
     from benchmarks import teacher_grid
 
     argv = ["--scenario", "small", "--policy", "keepalive", "--param", "keep_alive_s",
-            "--values", "14400,28800,10", "--windows", "1", "-o", "episode_s=300"]  # fmt: skip
+            "--values", "14400,28800,10", "--windows", "1", "-o", "episode_s=300",
+            "--heldout", "1"]  # fmt: skip
     out = teacher_grid.main(argv)
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == out
     assert list(out["values"]) == ["14400", "28800", "10"]
@@ -140,6 +141,12 @@ def test_teacher_grid_plays_training_windows_and_keeps_the_best(capsys):
                    progress=False)["policies"]["k"]  # fmt: skip
     assert rows["10"]["mean_reward"] == round(ref["per_episode"][0]["episode_reward"], 1)
     assert rows["10"]["p99_latency_s"] == round(ref["p99_latency_s"], 4)
+    # --heldout plays the kept value alone on the study's held-out windows, after the choice.
+    held = evaluate("small", {"k": make_policy("keepalive", keep_alive_s=float(out["best"]))},
+                    episodes=1, seed=10_000, split="eval", overrides={"episode_s": 300},
+                    progress=False)["policies"]["k"]  # fmt: skip
+    assert out["heldout"]["value"] == out["best"] and out["heldout"]["seed"] == 10_000
+    assert out["heldout"]["mean_reward"] == round(held["per_episode"][0]["episode_reward"], 1)
 
 
 @pytest.mark.parametrize("argv, what", [
@@ -149,6 +156,7 @@ def test_teacher_grid_plays_training_windows_and_keeps_the_best(capsys):
     (["--param", "bogus"], "bogus"),
     (["--policy", "bogus"], "bogus"),
     (["--windows", "0"], "--windows must be >= 1, got 0"),
+    (["--heldout", "-1"], "--heldout must be >= 0, got -1"),
 ])  # fmt: skip
 def test_teacher_grid_refuses_bad_input_in_one_line(argv, what, capsys):
     from benchmarks import teacher_grid
