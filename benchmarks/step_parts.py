@@ -9,7 +9,11 @@ Each part of ``ServerlessGPUEnv.step`` (and ``reset``, amortised over the steps)
 wrapping the env's own methods: the simulator's advance (event loop, ``run_until``, and the
 interval's statistics), the action (scale, placement, source and cache), the validity check,
 the observation, the reward, ``info`` and the interval's demand features. The parts nest in
-``step``; the rest of ``step`` is its own bookkeeping.
+``step``; the rest of ``step`` is its own bookkeeping. The same number of steps of the no-op
+alone (``us_per_step_noop``: the platform's activator still starts what queued requests need)
+gives what the random actions' consequences cost beside it: the cold starts they start and
+cancel, the prefetches, evictions and scale-ins, which is the work an untrained PPO (stock
+``PPO("MlpPolicy")`` acts uniformly over v1's 360 actions) makes the simulator do.
 
 It also times one call of the observation's compiled row kernel (``model_row``, 26 arguments)
 through numba's dispatcher and through the entry point the env binds (``envs.sim.fastcall``),
@@ -49,6 +53,8 @@ def parts(scenario: str, steps: int, seed: int = 0) -> dict:
     env.reset(seed=seed)
     actions = np.random.default_rng(seed).integers(0, env.action_space.n, steps).tolist()
     plain = _run(env, actions)
+    env.reset(seed=seed)
+    noop = _run(env, [env.layout.noop] * steps)
     spent = dict.fromkeys(PARTS, 0.0)
     originals = {name: getattr(ServerlessGPUEnv, name) for name in PARTS}
 
@@ -72,7 +78,8 @@ def parts(scenario: str, steps: int, seed: int = 0) -> dict:
         for name, fn in originals.items():
             setattr(ServerlessGPUEnv, name, fn)
     us = 1e6 / steps
-    return {"us_per_step": round(plain * us, 1), "us_per_step_wrapped": round(wrapped * us, 1),
+    return {"us_per_step": round(plain * us, 1), "us_per_step_noop": round(noop * us, 1),
+            "us_per_step_wrapped": round(wrapped * us, 1),
             **{f"us_{k.lstrip('_')}": round(v * us, 1) for k, v in spent.items()}}  # fmt: skip
 
 

@@ -80,7 +80,7 @@ def test_replay_env_replays_small_in_order():
 def test_step_parts_times_every_part_and_restores_the_env():
     out = step_parts.parts("small", 400)  # (past one 360-step episode: a reset inside)
     assert all(out[f"us_{k.lstrip('_')}"] > 0 for k in step_parts.PARTS)
-    assert out["us_advance"] < out["us_per_step_wrapped"]
+    assert out["us_advance"] < out["us_per_step_wrapped"] and out["us_per_step_noop"] > 0
     from envs.env import ServerlessGPUEnv
 
     assert all(getattr(ServerlessGPUEnv, k).__name__ == k for k in step_parts.PARTS)
