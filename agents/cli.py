@@ -13,7 +13,8 @@ import argparse
 import os
 from pathlib import Path
 
-__all__ = ["OneLineParser", "UsageError", "check_device", "check_output", "one_line"]
+__all__ = ["ExitingParser", "OneLineParser", "UsageError", "check_device", "check_output",
+           "one_line"]
 
 
 class UsageError(Exception):
@@ -31,6 +32,22 @@ class OneLineParser(argparse.ArgumentParser):
 
     def error(self, message: str):
         raise UsageError(message)
+
+
+class ExitingParser(argparse.ArgumentParser):
+    """For a command with no cleanup to do (a benchmark): its errors, argparse's and its own
+    ``p.error(...)``, print ``"<label>: error: <message>"`` as one line on stderr and exit 2.
+    ``label`` defaults to ``prog``."""
+
+    def __init__(self, *args, label: str | None = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.label = label or self.prog
+
+    def error(self, message: str):
+        import sys
+
+        print(f"{self.label}: error: {one_line(message)}", file=sys.stderr)
+        raise SystemExit(2)
 
 
 def check_output(path: str | os.PathLike, flag: str, *, folder: bool) -> Path:

@@ -33,6 +33,7 @@ from typing import Any
 
 import yaml
 
+from .cli import OneLineParser
 from .rllib_env import ENV_ID, env_config, make_env
 from .rllib_policy import META_FILE, RLlibPolicy, read_checkpoint_meta
 from .training import UsageError, one_line, scenario_overrides
@@ -72,11 +73,6 @@ DEFAULTS: dict[str, Any] = {
 FIXED_ON_RESUME = ("scenario", "override", "seed", "train_batch_size", "hp", "normalize_reward")
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):
-        raise UsageError(message)
-
-
 def check_engine(name: str) -> str:
     """``name`` if it is one of :data:`ENGINES`.
 
@@ -91,7 +87,7 @@ def check_engine(name: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = OneLineParser(
         prog="train.py --engine rllib",
         description="RLlib PPO (new API stack, action-masking RLModule) on "
         f"{ENV_ID}, on this machine or on a Ray cluster (--address).",

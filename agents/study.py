@@ -56,20 +56,17 @@ import warnings
 from pathlib import Path
 
 from . import study_eval, study_jobs
+from .cli import OneLineParser
 from .hyperparams import trace_label
 from .study_metrics import METRICS, REWARD_KEY, metric_values  # noqa: F401  (re-exported)
 from .training import UsageError, one_line, scenario_overrides
 
 PROG = "python -m agents.study"
 
+
 # ------------------------------------------------------------------------------ arguments ----
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):
-        raise UsageError(message)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog=PROG, description=__doc__.split("\n\n")[0])
+    p = OneLineParser(prog=PROG, description=__doc__.split("\n\n")[0])
     a = p.add_argument
     a("--scenarios", default="small,paper,azure", help="comma-separated presets or YAML paths")
     a("--seeds", type=int, default=5, help="training seeds per scenario: 0 .. S-1 (default: 5)")

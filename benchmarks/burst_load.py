@@ -20,12 +20,11 @@ JSON: ``{"burst_unicast_s", "burst_multicast_s", "single_unicast_s", "single_str
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 
 import numpy as np
 
+from agents.cli import ExitingParser
 from envs.sim import FeatureSpec, HostSpec, SimConfig, Simulator, StartupSpec, Workload, catalog
 
 RECEIVERS = 10  # the burst's cold starts
@@ -82,14 +81,9 @@ def run(model_name: str = "t5-3b", fanout: int = 1, pipelined: bool = False) -> 
     return out
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, no usage block
-        print(f"burst_load: error: {message}", file=sys.stderr)
-        raise SystemExit(2)
-
-
 def main(argv: list[str] | None = None) -> None:
-    p = _Parser(prog="python -m benchmarks.burst_load", description=__doc__.split("\n")[0])
+    p = ExitingParser(prog="python -m benchmarks.burst_load", label="burst_load",
+                      description=__doc__.split("\n")[0])  # fmt: skip
     p.add_argument("--model", default="t5-3b", help="catalog model (default t5-3b)")
     p.add_argument("--fanout", type=int, default=1, help="multicast fanout (1: a chain)")
     p.add_argument("--pipelined", action="store_true", help="pipelined weight stages")

@@ -38,6 +38,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from agents.cli import OneLineParser, UsageError
 from benchmarks import calibrate_probes as probe
 
 QUICK = {"size_gb": 0.25, "repeats": 2, "copy_gb": 0.25}
@@ -45,17 +46,10 @@ FULL = {"size_gb": 4.0, "repeats": 3, "copy_gb": 1.0}
 MEM_FACTOR = 2.5  # peak resident memory per checkpoint byte: the bytes read + the loaded copy
 
 
-class UsageError(Exception):
-    """Bad command-line input: one line on stderr, exit status 2."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, no usage block
-        raise UsageError(message)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m benchmarks.calibrate_host", description=__doc__.split("\n")[0])
+    p = OneLineParser(
+        prog="python -m benchmarks.calibrate_host", description=__doc__.split("\n")[0]
+    )
     a = p.add_argument
     a("--quick", action="store_true", help=f"small run: {QUICK}")
     a("--size-gb", type=float, default=None, help="checkpoint size in GB (default 4; quick 0.25)")

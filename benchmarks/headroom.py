@@ -20,18 +20,12 @@ A benchmark, not a test: it takes minutes (about 2 on ``paper`` here).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import sys
 
 import numpy as np
 
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, exit status 2
-        print(f"benchmarks.headroom: error: {message}", file=sys.stderr)
-        sys.exit(2)
+from agents.cli import ExitingParser
 
 
 def _scores(row: dict) -> np.ndarray:
@@ -47,7 +41,8 @@ def main(argv=None) -> dict:
     from agents.training import FINAL_EVAL_SEED
     from envs.scenarios import trace_overrides
 
-    p = _Parser(prog="python -m benchmarks.headroom", description=__doc__.split("\n")[0])
+    p = ExitingParser(prog="python -m benchmarks.headroom", label="benchmarks.headroom",
+                      description=__doc__.split("\n")[0])  # fmt: skip
     p.add_argument("--scenario", default="paper")
     p.add_argument("--windows", type=int, default=20, help="held-out windows (default 20)")
     p.add_argument("--trace", default=None, help="replay this trace (a shipped name or a path)")

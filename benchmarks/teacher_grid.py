@@ -25,21 +25,15 @@ A benchmark, not a test: about 15 s a value on ``paper`` here.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
-import sys
 
 import numpy as np
 
+from agents.cli import ExitingParser
+
 GRID_SEED = 40_000  # training-split windows of the grid: 40000, 40001, ...
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, exit status 2
-        print(f"benchmarks.teacher_grid: error: {message}", file=sys.stderr)
-        sys.exit(2)
 
 
 def _values(text: str) -> list[float]:
@@ -84,7 +78,8 @@ def main(argv=None) -> dict:
     from agents.training import FINAL_EVAL_SEED
     from envs.scenarios import trace_overrides
 
-    p = _Parser(prog="python -m benchmarks.teacher_grid", description=__doc__.split("\n")[0])
+    p = ExitingParser(prog="python -m benchmarks.teacher_grid", label="benchmarks.teacher_grid",
+                      description=__doc__.split("\n")[0])  # fmt: skip
     p.add_argument("--scenario", default="paper")
     p.add_argument("--policy", required=True, help="a reference policy's name (the teacher)")
     p.add_argument("--param", required=True, help="the keyword argument to sweep")
