@@ -1,4 +1,5 @@
-"""What both command-line tools (``train.py``, ``evaluate.py``) share about bad input.
+"""What the command-line tools (``train.py``, ``evaluate.py``, the study, the benchmarks) share
+about bad input.
 
 Bad input is one line on stderr and exit status 2, found before anything is computed or
 written: :class:`OneLineParser` turns argparse's usage block into a :class:`UsageError`, and the
