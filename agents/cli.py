@@ -12,10 +12,17 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 
-__all__ = ["ExitingParser", "OneLineParser", "UsageError", "check_device", "check_output",
-           "one_line"]
+__all__ = [
+    "ExitingParser",
+    "OneLineParser",
+    "UsageError",
+    "check_device",
+    "check_output",
+    "one_line",
+]
 
 
 class UsageError(Exception):
@@ -45,8 +52,6 @@ class ExitingParser(argparse.ArgumentParser):
         self.label = label or self.prog
 
     def error(self, message: str):
-        import sys
-
         print(f"{self.label}: error: {one_line(message)}", file=sys.stderr)
         raise SystemExit(2)
 

@@ -20,23 +20,15 @@ A benchmark, not a test: it takes minutes (about 2 on ``paper`` here).
 
 from __future__ import annotations
 
-import json
-import os
-
-import numpy as np
-
 from agents.cli import ExitingParser
-
-
-def _scores(row: dict) -> np.ndarray:
-    return np.array([[e["episode_reward"] for e in row["per_episode"]]])
+from benchmarks.policy_rows import check_json_path, emit, episode_scores, policy_row
 
 
 def main(argv=None) -> dict:
     import baselines
     from agents.evaluation import evaluate
     from agents.hyperparams import parse_assignments
-    from agents.stats import iqm_interval, paired_gain
+    from agents.stats import paired_gain
     from agents.study_report import judge
     from agents.training import FINAL_EVAL_SEED
     from envs.scenarios import trace_overrides
@@ -52,8 +44,7 @@ def main(argv=None) -> dict:
     a = p.parse_args(argv)
     if a.windows < 1:
         p.error(f"--windows must be >= 1, got {a.windows}")
-    if a.json and not os.path.isdir(os.path.dirname(os.path.abspath(a.json))):
-        p.error(f"--json {a.json}: no such folder {os.path.dirname(os.path.abspath(a.json))!r}")
+    check_json_path(p, a.json)
     try:
         overrides = parse_assignments(a.override, "-o")
         if a.trace:
@@ -72,18 +63,13 @@ def main(argv=None) -> dict:
     out = {"scenario": a.label or a.scenario, "windows": a.windows, "seed": FINAL_EVAL_SEED,
            "overrides": overrides, "policies": {}}  # fmt: skip
     for name, r in rows.items():
-        point, (lo, hi) = iqm_interval(_scores(r), scheme="hierarchical")
-        out["policies"][name] = {
-            "reward_iqm": round(point, 1), "reward_ci": [round(lo, 1), round(hi, 1)],
-            "drop_rate": round(r["drop_rate"], 6), "p99_latency_s": round(r["p99_latency_s"], 3),
-            "cost_usd": round(r["cost_usd"], 3), "privileged": r["privileged"],
-        }  # fmt: skip
+        out["policies"][name] = {**policy_row(r), "privileged": r["privileged"]}
     heur = {n: v for n, v in out["policies"].items() if n in baselines.POLICIES}
     best = max(heur, key=lambda n: heur[n]["reward_iqm"])
     out["best_heuristic"] = best
-    hb = _scores(rows[best])
+    hb = episode_scores(rows[best])
     for name in baselines.ORACLES:
-        o, gain = out["policies"][name], paired_gain(_scores(rows[name]), hb)
+        o, gain = out["policies"][name], paired_gain(episode_scores(rows[name]), hb)
         o["gain_per_window"] = {"mean": round(gain["mean"], 1), "min": round(gain["min"], 1),
                                 "windows_better": gain["tasks_better"]}  # fmt: skip
         o["meets_criterion"] = judge({**heur, name: o}, name)["agent_beats_best"]  # the study's
@@ -101,11 +87,7 @@ def main(argv=None) -> dict:
         print(f"{name}: gain per window over {best} mean {o['gain_per_window']['mean']}, min "
               f"{o['gain_per_window']['min']}, better on {o['gain_per_window']['windows_better']}"
               f"/{a.windows}; meets the criterion: {o['meets_criterion']}")  # fmt: skip
-    print(json.dumps(out))
-    if a.json:
-        with open(a.json, "w") as fh:
-            json.dump(out, fh, indent=1)
-    return out
+    return emit(out, a.json)
 
 
 if __name__ == "__main__":

@@ -25,13 +25,10 @@ A benchmark, not a test: about 15 s a value on ``paper`` here.
 
 from __future__ import annotations
 
-import json
 import math
-import os
-
-import numpy as np
 
 from agents.cli import ExitingParser
+from benchmarks.policy_rows import check_json_path, emit, policy_row
 
 GRID_SEED = 40_000  # training-split windows of the grid: 40000, 40001, ...
 
@@ -57,24 +54,10 @@ def _label(v: float) -> str:
     return f"{v:g}"
 
 
-def _row(r: dict, iqm_interval) -> dict:
-    """One policy's figures from ``evaluate``'s row: mean reward, IQM with the study's interval
-    for one run (bootstrap over windows), drop rate, drop-aware p99, cost."""
-    rewards = np.array([e["episode_reward"] for e in r["per_episode"]])
-    point, (lo, hi) = iqm_interval(rewards[None, :], scheme="hierarchical")
-    return {
-        "mean_reward": round(float(rewards.mean()), 1),
-        "reward_iqm": round(point, 1), "reward_ci": [round(lo, 1), round(hi, 1)],
-        "drop_rate": round(r["drop_rate"], 6), "p99_latency_s": round(r["p99_latency_s"], 4),
-        "cost_usd": round(r["cost_usd"], 3),
-    }  # fmt: skip
-
-
 def main(argv=None) -> dict:
     import baselines
     from agents.evaluation import evaluate
     from agents.hyperparams import parse_assignments
-    from agents.stats import iqm_interval
     from agents.training import FINAL_EVAL_SEED
     from envs.scenarios import trace_overrides
 
@@ -95,8 +78,7 @@ def main(argv=None) -> dict:
         p.error(f"--windows must be >= 1, got {a.windows}")
     if a.heldout < 0:
         p.error(f"--heldout must be >= 0, got {a.heldout}")
-    if a.json and not os.path.isdir(os.path.dirname(os.path.abspath(a.json))):
-        p.error(f"--json {a.json}: no such folder {os.path.dirname(os.path.abspath(a.json))!r}")
+    check_json_path(p, a.json)
     try:
         values = _values(a.values)
         pols = {_label(v): baselines.make_policy(a.policy, **{a.param: v}) for v in values}
@@ -105,20 +87,19 @@ def main(argv=None) -> dict:
             overrides, _ = trace_overrides(a.scenario, overrides, a.trace)
         res = evaluate(a.scenario, pols, episodes=a.windows, seed=GRID_SEED, split="train",
                        overrides=overrides, progress=False)  # fmt: skip
+        out = {"scenario": a.scenario, "policy": a.policy, "param": a.param, "split": "train",
+               "windows": a.windows, "seed": GRID_SEED, "overrides": overrides,
+               "values": {label: policy_row(r) for label, r in res["policies"].items()}}  # fmt: skip
+        best = max(out["values"], key=lambda k: out["values"][k]["mean_reward"])  # (first on ties)
+        out["best"] = best
+        if a.heldout:  # (after the choice: the kept value alone)
+            kept = {best: baselines.make_policy(a.policy, **{a.param: float(best)})}
+            held = evaluate(a.scenario, kept, episodes=a.heldout, seed=FINAL_EVAL_SEED,
+                            split="eval", overrides=overrides, progress=False)  # fmt: skip
+            out["heldout"] = {"windows": a.heldout, "seed": FINAL_EVAL_SEED, "value": best,
+                              **policy_row(held["policies"][best])}  # fmt: skip
     except (OSError, ValueError) as e:
         p.error(str(e))
-    out = {"scenario": a.scenario, "policy": a.policy, "param": a.param, "split": "train",
-           "windows": a.windows, "seed": GRID_SEED, "overrides": overrides, "values": {}}  # fmt: skip
-    for label, r in res["policies"].items():
-        out["values"][label] = _row(r, iqm_interval)
-    best = max(out["values"], key=lambda k: out["values"][k]["mean_reward"])  # (first on ties)
-    out["best"] = best
-    if a.heldout:
-        kept = {best: baselines.make_policy(a.policy, **{a.param: float(best)})}
-        held = evaluate(a.scenario, kept, episodes=a.heldout, seed=FINAL_EVAL_SEED, split="eval",
-                        overrides=overrides, progress=False)["policies"][best]  # fmt: skip
-        out["heldout"] = {"windows": a.heldout, "seed": FINAL_EVAL_SEED, "value": best,
-                          **_row(held, iqm_interval)}  # fmt: skip
     out["hp"] = [f"bc_teacher={a.policy}", f"bc_teacher_params=dict({a.param}={best})"]
     print(f"{a.scenario}: {a.policy}'s {a.param} on {a.windows} training-split windows "
           f"(seeds {GRID_SEED}..)")  # fmt: skip
@@ -136,11 +117,7 @@ def main(argv=None) -> dict:
               f"mean {h['mean_reward']:.1f}, IQM {h['reward_iqm']:.1f} [{h['reward_ci'][0]:.1f}, "
               f"{h['reward_ci'][1]:.1f}], drops {100 * h['drop_rate']:.2f}%, p99 "
               f"{h['p99_latency_s']:.2f} s, ${h['cost_usd']:.2f}")  # fmt: skip
-    print(json.dumps(out))
-    if a.json:
-        with open(a.json, "w") as fh:
-            json.dump(out, fh, indent=1)
-    return out
+    return emit(out, a.json)
 
 
 if __name__ == "__main__":

@@ -130,7 +130,7 @@ def test_teacher_grid_plays_training_windows_and_keeps_the_best(capsys):
     rows = out["values"]
     assert rows["14400"] == rows["28800"]
     means = {k: r["mean_reward"] for k, r in rows.items()}
-    assert out["best"] == max(means, key=means.get) and out["best"] != "28800"
+    assert means["14400"] > means["10"] and out["best"] == "14400"  # (the first of the tie)
     assert out["hp"] == [
         "bc_teacher=keepalive",
         f"bc_teacher_params=dict(keep_alive_s={out['best']})",
