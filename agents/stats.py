@@ -46,6 +46,14 @@ SCHEMES = ("stratified", "hierarchical")
 DEFAULT_REPS = 10_000
 DEFAULT_CONFIDENCE = 0.95
 _PAIRS_PER_CHUNK = 2_000_000  # comparisons per chunk in P(X > Y): ~16 MB of float64
+TIE_RTOL = 1e-9  # figures this close are equal: the same episodes summed in another order, or
+# one cold-start class reached by another sum of the same times ((t + d) - t is d to ~1e-13)
+
+
+def exceeds(x, y):
+    """``x > y`` by more than float noise (a tie is not above); numbers or arrays alike."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    return x - y > TIE_RTOL * np.maximum(1.0, np.maximum(np.abs(x), np.abs(y)))
 
 
 def as_scores(scores, name: str = "scores") -> np.ndarray:

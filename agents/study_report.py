@@ -62,12 +62,9 @@ def _metrics(entries: list[dict]) -> dict:
     return out
 
 
-TIE_RTOL = 1e-9  # figures this close are equal: the same episodes summed in another order
-
-
 def _above(x: float, y: float) -> bool:
-    """``x > y`` by more than float noise (a tie is not above)."""
-    return x - y > TIE_RTOL * max(1.0, abs(x), abs(y))
+    """``x > y`` by more than float noise (:func:`agents.stats.exceeds`)."""
+    return bool(stats.exceeds(x, y))
 
 
 def judge(pols: dict, agent: str) -> dict:

@@ -6,7 +6,10 @@
 Replays, with :func:`agents.evaluation.evaluate` exactly as the study did (its cached evaluation
 files name the scenario, overrides, windows and each seed's model), the best heuristic of the
 entry and every seed's agent, and counts the requests whose drop-aware latency exceeds
-``--threshold`` (default: the best heuristic's p99 in ``study.json``) against the 1% of
+``--threshold`` (default: the best heuristic's p99 in ``study.json``) by more than float noise
+(:func:`agents.stats.exceeds`, the verdict's own tie rule: a request of the threshold's own
+cold-start class, whose latency another policy reaches by another sum of the same times, is
+not above it) against the 1% of
 requests that a p99 leaves above it. A p99 set by cold starts is a step function: it stays at
 one cold-start class while fewer requests than that 1% wait longer, and jumps to the next class
 past it. Also: the most frequent latency above the threshold, and cold starts per episode by
@@ -31,12 +34,14 @@ from pathlib import Path
 
 import numpy as np
 
+from agents.stats import exceeds
+
 _SOURCES = ("local_mem", "remote_mem", "disk", "cloud")
 
 
 def tail(row: dict, latencies: np.ndarray, threshold: float) -> dict:
     """One policy's tail on the replayed windows (``evaluate``'s row and pooled latencies)."""
-    above = latencies[latencies > threshold]
+    above = latencies[exceeds(latencies, threshold)]
     vals, counts = np.unique(np.round(above, 2), return_counts=True)
     eps = row["per_episode"]
     return {
@@ -56,7 +61,7 @@ def by_model(row: dict, model_latencies: dict, threshold: float) -> dict:
     return {
         name: {
             "requests": int(lat.size),
-            "above": int((lat > threshold).sum()),
+            "above": int(exceeds(lat, threshold).sum()),
             "cold_starts_per_episode": float(row["models"][name]["cold_starts"]),
         }
         for name, lat in model_latencies.items()

@@ -15,6 +15,15 @@ finite = st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False)
 matrices = arrays(float, st.tuples(st.integers(1, 6), st.integers(1, 8)), elements=finite)
 
 
+def test_exceeds_is_strict_beyond_float_noise_on_numbers_and_arrays():
+    assert stats.exceeds(2.0, 1.0) and not stats.exceeds(1.0, 2.0) and not stats.exceeds(1.0, 1.0)
+    assert not stats.exceeds(9.294531742481013, 9.294531742480785)  # one class, two sums
+    assert stats.exceeds(9.2945327, 9.2945317)  # a microsecond is a real difference
+    assert not stats.exceeds(1e-12, 0.0)  # near 0 the tolerance is absolute (1e-9)
+    got = stats.exceeds(np.array([1.0, 1.0 + 1e-12, 1.1]), 1.0)
+    assert got.tolist() == [False, False, True]
+
+
 def test_iqm_of_1_to_8_is_the_mean_of_3_to_6():
     assert stats.iqm(np.arange(1, 9)) == pytest.approx(np.mean([3, 4, 5, 6]))
     # pooled over the whole matrix, whatever its shape
